@@ -1,0 +1,25 @@
+"""keras_bigtransfer: paper-faithful BiT, EfficientNet and ViT as native Keras 3 models.
+
+Every model takes float32 RGB images in [0, 1] (uint8 is converted), NHWC.
+"""
+
+__version__ = "0.1.0"
+
+from keras_bigtransfer import layers  # noqa: F401
+from keras_bigtransfer.errors import WeightsError
+from keras_bigtransfer.models.base import ImageModel
+from keras_bigtransfer.models.bit import (  # noqa: F401
+    BiT_L_R152x4,
+    BiT_M_R50x1,
+    BiT_M_R50x3,
+    BiT_M_R101x1,
+    BiT_M_R101x3,
+    BiT_M_R152x2,
+    BiT_M_R152x4,
+    BiT_S_R50x1,
+    BiT_S_R50x3,
+    BiT_S_R101x1,
+    BiT_S_R101x3,
+    BiT_S_R152x2,
+    BiT_S_R152x4,
+)

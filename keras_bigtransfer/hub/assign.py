@@ -1,0 +1,81 @@
+"""One strict loader for every converter: assigns arrays to a model's variables
+and reports every missing, unused and mis-shaped key at once."""
+
+import logging
+
+import numpy as np
+
+from keras_bigtransfer.errors import WeightsError
+
+log = logging.getLogger(__name__)
+
+def _listing(title, lines):
+    # Every line, not a sample: one run should tell the whole story.
+    return f"{title} ({len(lines)}):\n" + "\n".join("  " + line for line in lines)
+
+
+def assign(model, converted, unknown_keys=(), *, source, head_layer="head", strict=True):
+    """Copy converted arrays into `model`.
+
+    Args:
+        model: a Keras model.
+        converted: {variable path in the model: (checkpoint key, array)}.
+        unknown_keys: checkpoint keys the format's key map does not know.
+        source: the checkpoint's name, for error messages.
+        head_layer: the classifier layer. Its weights are optional: absent from
+            the model (include_top=False) they are skipped; absent from the
+            checkpoint, or of a different class count, the head is zero-initialized
+            and everything else loaded (this is how BiT transfers).
+        strict: raise `WeightsError` on any missing, unused or mis-shaped key.
+    """
+    variables = {v.path: v for v in model.weights}
+    head_prefix = head_layer + "/"
+    head_vars = {p: v for p, v in variables.items() if p.startswith(head_prefix)}
+    head_ckpt = {p: kv for p, kv in converted.items() if p.startswith(head_prefix)}
+    body = {p: kv for p, kv in converted.items() if not p.startswith(head_prefix)}
+
+    zero_head = False
+    if head_vars:
+        fits = set(head_ckpt) == set(head_vars) and all(
+            tuple(head_vars[p].shape) == head_ckpt[p][1].shape for p in head_vars
+        )
+        if fits:
+            body.update(head_ckpt)
+        else:
+            zero_head = True
+            if head_ckpt:
+                log.info(
+                    "%s: checkpoint head %s does not fit the model's head %s; "
+                    "the head is zero-initialized.",
+                    source,
+                    {k: v[1].shape for k, v in head_ckpt.items()},
+                    {k: tuple(v.shape) for k, v in head_vars.items()},
+                )
+
+    expected = {p: v for p, v in variables.items() if not (zero_head and p in head_vars)}
+    missing = sorted(p for p in expected if p not in body)
+    unused = sorted(list(unknown_keys) + [kv[0] for p, kv in body.items() if p not in expected])
+    mismatched = sorted(
+        f"{key}: checkpoint {array.shape} vs model {tuple(expected[p].shape)} ({p})"
+        for p, (key, array) in body.items()
+        if p in expected and array.shape != tuple(expected[p].shape)
+    )
+    problems = []
+    if mismatched:
+        problems.append(_listing("shape mismatches", mismatched))
+    if missing:
+        problems.append(_listing("model variables the checkpoint lacks", missing))
+    if unused:
+        problems.append(_listing("checkpoint keys the model does not use", unused))
+    if problems and strict:
+        raise WeightsError(
+            f"{source} does not fit {model.name}:\n" + "\n".join(problems)
+        )
+
+    for path, variable in expected.items():
+        if path in body and body[path][1].shape == tuple(variable.shape):
+            variable.assign(np.asarray(body[path][1], dtype=variable.dtype))
+    if zero_head:
+        for variable in head_vars.values():
+            variable.assign(np.zeros(variable.shape, dtype=variable.dtype))
+    return model

@@ -1,0 +1,1 @@
+"""Converters: one key map per published checkpoint format."""

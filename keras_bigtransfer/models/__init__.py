@@ -1,0 +1,5 @@
+"""Model families: one module each."""
+
+from keras_bigtransfer.models.base import ImageModel
+from keras_bigtransfer.models.bit import *  # noqa: F401,F403
+from keras_bigtransfer.models import bit

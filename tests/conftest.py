@@ -1,0 +1,20 @@
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# The CUDA build of torch pulls in triton, whose extension segfaults when loaded
+# after TensorFlow; loading the references first avoids it.
+try:
+    import torch  # noqa: F401
+    import timm  # noqa: F401
+except ImportError:
+    pass
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)

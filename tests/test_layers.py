@@ -1,0 +1,55 @@
+import numpy as np
+import keras
+import pytest
+
+from keras_bigtransfer.layers import WSConv2D
+
+
+def _numpy_standardize(kernel, eps):
+    mean = kernel.mean(axis=(0, 1, 2), keepdims=True)
+    var = kernel.var(axis=(0, 1, 2), keepdims=True)  # biased, as the official code
+    return (kernel - mean) / np.sqrt(var + eps)
+
+
+def test_standardized_kernel_is_zero_mean_unit_variance_per_output_channel():
+    layer = WSConv2D(8, 3, kernel_initializer=keras.initializers.RandomNormal(0.3, 2.0))
+    layer.build((None, 5, 5, 4))
+    w = np.asarray(layer.standardized_kernel())
+    np.testing.assert_allclose(w.mean(axis=(0, 1, 2)), 0.0, atol=1e-5)
+    np.testing.assert_allclose(w.var(axis=(0, 1, 2)), 1.0, rtol=1e-4)
+
+
+@pytest.mark.parametrize("strides,padding", [(1, "valid"), (2, "same")])
+def test_output_equals_plain_conv_with_standardized_kernel(strides, padding, rng):
+    x = rng.standard_normal((2, 9, 9, 4)).astype("float32")
+    ws = WSConv2D(6, 3, strides=strides, padding=padding, use_bias=False, epsilon=1e-10)
+    ws.build(x.shape)
+    kernel = rng.standard_normal((3, 3, 4, 6)).astype("float32")
+    ws.kernel.assign(kernel)
+    plain = keras.layers.Conv2D(6, 3, strides=strides, padding=padding, use_bias=False)
+    plain.build(x.shape)
+    plain.kernel.assign(_numpy_standardize(kernel.astype("float64"), 1e-10).astype("float32"))
+    np.testing.assert_allclose(np.asarray(ws(x)), np.asarray(plain(x)), rtol=1e-4, atol=1e-4)
+
+
+def test_epsilon_matters_and_defaults_to_official_value():
+    assert WSConv2D(4, 1).epsilon == 1e-10
+    tiny = np.full((1, 1, 2, 1), 1e-3, dtype="float32")
+    tiny[0, 0, 1, 0] = 2e-3  # variance 2.5e-7: comparable to a large epsilon
+    outs = []
+    for eps in (1e-10, 1e-4):
+        layer = WSConv2D(1, 1, use_bias=False, epsilon=eps)
+        layer.build((None, 1, 1, 2))
+        layer.kernel.assign(tiny)
+        outs.append(np.asarray(layer.standardized_kernel()))
+    np.testing.assert_allclose(np.abs(outs[0]), 1.0, rtol=1e-3)
+    assert np.all(np.abs(outs[1]) < 0.1)
+
+
+def test_serialization_round_trip():
+    layer = WSConv2D(5, 3, strides=2, epsilon=1e-8, name="ws")
+    config = keras.saving.serialize_keras_object(layer)
+    clone = keras.saving.deserialize_keras_object(config)
+    assert isinstance(clone, WSConv2D)
+    assert clone.get_config() == layer.get_config()
+    assert clone.epsilon == 1e-8
