@@ -41,7 +41,7 @@ def main(argv):
             checkpoint = argv[1]
         else:
             checkpoint = os.path.join(tmp, "BiT-M-R50x1.npz")
-            source = kb.BiT_M_R50x1()
+            source = kb.BiT_M_R50x1(weights=None)
             head = source.get_layer("head")  # BiT heads start at zero; give this one a voice
             head.kernel.assign(np.random.default_rng(0).normal(0, 0.05, head.kernel.shape))
             bit_convert.save_npz(source, checkpoint)

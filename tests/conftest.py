@@ -18,3 +18,11 @@ import pytest  # noqa: E402
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture(autouse=True)
+def isolated_hub(tmp_path, monkeypatch):
+    """No test touches the network or the user's cache unless it serves the files itself."""
+    monkeypatch.setenv("KERAS_BIGTRANSFER_HOME", str(tmp_path / "hub_cache"))
+    monkeypatch.setenv("KERAS_BIGTRANSFER_OFFLINE", "1")
+    monkeypatch.delenv("KERAS_BIGTRANSFER_MIRROR", raising=False)

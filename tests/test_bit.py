@@ -12,7 +12,7 @@ from keras_bigtransfer.models.bit import ResNetV2
 @pytest.fixture(scope="module")
 def r50():
     """A BiT-M-R50x1 with random non-zero weights everywhere, head included."""
-    model = kb.BiT_M_R50x1(num_classes=1000)
+    model = kb.BiT_M_R50x1(weights=None, num_classes=1000)
     rng = np.random.default_rng(1)
     for v in model.weights:
         if v.path.startswith("head/") or v.path.endswith("beta"):
@@ -92,7 +92,7 @@ def test_wrong_image_shape_names_the_expected_one(r50, shape):
 )
 def test_bad_constructor_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        kb.BiT_S_R50x1(**kwargs)
+        kb.BiT_S_R50x1(weights=None, **kwargs)
 
 
 def test_classifier_activation(rng):
@@ -161,7 +161,7 @@ def test_shape_mismatch_names_key_and_both_shapes(r50_npz):
 
 @pytest.mark.slow
 def test_r50x3_weights_into_r50x1_model(tmp_path):
-    wide = kb.BiT_M_R50x3(num_classes=1000)
+    wide = kb.BiT_M_R50x3(weights=None, num_classes=1000)
     path = bit_convert.save_npz(wide, tmp_path / "BiT-M-R50x3.npz")
     del wide
     with pytest.raises(kb.WeightsError, match=r"checkpoint \(7, 7, 3, 192\) vs model \(7, 7, 3, 64\)"):

@@ -1,5 +1,6 @@
-"""The weight hub: reading, converting and loading published checkpoints."""
+"""The weight hub: the catalogue, verified downloads, converters and loading."""
 
-from keras_bigtransfer.hub.weights import load_weights
+from keras_bigtransfer.hub.catalogue import Entry, list_models
+from keras_bigtransfer.hub.weights import load_weights, resolve
 
-__all__ = ["load_weights"]
+__all__ = ["Entry", "list_models", "load_weights", "resolve"]

@@ -2,26 +2,46 @@
 
 import os
 
-from keras_bigtransfer.hub import assign, checkpoint
+from keras_bigtransfer.hub import assign, catalogue, checkpoint, download
 from keras_bigtransfer.hub.convert import bit
 
 CONVERTERS = {"bit": bit.convert}
 
 
-def load_weights(model, weights, *, family, strict=True):
-    """Load `weights` (a local checkpoint path or a catalogue tag) into `model`."""
+def load_weights(model, weights, *, family, architecture=None, strict=True):
+    """Load `weights` (a local checkpoint path or a catalogue tag) into `model`.
+
+    Args:
+        model: a model of `family`.
+        weights: path to a checkpoint file, or a catalogue tag / alias.
+        family: "bit", ...: picks the key map.
+        architecture: e.g. "R50x1"; a catalogue entry for another architecture is
+            refused before anything is downloaded.
+        strict: raise `WeightsError` on any missing, unused or mis-shaped key.
+    """
     if family not in CONVERTERS:
         raise ValueError(f"No converter for family {family!r}; known: {sorted(CONVERTERS)}.")
     path = os.fspath(weights)
     if not os.path.isfile(path):
-        path = _resolve_tag(path)
+        path = resolve(path, family=family, architecture=architecture)
     arrays = checkpoint.read_arrays(path)
     converted, unknown = CONVERTERS[family](arrays)
     return assign.assign(model, converted, unknown, source=os.path.basename(path), strict=strict)
 
 
-def _resolve_tag(tag):
-    raise ValueError(
-        f"weights={tag!r} is not an existing file. Pass None, or the path of a "
-        "published checkpoint (.npz or .h5)."
-    )
+def resolve(tag, *, family=None, architecture=None, progress=True):
+    """Download (or find in the cache) the checkpoint of a catalogue tag; return its path."""
+    entry = catalogue.find(tag)
+    if entry is None:
+        raise ValueError(
+            f"weights={tag!r} is neither an existing file nor a catalogue tag. Pass None, "
+            "a published checkpoint path, or a tag from keras_bigtransfer.hub.list_models()."
+        )
+    if family is not None and entry.family != family:
+        raise ValueError(f"{entry.tag} holds {entry.family} weights, not {family} weights.")
+    if architecture is not None and not entry.constructor.endswith("_" + architecture):
+        raise ValueError(
+            f"{entry.tag} holds weights for {entry.constructor}, not for an {architecture} model; "
+            f"use keras_bigtransfer.{entry.constructor}(weights={entry.tag!r})."
+        )
+    return download.fetch(entry.url, entry.filename, entry.checksum, progress=progress)

@@ -113,9 +113,11 @@ def _bit_constructor(flavour, depth, width):
     published = f"BiT-{flavour}-{architecture}"
     default_name = published.lower().replace("-", "_")
 
+    default_weights = None if flavour == "L" else default_name
+
     def constructor(
         *,
-        weights=None,
+        weights=default_weights,
         include_top=True,
         num_classes=upstream_classes,
         input_shape=None,
@@ -137,15 +139,16 @@ def _bit_constructor(flavour, depth, width):
         if weights is not None:
             from keras_bigtransfer.hub import weights as hub_weights
 
-            hub_weights.load_weights(model, weights, family="bit")
+            hub_weights.load_weights(model, weights, family="bit", architecture=architecture)
         return model
 
     constructor.__name__ = constructor.__qualname__ = published.replace("-", "_")
     constructor.__doc__ = f"""{published}: ResNet-{depth} with width x{width}, pretrained on {upstream}.
 
     Args:
-        weights: None (random init), a catalogue tag, or a path to a published
-            BiT checkpoint (.npz or TF2 .h5).
+        weights: a catalogue tag (default {default_weights!r}, the published
+            {upstream} checkpoint, downloaded and verified on first use), None
+            (random init), or a path to a published BiT checkpoint (.npz or TF2 .h5).
         include_top: add global pooling and a {upstream_classes}-way (or
             `num_classes`) linear head. A head whose size differs from the
             checkpoint's is zero-initialized and the backbone loaded.

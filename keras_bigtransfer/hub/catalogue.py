@@ -1,0 +1,82 @@
+"""The checkpoint catalogue: `weights/*.json`, shipped inside the package."""
+
+import dataclasses
+import functools
+import json
+from importlib import resources
+from typing import Optional
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    """One published checkpoint."""
+
+    tag: str
+    family: str
+    constructor: str
+    url: str
+    format: str
+    pretrained_on: str
+    fine_tuned_on: Optional[str]
+    num_classes: int
+    resolution: int
+    normalization: str
+    license: str
+    checksum: Optional[dict] = None
+    aliases: tuple = ()
+
+    @property
+    def filename(self):
+        """Where the file lives under the cache (and a mirror): the URL's path."""
+        return self.url.split("://", 1)[1].split("/", 1)[1]
+
+
+@functools.lru_cache(maxsize=None)
+def _entries():
+    entries = {}
+    folder = resources.files("keras_bigtransfer") / "weights"
+    for item in sorted(folder.iterdir(), key=lambda p: p.name):
+        if not item.name.endswith(".json"):
+            continue
+        for raw in json.loads(item.read_text())["entries"]:
+            entry = Entry(**{**raw, "aliases": tuple(raw.get("aliases", ()))})
+            if entry.tag in entries:
+                raise ValueError(f"catalogue tag {entry.tag!r} appears twice ({item.name}).")
+            entries[entry.tag] = entry
+    return entries
+
+
+def _normalize(tag):
+    return tag.strip().lower().replace("-", "_").replace(".", "_")
+
+
+@functools.lru_cache(maxsize=None)
+def _index():
+    index = {}
+    for entry in _entries().values():
+        for name in (entry.tag, *entry.aliases):
+            index[_normalize(name)] = entry
+    return index
+
+
+def list_models(family=None):
+    """The catalogue: every published checkpoint, optionally of one family."""
+    return [e for e in _entries().values() if family is None or e.family == family]
+
+
+def get(tag):
+    """The entry for a tag or alias (case, '-' and '_' do not matter)."""
+    entry = _index().get(_normalize(tag))
+    if entry is None:
+        close = sorted(t for t in _entries() if _normalize(tag)[:6] in t)[:8]
+        raise ValueError(
+            f"{tag!r} is not in the weights catalogue"
+            + (f"; close tags: {close}" if close else "")
+            + ". keras_bigtransfer.hub.list_models() lists them all."
+        )
+    return entry
+
+
+def find(tag):
+    """Like `get`, but None for an unknown tag."""
+    return _index().get(_normalize(tag))
