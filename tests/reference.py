@@ -87,3 +87,67 @@ def write_bit_tf2_h5(path, npz_arrays, prefix="resnet/"):
             for n, a in weights:
                 g.create_dataset(n, data=a)
     return path
+
+
+def tf_hub_bit_module(npz_arrays, prefix="resnet/"):
+    """A SavedModel-able tf.Module in the published TF Hub BiT layout.
+
+    Variables carry the checkpoint's names (`resnet/block1/unit01/a/group_norm/gamma`),
+    and `__call__` is an independent BiT forward pass in raw TensorFlow ops
+    (not Keras), taking [0, 1] images and returning the head's logits.
+    """
+    import tensorflow as tf
+
+    class BiTModule(tf.train.Checkpoint):  # the reusable SavedModel recipe
+        def __init__(self):
+            super().__init__()
+            self.variables_by_key = {
+                key: tf.Variable(value, name=key, trainable=True) for key, value in npz_arrays.items()
+            }
+            self.variables = list(self.variables_by_key.values())
+            self.trainable_variables = list(self.variables)
+            self.regularization_losses = []
+
+        def _w(self, key):
+            return self.variables_by_key[prefix + key]
+
+        def _conv(self, x, key, stride=1):
+            w = self._w(key + "/standardized_conv2d/kernel")
+            mean, var = tf.nn.moments(w, axes=[0, 1, 2], keepdims=True)
+            w = (w - mean) / tf.sqrt(var + 1e-10)
+            return tf.nn.conv2d(x, w, stride, "VALID")
+
+        def _gn_relu(self, x, scope, groups=32):
+            b, h, w, c = tf.unstack(tf.shape(x))
+            g = tf.reshape(x, [b, h, w, groups, c // groups])
+            mean, var = tf.nn.moments(g, axes=[1, 2, 4], keepdims=True)
+            g = (g - mean) / tf.sqrt(var + 1e-5)
+            scope = scope + "/" if scope else ""
+            x = tf.reshape(g, [b, h, w, c]) * self._w(scope + "group_norm/gamma") + self._w(scope + "group_norm/beta")
+            return tf.nn.relu(x)
+
+        @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
+        def __call__(self, images):
+            x = images * 2.0 - 1.0
+            x = self._conv(tf.pad(x, [[0, 0], [3, 3], [3, 3], [0, 0]]), "root_block", 2)
+            x = tf.nn.max_pool2d(tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]]), 3, 2, "VALID")
+            block = 1
+            while f"{prefix}block{block}/unit01/a/standardized_conv2d/kernel" in npz_arrays:
+                unit = 1
+                while f"{prefix}block{block}/unit{unit:02d}/a/standardized_conv2d/kernel" in npz_arrays:
+                    name = f"block{block}/unit{unit:02d}"
+                    stride = 2 if (unit == 1 and block > 1) else 1
+                    pre = self._gn_relu(x, name + "/a")
+                    shortcut = self._conv(pre, name + "/a/proj", stride) if unit == 1 else x
+                    y = self._conv(pre, name + "/a")
+                    y = self._gn_relu(y, name + "/b")
+                    y = self._conv(tf.pad(y, [[0, 0], [1, 1], [1, 1], [0, 0]]), name + "/b", stride)
+                    y = self._conv(self._gn_relu(y, name + "/c"), name + "/c")
+                    x = shortcut + y
+                    unit += 1
+                block += 1
+            x = tf.reduce_mean(self._gn_relu(x, ""), axis=[1, 2])
+            kernel = self._w("head/conv2d/kernel")
+            return tf.matmul(x, tf.reshape(kernel, tf.shape(kernel)[-2:])) + self._w("head/conv2d/bias")
+
+    return BiTModule()

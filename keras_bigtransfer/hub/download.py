@@ -53,7 +53,7 @@ def file_digest(path, algorithm):
     return digest.hexdigest()
 
 
-def fetch(url, filename, checksum=None, *, progress=True):
+def fetch(url, filename, checksum=None, *, progress=True, use_mirror=True):
     """Return the local path of `url`, downloading it into the cache if needed.
 
     Args:
@@ -63,6 +63,8 @@ def fetch(url, filename, checksum=None, *, progress=True):
             the SHA-256 of the first download is pinned next to the file
             (`<file>.sha256`) and every later use is verified against it.
         progress: show a progress bar.
+        use_mirror: let `KERAS_BIGTRANSFER_MIRROR` replace the host (catalogue entries);
+            False for a URL the caller named explicitly.
 
     Raises:
         ChecksumError: the file's checksum is wrong; the file is deleted first.
@@ -81,7 +83,7 @@ def fetch(url, filename, checksum=None, *, progress=True):
                 if offline():
                     raise
                 os.remove(dest)  # corrupt in the cache: fetch it again
-        source = source_url(url, filename)
+        source = source_url(url, filename) if use_mirror else url
         if offline() and not source.startswith("file://"):
             raise OfflineError(
                 f"{ENV_OFFLINE} is set and {filename} is not in the cache. Download\n"

@@ -1,0 +1,150 @@
+"""`hub.load`: TF Hub handles, SavedModels and catalogue tags as native Keras models."""
+
+import hashlib
+import json
+import os
+import shutil
+import tarfile
+import tempfile
+
+import filelock
+import numpy as np
+
+from keras_bigtransfer.hub import assign, catalogue, download
+from keras_bigtransfer.hub.convert import bit
+from keras_bigtransfer.hub.publishing import CONFIG_ASSET
+
+
+def load(handle_or_path):
+    """Load a model as a native, editable Keras model where we implement its family.
+
+    Args:
+        handle_or_path: a catalogue tag ("bit_m_r50x1"), a SavedModel directory, a
+            `.tar.gz` TF Hub module, or an http(s) URL of one (tfhub.dev handles get
+            `?tf-hub-format=compressed`, as TF Hub's own resolver does).
+
+    Returns:
+        For our own exports and for SavedModels in the published TF Hub BiT layout, a
+        keras_bigtransfer model with the weights mapped in. For anything else, a
+        `keras.layers.TFSMLayer` wrapping the SavedModel.
+    """
+    handle = os.fspath(handle_or_path)
+    if os.path.isdir(handle):
+        return import_saved_model(handle)
+    if os.path.isfile(handle):
+        return import_saved_model(extract_module(handle))
+    if handle.startswith(("http://", "https://")):
+        return import_saved_model(extract_module(_fetch_module(handle)))
+    entry = catalogue.find(handle)
+    if entry is not None:
+        import keras_bigtransfer
+
+        constructor = getattr(keras_bigtransfer, entry.constructor)
+        return constructor(weights=entry.tag, num_classes=entry.num_classes)
+    raise ValueError(
+        f"{handle!r} is not a SavedModel directory, a .tar.gz module, an http(s) URL or a "
+        "catalogue tag (keras_bigtransfer.hub.list_models())."
+    )
+
+
+def _fetch_module(url):
+    if "tfhub.dev/" in url and "tf-hub-format" not in url:
+        url += ("&" if "?" in url else "?") + "tf-hub-format=compressed"
+    key = hashlib.sha1(url.encode()).hexdigest()
+    return download.fetch(url, f"modules/{key}.tar.gz", use_mirror=False)
+
+
+def _check_member(member, archive):
+    name = member.name
+    parts = name.replace("\\", "/").split("/")
+    if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
+        raise ValueError(f"{archive}: refusing absolute path {name!r} in the archive.")
+    if ".." in parts:
+        raise ValueError(f"{archive}: refusing path {name!r} that leaves the archive root.")
+    if member.issym() or member.islnk():
+        raise ValueError(f"{archive}: refusing link {name!r} -> {member.linkname!r}.")
+    if not (member.isfile() or member.isdir()):
+        raise ValueError(f"{archive}: refusing {name!r}, which is not a regular file or directory.")
+
+
+def extract_module(archive):
+    """Extract a .tar.gz module into the cache (once, atomically); return the directory.
+
+    Absolute paths, `..`, links and device files are refused before anything is written.
+    """
+    archive = os.path.abspath(archive)
+    with open(archive, "rb") as f:
+        key = hashlib.sha256(f.read(1 << 20) + str(os.path.getsize(archive)).encode()).hexdigest()[:20]
+    target = os.path.join(download.cache_dir(), "modules", key)
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    with filelock.FileLock(target + ".lock"):
+        if os.path.isdir(target):
+            return target
+        try:
+            tar = tarfile.open(archive, "r:*")
+        except tarfile.TarError as e:
+            raise ValueError(f"{archive} is not a SavedModel directory or a .tar.gz module: {e}") from e
+        with tar:
+            members = tar.getmembers()
+            for member in members:
+                _check_member(member, archive)
+            staging = tempfile.mkdtemp(prefix=".extract-", dir=os.path.dirname(target))
+            try:
+                tar.extractall(staging, members=members, filter="data")
+                os.replace(staging, target)
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
+    return target
+
+
+def import_saved_model(path):
+    """A SavedModel directory as a native Keras model (or a TFSMLayer when we cannot)."""
+    import keras
+    import tensorflow as tf
+
+    if not os.path.exists(os.path.join(path, "saved_model.pb")):
+        raise ValueError(f"{path} holds no saved_model.pb: it is not a SavedModel directory.")
+    loaded = tf.saved_model.load(path)
+    variables = list(getattr(loaded, "variables", []))
+    config_path = os.path.join(path, "assets", CONFIG_ASSET)
+    if os.path.exists(config_path):
+        with open(config_path) as f:
+            config = json.load(f)
+        model = keras.saving.deserialize_keras_object(config["model"])
+        converted = {p: (p, v.numpy()) for p, v in zip(config["variable_paths"], variables)}
+        return assign.assign(model, converted, source=path)
+    model = _import_bit_layout(path, variables)
+    if model is not None:
+        return model
+    # The reusable API's __call__ returns tensors; signatures return dicts.
+    endpoint = "__call__" if callable(loaded) else "serving_default"
+    return keras.layers.TFSMLayer(path, call_endpoint=endpoint)
+
+
+def _import_bit_layout(path, variables):
+    """The published TF Hub BiT layout: variables named like the .npz keys."""
+    arrays = {v.name: v.numpy() for v in variables}
+    converted, unknown = bit.convert(arrays)
+    root = "root_block_standardized_conv2d/kernel"
+    if not converted or unknown or root not in converted:
+        return None
+    from keras_bigtransfer.models.bit import DEPTHS, ResNetV2
+
+    units = {}
+    for p in converted:
+        if p.startswith("block"):
+            block, unit = p.split("_")[:2]
+            units.setdefault(int(block[5:]), set()).add(unit)
+    counts = tuple(len(units[b]) for b in sorted(units))
+    depth = next((d for d, c in DEPTHS.items() if c == counts), None)
+    if depth is None:
+        raise ValueError(f"{path}: BiT layout with units per block {counts} matches no ResNet depth.")
+    width = converted[root][1].shape[-1] // 64
+    head = converted.get("head/kernel")
+    model = ResNetV2(
+        depth, width, include_top=head is not None,
+        num_classes=int(head[1].shape[-1]) if head is not None else 1,
+        pooling=None if head is not None else "avg", name=f"bit_r{depth}x{width}",
+    )
+    return assign.assign(model, converted, source=path)

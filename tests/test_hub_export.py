@@ -1,0 +1,199 @@
+"""Publishing TF Hub reusable SavedModels, consuming them four ways, and importing them back."""
+
+import os
+import tarfile
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras
+import keras_bigtransfer as kb
+from keras_bigtransfer import hub
+from keras_bigtransfer.models.bit import ResNetV2
+from tests import reference
+
+# Folding weight standardization changes float rounding only.
+ATOL = 1e-5
+
+
+def _max_diff(a, b):
+    return float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
+
+
+@pytest.fixture(scope="module")
+def model():
+    """A small BiT (R50x1, 7 classes) with random non-zero weights, head included."""
+    m = ResNetV2(50, 1, num_classes=7, name="bit_test")
+    rng = np.random.default_rng(3)
+    for v in m.weights:
+        if v.path.startswith("head/") or v.path.endswith("beta"):
+            v.assign(0.1 * rng.standard_normal(v.shape).astype("float32"))
+        elif v.path.endswith("gamma"):
+            v.assign(1 + 0.2 * rng.standard_normal(v.shape).astype("float32"))
+    return m
+
+
+@pytest.fixture(scope="module")
+def exports(model, tmp_path_factory):
+    root = tmp_path_factory.mktemp("exports")
+    features, archive = hub.export(model, root / "features", archive=True)
+    logits = hub.export(model, root / "logits", signature="classification")
+    return {"features": features, "archive": archive, "logits": logits}
+
+
+@pytest.fixture(scope="module")
+def images():
+    return np.random.default_rng(4).random((2, 64, 80, 3), dtype=np.float32)
+
+
+def _features(model, images):
+    return keras.Model(model.input, model.get_layer("head").input)(images)
+
+
+def test_reusable_saved_model_api(model, exports, images):
+    obj = tf.saved_model.load(exports["features"])
+    assert len(obj.variables) == len(model.weights) - 2  # the head is not published
+    assert {v.ref() for v in obj.trainable_variables} <= {v.ref() for v in obj.variables}
+    assert list(obj.regularization_losses) == []
+    assert _max_diff(obj(images), _features(model, images)) <= ATOL
+    assert _max_diff(obj(images, training=True), _features(model, images)) <= ATOL
+    out = obj.signatures["serving_default"](images=tf.constant(images))
+    assert list(out) == ["feature_vector"] and out["feature_vector"].shape == (2, 2048)
+    # Any height and width.
+    assert obj(np.zeros((1, 33, 47, 3), np.float32)).shape == (1, 2048)
+
+
+def test_weight_standardization_is_folded(model, exports):
+    obj = tf.saved_model.load(exports["logits"])
+    graph_def = obj.__call__.get_concrete_function(
+        tf.TensorSpec([None, None, None, 3], tf.float32), training=False).graph.as_graph_def()
+    ops = [node.op for node in graph_def.node]
+    for function in graph_def.library.function:
+        ops += [node.op for node in function.node_def]
+    convs = sum(isinstance(layer, kb.layers.WSConv2D) for layer in model.layers)
+    norms = sum(isinstance(layer, keras.layers.GroupNormalization) for layer in model.layers)
+    assert ops.count("Conv2D") == convs
+    # One reciprocal square root per GroupNorm and none per conv: kernels are constants.
+    assert ops.count("Rsqrt") == norms
+
+
+def test_classification_signature(model, exports, images):
+    obj = tf.saved_model.load(exports["logits"])
+    assert _max_diff(obj(images), model(images)) <= ATOL
+    assert list(obj.signatures["serving_default"](images=tf.constant(images))) == ["logits"]
+
+
+def test_tensorflow_hub_load_and_archive(model, exports, images):
+    import tensorflow_hub as tfhub
+
+    obj = tfhub.load(exports["features"])
+    assert _max_diff(obj(images), _features(model, images)) <= ATOL
+    with tarfile.open(exports["archive"]) as tar:
+        names = tar.getnames()
+    assert "saved_model.pb" in names and all(not n.startswith(("/", "..")) for n in names)
+
+
+def test_tensorflow_hub_keras_layer_fine_tunes(model, exports, images):
+    import tensorflow_hub as tfhub
+    import tf_keras
+
+    layer = tfhub.KerasLayer(exports["features"], trainable=True)
+    inputs = tf_keras.Input((None, None, 3))
+    outputs = tf_keras.layers.Dense(3)(layer(inputs))
+    clf = tf_keras.Model(inputs, outputs)
+    frozen = tfhub.KerasLayer(exports["features"], trainable=False)
+    assert _max_diff(frozen(images), _features(model, images)) <= ATOL
+    assert len(layer.trainable_weights) == len(model.weights) - 2
+    before = [w.numpy().copy() for w in layer.trainable_weights]
+    clf.compile(tf_keras.optimizers.SGD(0.1), tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    clf.fit(images, np.array([0, 2]), epochs=1, verbose=0)
+    changed = sum(not np.array_equal(b, w.numpy()) for b, w in zip(before, layer.trainable_weights))
+    assert changed > len(before) // 2
+
+
+def test_keras3_tfsm_layer(model, exports, images):
+    layer = keras.layers.TFSMLayer(exports["logits"], call_endpoint="serving_default")
+    assert _max_diff(layer(images)["logits"], model(images)) <= ATOL
+
+
+def test_import_our_export_as_a_native_model(model, exports, images):
+    native = hub.load(exports["logits"])
+    assert isinstance(native, kb.ImageModel)
+    assert any(isinstance(layer, kb.layers.WSConv2D) for layer in native.layers)
+    assert _max_diff(native(images), model(images)) <= 1e-4
+    from_archive = hub.load(exports["archive"])
+    assert from_archive.output.shape == (None, 2048)
+    assert _max_diff(from_archive(images), _features(model, images)) <= 1e-4
+
+
+def test_import_published_tf_hub_bit_layout(tmp_path, rng):
+    arrays = reference.timm_bit_to_npz_arrays(reference.timm_bit(num_classes=11))
+    module = reference.tf_hub_bit_module(arrays)
+    tf.saved_model.save(module, str(tmp_path / "bit_m-r50x1"))
+    native = hub.load(str(tmp_path / "bit_m-r50x1"))
+    assert isinstance(native, kb.ImageModel) and native.output.shape == (None, 11)
+    x = rng.random((2, 64, 64, 3), dtype=np.float32)
+    expected = tf.saved_model.load(str(tmp_path / "bit_m-r50x1"))(x).numpy()
+    assert _max_diff(native(x), expected) <= 1e-4 * np.abs(expected).max()
+
+
+def test_unknown_saved_model_is_wrapped_in_a_layer(tmp_path):
+    class Doubler(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, 3], tf.float32)])
+        def __call__(self, x):
+            return 2 * x
+
+    tf.saved_model.save(Doubler(), str(tmp_path / "doubler"))
+    layer = hub.load(str(tmp_path / "doubler"))
+    assert isinstance(layer, keras.layers.TFSMLayer)
+    np.testing.assert_allclose(np.asarray(layer(np.ones((1, 3), np.float32))), 2.0)
+
+
+def _tar_with(tmp_path, name, add):
+    path = tmp_path / name
+    with tarfile.open(path, "w:gz") as tar:
+        add(tar)
+    return str(path)
+
+
+@pytest.mark.parametrize("kind", ["absolute", "dotdot", "symlink", "hardlink", "device"])
+def test_archive_extraction_refuses_dangerous_members(tmp_path, kind):
+    import io
+
+    def add(tar):
+        info = tarfile.TarInfo({"absolute": "/etc/evil", "dotdot": "../evil"}.get(kind, "evil"))
+        if kind == "symlink":
+            info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        elif kind == "hardlink":
+            info.type, info.linkname = tarfile.LNKTYPE, "saved_model.pb"
+        elif kind == "device":
+            info.type = tarfile.CHRTYPE
+        data = b"x"
+        info.size = len(data) if info.isfile() else 0
+        tar.addfile(info, io.BytesIO(data) if info.isfile() else None)
+
+    archive = _tar_with(tmp_path, f"{kind}.tar.gz", add)
+    with pytest.raises(ValueError, match="refusing"):
+        hub.load(archive)
+    assert not os.path.exists(tmp_path / "evil")
+
+
+def test_export_errors(model):
+    with pytest.raises(ValueError, match="signature"):
+        hub.export(model, "/tmp/never", signature="logits")
+    backbone = ResNetV2(50, 1, include_top=False)
+    with pytest.raises(ValueError, match='pooling="avg"'):
+        hub.export(backbone, "/tmp/never")
+    with pytest.raises(ValueError, match="include_top=False"):
+        hub.export(backbone, "/tmp/never", signature="classification")
+
+
+def test_load_url_downloads_the_archive(exports, images, model, monkeypatch):
+    from tests.http_server import serving
+
+    monkeypatch.setenv("KERAS_BIGTRANSFER_OFFLINE", "0")
+    with serving() as server:
+        server.files["/google/bit/m-r50x1/1.tar.gz"] = open(exports["archive"], "rb").read()
+        native = hub.load(server.url + "/google/bit/m-r50x1/1.tar.gz")
+    assert _max_diff(native(images), _features(model, images)) <= 1e-4
