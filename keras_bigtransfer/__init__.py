@@ -5,7 +5,7 @@ Every model takes float32 RGB images in [0, 1] (uint8 is converted), NHWC.
 
 __version__ = "0.1.0"
 
-from keras_bigtransfer import layers  # noqa: F401
+from keras_bigtransfer import hub, layers  # noqa: F401
 from keras_bigtransfer.errors import WeightsError
 from keras_bigtransfer.models.base import ImageModel
 from keras_bigtransfer.models.bit import (  # noqa: F401

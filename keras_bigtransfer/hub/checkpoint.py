@@ -9,6 +9,24 @@ _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 _ZIP_MAGIC = b"PK\x03\x04"
 
 
+def sniff_kind(path):
+    """'npz', 'h5', 'keras' (a Keras 3 zip), 'gzip' or 'unknown', by content."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if head == _HDF5_MAGIC:
+        return "h5"
+    if head[:2] == b"\x1f\x8b":
+        return "gzip"
+    if head[:4] == _ZIP_MAGIC:
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+        if "config.json" in names:
+            return "keras"
+        if names and all(n.endswith(".npy") for n in names):
+            return "npz"
+    return "unknown"
+
+
 def sniff_format(path):
     """'npz', 'h5' or raise: decided by the file's first bytes, not its name."""
     with open(path, "rb") as f:

@@ -10,7 +10,7 @@ import tempfile
 import filelock
 import numpy as np
 
-from keras_bigtransfer.hub import assign, catalogue, download
+from keras_bigtransfer.hub import assign, catalogue, checkpoint, download
 from keras_bigtransfer.hub.convert import bit
 from keras_bigtransfer.hub.publishing import CONFIG_ASSET
 
@@ -21,17 +21,26 @@ def load(handle_or_path):
     Args:
         handle_or_path: a catalogue tag ("bit_m_r50x1"), a SavedModel directory, a
             `.tar.gz` TF Hub module, or an http(s) URL of one (tfhub.dev handles get
-            `?tf-hub-format=compressed`, as TF Hub's own resolver does).
+            `?tf-hub-format=compressed`, as TF Hub's own resolver does). Also a
+            published checkpoint file (.npz / .h5, architecture read off the weights)
+            or a `.keras` file.
 
     Returns:
-        For our own exports and for SavedModels in the published TF Hub BiT layout, a
-        keras_bigtransfer model with the weights mapped in. For anything else, a
-        `keras.layers.TFSMLayer` wrapping the SavedModel.
+        For our own exports, SavedModels in the published TF Hub BiT layout and
+        checkpoints, a keras_bigtransfer model with the weights mapped in. For any
+        other SavedModel, a `keras.layers.TFSMLayer` wrapping it.
     """
     handle = os.fspath(handle_or_path)
     if os.path.isdir(handle):
         return import_saved_model(handle)
     if os.path.isfile(handle):
+        kind = checkpoint.sniff_kind(handle)
+        if kind == "keras":
+            import keras
+
+            return keras.saving.load_model(handle)
+        if kind in ("npz", "h5"):
+            return model_from_checkpoint(checkpoint.read_arrays(handle), source=handle)
         return import_saved_model(extract_module(handle))
     if handle.startswith(("http://", "https://")):
         return import_saved_model(extract_module(_fetch_module(handle)))
@@ -114,23 +123,28 @@ def import_saved_model(path):
         model = keras.saving.deserialize_keras_object(config["model"])
         converted = {p: (p, v.numpy()) for p, v in zip(config["variable_paths"], variables)}
         return assign.assign(model, converted, source=path)
-    model = _import_bit_layout(path, variables)
-    if model is not None:
-        return model
+    arrays = {v.name: v.numpy() for v in variables}
+    if bit_layout(arrays):
+        return model_from_checkpoint(arrays, source=path)
     # The reusable API's __call__ returns tensors; signatures return dicts.
     endpoint = "__call__" if callable(loaded) else "serving_default"
     return keras.layers.TFSMLayer(path, call_endpoint=endpoint)
 
 
-def _import_bit_layout(path, variables):
-    """The published TF Hub BiT layout: variables named like the .npz keys."""
-    arrays = {v.name: v.numpy() for v in variables}
+def bit_layout(arrays):
+    """Whether {name: array} holds BiT weights under the published names."""
     converted, unknown = bit.convert(arrays)
-    root = "root_block_standardized_conv2d/kernel"
-    if not converted or unknown or root not in converted:
-        return None
+    return not unknown and "root_block_standardized_conv2d/kernel" in converted
+
+
+def model_from_checkpoint(arrays, source):
+    """A BiT model built to fit published weights (depth, width and head read off them)."""
     from keras_bigtransfer.models.bit import DEPTHS, ResNetV2
 
+    converted, unknown = bit.convert(arrays)
+    root = converted.get("root_block_standardized_conv2d/kernel")
+    if root is None:
+        raise ValueError(f"{source}: not a BiT checkpoint (no root_block/standardized_conv2d/kernel).")
     units = {}
     for p in converted:
         if p.startswith("block"):
@@ -139,12 +153,12 @@ def _import_bit_layout(path, variables):
     counts = tuple(len(units[b]) for b in sorted(units))
     depth = next((d for d, c in DEPTHS.items() if c == counts), None)
     if depth is None:
-        raise ValueError(f"{path}: BiT layout with units per block {counts} matches no ResNet depth.")
-    width = converted[root][1].shape[-1] // 64
+        raise ValueError(f"{source}: BiT weights with units per block {counts} match no ResNet depth.")
+    width = root[1].shape[-1] // 64
     head = converted.get("head/kernel")
     model = ResNetV2(
         depth, width, include_top=head is not None,
         num_classes=int(head[1].shape[-1]) if head is not None else 1,
         pooling=None if head is not None else "avg", name=f"bit_r{depth}x{width}",
     )
-    return assign.assign(model, converted, source=path)
+    return assign.assign(model, converted, unknown, source=os.path.basename(str(source)))

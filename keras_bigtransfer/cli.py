@@ -1,0 +1,152 @@
+"""keras-bigtransfer: the command line.
+
+    keras-bigtransfer list [--family=bit]
+    keras-bigtransfer download TAG
+    keras-bigtransfer convert SRC DST
+    keras-bigtransfer export TAG_OR_FILE DIR [--signature=feature_vector] [--archive]
+    keras-bigtransfer predict MODEL IMAGE... [--top_k=5] [--image_size=224]
+
+`keras-bigtransfer COMMAND --help` describes one command.
+"""
+
+import os
+import sys
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("family", None, "list: only this family (bit).")
+flags.DEFINE_enum("signature", "feature_vector", ["feature_vector", "classification"],
+                  "export: publish pre-logits (feature_vector) or logits (classification).")
+flags.DEFINE_boolean("archive", False, "export: also write DIR.tar.gz, the TF Hub module form.")
+flags.DEFINE_integer("top_k", 5, "predict: how many classes to print per image.")
+flags.DEFINE_integer("image_size", None, "predict: resize images to this square size "
+                     "(default: the catalogue's resolution for a tag, else 224).")
+flags.DEFINE_string("labels", None, "predict: a text file with one class name per line.")
+
+COMMANDS = {
+    "list": ("list [--family=F]", "Print the weights catalogue.", ["family"]),
+    "download": ("download TAG", "Download and verify a catalogue checkpoint; print its path.", []),
+    "convert": ("convert SRC DST",
+                "Convert SRC (a catalogue tag, published .npz/.h5 checkpoint, SavedModel, TF Hub "
+                "module or URL) into DST: a .keras file, or a published-layout .npz for BiT.", []),
+    "export": ("export TAG_OR_FILE DIR [--signature=S] [--archive]",
+               "Write a TF Hub reusable SavedModel (weight standardization folded in).",
+               ["signature", "archive"]),
+    "predict": ("predict MODEL IMAGE... [--top_k=K] [--image_size=N] [--labels=FILE]",
+                "Classify image files and print the top-k classes with probabilities.",
+                ["top_k", "image_size", "labels"]),
+}
+
+
+def _usage(command=None):
+    if command is None:
+        return __doc__
+    usage, text, names = COMMANDS[command]
+    lines = [f"usage: keras-bigtransfer {usage}", "", text]
+    if names:
+        lines += ["", "flags:"] + [f"  --{n}: {FLAGS[n].help}" for n in names]
+    return "\n".join(lines) + "\n"
+
+
+def parse_flags(argv):
+    """absl parsing, plus `COMMAND --help` for one command's usage."""
+    if len(argv) > 1 and argv[1] in COMMANDS and any(a in ("--help", "-h", "--helpshort") for a in argv[2:]):
+        sys.stdout.write(_usage(argv[1]))
+        sys.exit(0)
+    return FLAGS(argv)
+
+
+def _need(args, count, command, at_least=False):
+    if len(args) < count or (not at_least and len(args) != count):
+        raise app.UsageError(f"{command} expects {'at least ' if at_least else ''}{count} argument(s); "
+                             f"got {len(args)}.\n\n" + _usage(command))
+
+
+def cmd_list(args):
+    from keras_bigtransfer import hub
+
+    _need(args, 0, "list")
+    rows = [("tag", "constructor", "pretrained on", "fine-tuned on", "classes", "res", "format")]
+    for e in hub.list_models(FLAGS.family):
+        rows.append((e.tag, e.constructor, e.pretrained_on, e.fine_tuned_on or "-",
+                     str(e.num_classes), str(e.resolution), e.format))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+
+
+def cmd_download(args):
+    from keras_bigtransfer import hub
+
+    _need(args, 1, "download")
+    print(hub.resolve(args[0]))
+
+
+def cmd_convert(args):
+    from keras_bigtransfer import hub
+    from keras_bigtransfer.hub.convert import bit
+
+    _need(args, 2, "convert")
+    src, dst = args
+    model = hub.load(src)
+    if dst.endswith(".npz"):
+        bit.save_npz(model, dst)
+    elif dst.endswith(".keras"):
+        model.save(dst)
+    else:
+        raise app.UsageError(f"convert: DST must end in .keras or .npz; got {dst!r}.")
+    print(dst)
+
+
+def cmd_export(args):
+    from keras_bigtransfer import hub
+
+    _need(args, 2, "export")
+    written = hub.export(hub.load(args[0]), args[1], signature=FLAGS.signature, archive=FLAGS.archive)
+    print("\n".join(written) if isinstance(written, tuple) else written)
+
+
+def cmd_predict(args):
+    import keras
+    import numpy as np
+
+    from keras_bigtransfer import hub
+
+    _need(args, 2, "predict", at_least=True)
+    source, paths = args[0], args[1:]
+    size = FLAGS.image_size
+    if size is None:
+        entry = hub.catalogue.find(source) if not os.path.exists(source) else None
+        size = entry.resolution if entry else 224
+    model = hub.load(source)
+    labels = None
+    if FLAGS.labels:
+        with open(FLAGS.labels) as f:
+            labels = [line.strip() for line in f]
+    for path in paths:
+        image = keras.utils.img_to_array(keras.utils.load_img(path, target_size=(size, size)))
+        logits = np.asarray(model(image[None] / 255.0))
+        if isinstance(logits, dict):  # a wrapped SavedModel signature
+            logits = next(iter(logits.values()))
+        probs = np.asarray(keras.ops.softmax(logits[0]))
+        top = np.argsort(probs)[::-1][: FLAGS.top_k]
+        ranked = ", ".join(f"{labels[i] if labels else i} ({probs[i]:.4f})" for i in top)
+        print(f"{path}: {ranked}")
+
+
+def main(argv):
+    if len(argv) < 2 or argv[1] not in COMMANDS:
+        raise app.UsageError(_usage())
+    try:
+        globals()["cmd_" + argv[1]](argv[2:])
+    except (ValueError, OSError) as e:  # bad input or a failed download: say what, no traceback
+        sys.exit(f"keras-bigtransfer {argv[1]}: {e}")
+
+
+def run():
+    app.run(main, flags_parser=parse_flags)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,68 @@
+"""The command line, run as users run it: a subprocess of the installed entry point."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from keras_bigtransfer.hub.convert import bit as bit_convert
+from keras_bigtransfer.models.bit import ResNetV2
+
+
+def cli(*args, check=True):
+    exe = shutil.which("keras-bigtransfer", path=os.path.dirname(sys.executable))
+    command = [exe] if exe else [sys.executable, "-m", "keras_bigtransfer.cli"]
+    result = subprocess.run(command + list(args), capture_output=True, text=True, timeout=600)
+    if check:
+        assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def test_list_and_per_command_help():
+    out = cli("list", "--family", "bit").stdout
+    assert "bit_m_r101x3_ilsvrc2012" in out and "BiT_M_R101x3" in out
+    for command in ("list", "download", "convert", "export", "predict"):
+        assert f"usage: keras-bigtransfer {command}" in cli(command, "--help").stdout
+
+
+def test_bad_input_is_a_message_not_a_traceback():
+    result = cli("download", "bit_m_r999x9", check=False)
+    assert result.returncode != 0
+    assert "keras-bigtransfer download:" in result.stderr and "Traceback" not in result.stderr
+    assert cli("frobnicate", check=False).returncode != 0
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    model = ResNetV2(50, 1, num_classes=4)
+    model.get_layer("head").kernel.assign(np.random.default_rng(0).normal(0, 0.1, (2048, 4)).astype("float32"))
+    return str(bit_convert.save_npz(model, tmp_path_factory.mktemp("cli") / "BiT-M-R50x1.npz"))
+
+
+def test_convert_export_predict(checkpoint, tmp_path):
+    import keras
+    import skimage.data
+    from PIL import Image
+
+    keras_file = str(tmp_path / "bit.keras")
+    cli("convert", checkpoint, keras_file)
+    converted = keras.saving.load_model(keras_file)
+    assert converted.output.shape == (None, 4)
+
+    out = cli("export", checkpoint, str(tmp_path / "exported"), "--signature=classification", "--archive").stdout
+    assert os.path.isdir(tmp_path / "exported") and os.path.isfile(str(tmp_path / "exported") + ".tar.gz")
+    assert "exported.tar.gz" in out
+
+    photo = str(tmp_path / "chelsea.png")
+    Image.fromarray(skimage.data.chelsea()).save(photo)
+    labels = tmp_path / "labels.txt"
+    labels.write_text("cat\ndog\ncup\nrocket\n")
+    out = cli("predict", keras_file, photo, "--top_k=2", "--image_size=64", f"--labels={labels}").stdout
+    line = out.strip().splitlines()[-1]
+    assert line.startswith(photo + ": ") and line.count("(") == 2
+    image = keras.utils.img_to_array(keras.utils.load_img(photo, target_size=(64, 64)))[None] / 255.0
+    best = ["cat", "dog", "cup", "rocket"][int(np.argmax(converted(image)))]
+    assert line.split(": ")[1].startswith(best)
