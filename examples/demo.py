@@ -4,6 +4,8 @@
 2. Write a checkpoint in the published BiT .npz layout, then load it back through
    the same path a downloaded `BiT-M-R50x1.npz` takes (strict key check included).
 3. Classify scikit-image's sample photos and print the top-5 with timings.
+4. Export a TF Hub reusable SavedModel (weight standardization folded in), reload it
+   with plain TensorFlow, and compare outputs and speed.
 
 The weights here are random (this machine cannot reach storage.googleapis.com), so
 the classes are meaningless: the demo shows the pipeline and its speed. With a
@@ -35,6 +37,16 @@ def photos():
     return np.stack([b.numpy() for b in batch]) / 255.0
 
 
+def best_of(repeats, fn):
+    """(fastest wall time, result) over `repeats` calls."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - start)
+    return min(times), result
+
+
 def main(argv):
     with tempfile.TemporaryDirectory() as tmp:
         if len(argv) > 1:
@@ -55,10 +67,8 @@ def main(argv):
 
     images = photos().astype("float32")
     model.predict(images, verbose=0)  # trace once for this shape
-    start = time.perf_counter()
-    logits = model.predict(images, verbose=0)
-    elapsed = time.perf_counter() - start
-    print(f"classified {len(images)} photos at {SIZE}x{SIZE} in {elapsed * 1000:.0f} ms "
+    elapsed, logits = best_of(3, lambda: model.predict(images, verbose=0))
+    print(f"classified {len(images)} photos at {SIZE}x{SIZE} in {elapsed * 1000:.0f} ms (best of 3) "
           f"({len(images) / elapsed:.1f} images/s on {os.cpu_count()} CPU cores)")
 
     probs = tf.nn.softmax(logits).numpy()
@@ -66,6 +76,15 @@ def main(argv):
         top = np.argsort(p)[::-1][:5]
         ranked = ", ".join(f"class {i} ({p[i]:.4f})" for i in top)
         print(f"  {name:10s} top-5 of {p.size}: {ranked}")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        exported = kb.hub.export(model, os.path.join(tmp, "bit_m_r50x1"), signature="classification")
+        served = tf.saved_model.load(exported)
+        served(images)  # trace once
+        served_elapsed, served_logits = best_of(3, lambda: served(images).numpy())
+    print(f"exported a TF Hub SavedModel; reloaded with tf.saved_model.load: max |logit difference| "
+          f"{np.abs(served_logits - logits).max():.1e}, {len(images) / served_elapsed:.1f} images/s "
+          "(weight standardization folded into the kernels)")
 
 
 if __name__ == "__main__":
