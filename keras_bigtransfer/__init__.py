@@ -8,6 +8,7 @@ __version__ = "0.1.0"
 from keras_bigtransfer import hub, layers  # noqa: F401
 from keras_bigtransfer.errors import WeightsError
 from keras_bigtransfer.models.base import ImageModel
+from keras_bigtransfer.training import HyperRule, fit_bit, hyperrule  # noqa: F401
 from keras_bigtransfer.models.bit import (  # noqa: F401
     BiT_L_R152x4,
     BiT_M_R50x1,

@@ -1,0 +1,185 @@
+"""fit_bit(): fine-tune any model of the package with the BiT-HyperRule in one call."""
+
+import contextlib
+import logging
+import math
+
+import keras
+import numpy as np
+
+from keras_bigtransfer.training import data as data_lib
+from keras_bigtransfer.training.hyperrule import HyperRuleSchedule, hyperrule
+
+log = logging.getLogger(__name__)
+
+HEAD_LAYER = "head"
+MAX_EPOCHS = 10  # evaluation / checkpoint points over a run
+
+
+def classifier_head(model):
+    """The model's linear classifier (the layer named "head" in every family)."""
+    try:
+        head = model.get_layer(HEAD_LAYER)
+    except ValueError:
+        raise ValueError(
+            f"{model.name} has no classifier head: build it with include_top=True and "
+            "num_classes set to the number of classes in your data."
+        ) from None
+    if head.activation not in (None, keras.activations.linear):
+        raise ValueError(
+            f"{model.name}'s head applies {head.activation.__name__}; fit_bit trains on logits: "
+            "build the model with classifier_activation=None."
+        )
+    return head
+
+
+def zero_head(model):
+    """Zero the classifier's kernel and bias: BiT's transfer initialization."""
+    head = classifier_head(model)
+    for variable in head.weights:
+        variable.assign(np.zeros(variable.shape, dtype=variable.dtype))
+    return head.units
+
+
+class _LearningRateLogger(keras.callbacks.Callback):
+    """Puts the current learning rate into the logs the progress bar shows."""
+
+    def __init__(self, schedule):
+        super().__init__()
+        self.schedule = schedule
+
+    def _log(self, logs):
+        if logs is not None:
+            logs["learning_rate"] = float(self.schedule(self.model.optimizer.iterations))
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._log(logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._log(logs)
+
+
+class _StopOnNaN(keras.callbacks.Callback):
+    """Stop at the first non-finite loss and say what to do about it."""
+
+    def __init__(self, base_lr):
+        super().__init__()
+        self.base_lr = base_lr
+        self.stopped_at = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.stopped_at = int(self.model.optimizer.iterations)
+            self.model.stop_training = True
+            message = (f"fit_bit: the loss became {loss} at step {self.stopped_at}; training stopped. "
+                       f"Lower base_lr (now {self.base_lr:g} at batch 512) or check the labels.")
+            log.error(message)
+            print(message)
+
+
+def _epochs(total_steps):
+    """The largest number of epochs <= MAX_EPOCHS that divides total_steps exactly."""
+    return max(e for e in range(1, min(MAX_EPOCHS, total_steps) + 1) if total_steps % e == 0)
+
+
+def fit_bit(
+    model,
+    train_data,
+    validation_data=None,
+    *,
+    num_examples=None,
+    image_size=None,
+    batch_size=512,
+    base_lr=0.003,
+    total_steps=None,
+    strategy=None,
+    checkpoint_dir=None,
+    verbose=1,
+    examples_per_class=None,
+    data_dir=None,
+    callbacks=(),
+    seed=0,
+):
+    """Fine-tune `model` on `train_data` with the BiT-HyperRule; return the History.
+
+    Args:
+        model: any keras_bigtransfer classifier (include_top=True, logits), with as
+            many classes as the data. Its head is zero-initialized first (BiT).
+        train_data: a `tf.data.Dataset` of (image, label), a tuple (images, labels) of
+            NumPy arrays, a TFDS "name:split" string, or a directory of class folders.
+            Images uint8 in [0, 255] or float in [0, 1]; grayscale is made RGB.
+        validation_data: the same kinds; evaluated at the crop size after each epoch.
+        num_examples, image_size: override (or supply, where the data cannot tell) the
+            dataset size and (height, width) that the HyperRule reads.
+        batch_size: global batch size; the learning rate scales by batch_size/512 and
+            the step counts by 512/batch_size.
+        base_lr: learning rate at batch 512.
+        total_steps: override the rule's length; warmup and decay boundaries scale in
+            proportion.
+        strategy: a `tf.distribute` strategy; build the model inside `strategy.scope()`.
+        checkpoint_dir: back up after every epoch; a run killed at any point and started
+            again with the same arguments continues from the last backup.
+        verbose: as in `keras.Model.fit`.
+        examples_per_class: few-shot: k examples per class, drawn with a fixed seed.
+        data_dir: TFDS data directory (default: $TFDS_DATA_DIR, then ~/tensorflow_datasets).
+        callbacks: extra Keras callbacks.
+        seed: seeds shuffling, augmentation, MixUp and the few-shot draw.
+
+    Returns:
+        The `keras.callbacks.History` of the run.
+    """
+    num_classes = classifier_head(model).units
+    source = data_lib.load_source(train_data, data_dir=data_dir)
+    if source.num_classes is not None and source.num_classes > num_classes:
+        raise ValueError(
+            f"the data has {source.num_classes} classes but {model.name}'s head has {num_classes}: "
+            f"build the model with num_classes={source.num_classes}."
+        )
+    if examples_per_class is not None:
+        source = data_lib.few_shot(source, examples_per_class, num_classes, seed=seed)
+    num_examples = num_examples or source.num_examples
+    image_size = image_size or source.image_size
+    missing = [n for n, v in (("num_examples", num_examples), ("image_size", image_size)) if v is None]
+    if missing:
+        raise ValueError(
+            "fit_bit cannot infer " + " and ".join(missing) + " from this data (a dataset of "
+            "unknown length or image shape): pass " + ", ".join(f"{m}=" for m in missing) + "."
+        )
+
+    rule = hyperrule(int(num_examples), image_size, batch_size=batch_size, base_lr=base_lr)
+    if total_steps is not None:
+        rule = rule.with_total_steps(int(total_steps))
+    train = data_lib.train_pipeline(source, rule, num_classes, seed=seed)
+    validation = None
+    if validation_data is not None:
+        val_source = data_lib.load_source(validation_data, data_dir=data_dir, what="validation_data")
+        validation = data_lib.eval_pipeline(val_source, rule, num_classes, batch_size)
+
+    schedule = HyperRuleSchedule.from_rule(rule)
+    scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
+    with scope:
+        zero_head(model)
+        model.compile(
+            optimizer=keras.optimizers.SGD(learning_rate=schedule, momentum=0.9),
+            loss=keras.losses.CategoricalCrossentropy(from_logits=True),
+            metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+        )
+
+    epochs = _epochs(rule.total_steps)
+    run_callbacks = [_LearningRateLogger(schedule), _StopOnNaN(base_lr), *callbacks]
+    if checkpoint_dir is not None:
+        run_callbacks.insert(0, keras.callbacks.BackupAndRestore(checkpoint_dir, delete_checkpoint=False))
+    if verbose:
+        print(f"fit_bit: {rule}")
+    history = model.fit(
+        train,
+        validation_data=validation,
+        epochs=epochs,
+        steps_per_epoch=rule.total_steps // epochs,
+        callbacks=run_callbacks,
+        verbose=verbose,
+        shuffle=False,  # the pipeline shuffles
+    )
+    history.rule = rule
+    return history

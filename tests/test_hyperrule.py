@@ -1,0 +1,72 @@
+"""The BiT-HyperRule against the official table (google-research/big_transfer bit_hyperrule.py)."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+import keras_bigtransfer as kb
+from keras_bigtransfer.training import HyperRuleSchedule
+
+
+@pytest.mark.parametrize(
+    "n,size,resize,crop,alpha,total,warmup,bounds",
+    [
+        (1_000, (32, 32), 160, 128, 0.0, 500, 100, (200, 300, 400)),
+        (19_999, (95, 96), 160, 128, 0.0, 500, 100, (200, 300, 400)),
+        (20_000, (96, 96), 512, 480, 0.1, 10_000, 500, (3_000, 6_000, 9_000)),
+        (499_999, 224, 512, 480, 0.1, 10_000, 500, (3_000, 6_000, 9_000)),
+        (1_281_167, (224, 224), 512, 480, 0.1, 20_000, 500, (6_000, 12_000, 18_000)),
+    ],
+)
+def test_official_table_at_batch_512(n, size, resize, crop, alpha, total, warmup, bounds):
+    rule = kb.hyperrule(n, size)
+    assert (rule.resize_size, rule.crop_size, rule.mixup_alpha) == (resize, crop, alpha)
+    assert (rule.total_steps, rule.warmup_steps, rule.decay_boundaries) == (total, warmup, bounds)
+    assert rule.base_lr == 0.003 and rule.batch_size == 512
+
+
+def test_learning_rate_warmup_and_strict_decays():
+    rule = kb.hyperrule(1_000, 32)
+    lr = rule.learning_rate
+    assert lr(0) == 0.0
+    assert lr(50) == pytest.approx(0.0015)
+    assert lr(100) == lr(200) == pytest.approx(0.003)  # a boundary decays only after it
+    assert lr(201) == pytest.approx(0.0003)
+    assert lr(301) == pytest.approx(0.00003)
+    assert lr(401) == lr(499) == pytest.approx(0.000003)
+
+
+def test_other_batch_sizes_keep_examples_seen():
+    rule = kb.hyperrule(1_000, 32, batch_size=128, base_lr=0.003)
+    assert rule.base_lr == pytest.approx(0.00075)
+    assert rule.total_steps == 2_000 and rule.warmup_steps == 400
+    assert rule.decay_boundaries == (800, 1_200, 1_600)
+    assert rule.total_steps * rule.batch_size == 500 * 512
+
+
+def test_total_steps_override_scales_in_proportion():
+    rule = kb.hyperrule(50_000, 224).with_total_steps(1_000)
+    assert (rule.total_steps, rule.warmup_steps, rule.decay_boundaries) == (1_000, 50, (300, 600, 900))
+
+
+def test_rule_is_frozen_and_validated():
+    rule = kb.hyperrule(1_000, 32)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        rule.total_steps = 3
+    with pytest.raises(ValueError, match="num_examples"):
+        kb.hyperrule(0, 32)
+    with pytest.raises(ValueError, match="image_size"):
+        kb.hyperrule(10, (32, 32, 3))
+    with pytest.raises(ValueError, match="batch_size"):
+        kb.hyperrule(10, 32, batch_size=0)
+
+
+def test_keras_schedule_equals_the_rule():
+    rule = kb.hyperrule(1_000, 32, batch_size=64)
+    schedule = HyperRuleSchedule.from_rule(rule)
+    steps = np.arange(0, rule.total_steps + 5)
+    ours = np.array([float(schedule(s)) for s in steps])
+    np.testing.assert_allclose(ours, [rule.learning_rate(int(s)) for s in steps], rtol=1e-6, atol=1e-12)
+    clone = HyperRuleSchedule.from_config(schedule.get_config())
+    assert float(clone(150)) == float(schedule(150))
