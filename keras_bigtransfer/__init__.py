@@ -8,6 +8,21 @@ __version__ = "0.1.0"
 from keras_bigtransfer import hub, layers  # noqa: F401
 from keras_bigtransfer.errors import WeightsError
 from keras_bigtransfer.models.base import ImageModel
+from keras_bigtransfer.models.efficientnet import (  # noqa: F401
+    EfficientNetB0,
+    EfficientNetB1,
+    EfficientNetB2,
+    EfficientNetB3,
+    EfficientNetB4,
+    EfficientNetB5,
+    EfficientNetB6,
+    EfficientNetB7,
+    EfficientNetLite0,
+    EfficientNetLite1,
+    EfficientNetLite2,
+    EfficientNetLite3,
+    EfficientNetLite4,
+)
 from keras_bigtransfer.training import HyperRule, fit_bit, hyperrule  # noqa: F401
 from keras_bigtransfer.models.bit import (  # noqa: F401
     BiT_L_R152x4,

