@@ -4,9 +4,17 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+# Fashion-MNIST, the real dataset of the fine-tuning checks, from Debian's package.
+FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+
 .PHONY: setup demo test test-fast clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(FASHION_MNIST)
+
+$(FASHION_MNIST):
+	$(SUDO) apt-get install -y dataset-fashion-mnist || \
+	  ($(SUDO) apt-get update && $(SUDO) apt-get install -y dataset-fashion-mnist)
 
 $(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)

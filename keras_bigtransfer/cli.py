@@ -5,6 +5,7 @@
     keras-bigtransfer convert SRC DST
     keras-bigtransfer export TAG_OR_FILE DIR [--signature=feature_vector] [--archive]
     keras-bigtransfer predict MODEL IMAGE... [--top_k=5] [--image_size=224]
+    keras-bigtransfer fit MODEL DATA --out=DIR [--total_steps=N] [--batch_size=B] [--base_lr=LR] ...
 
 `keras-bigtransfer COMMAND --help` describes one command.
 """
@@ -23,6 +24,16 @@ flags.DEFINE_integer("top_k", 5, "predict: how many classes to print per image."
 flags.DEFINE_integer("image_size", None, "predict: resize images to this square size "
                      "(default: the catalogue's resolution for a tag, else 224).")
 flags.DEFINE_string("labels", None, "predict: a text file with one class name per line.")
+flags.DEFINE_string("out", None, "fit: output directory (model.keras, saved_model/, history.json).")
+flags.DEFINE_string("validation_data", None, "fit: held-out data, same kinds as DATA.")
+flags.DEFINE_integer("num_classes", None, "fit: classes (default: read off the data).")
+flags.DEFINE_integer("num_examples", None, "fit: dataset size, where the data cannot tell.")
+flags.DEFINE_integer("batch_size", 512, "fit: global batch size.")
+flags.DEFINE_float("base_lr", 0.003, "fit: learning rate at batch 512.")
+flags.DEFINE_integer("total_steps", None, "fit: override the HyperRule's length.")
+flags.DEFINE_integer("examples_per_class", None, "fit: few-shot, k examples per class.")
+flags.DEFINE_string("checkpoint_dir", None, "fit: back up every epoch; rerun to resume.")
+flags.DEFINE_string("data_dir", None, "fit: TFDS data directory.")
 
 COMMANDS = {
     "list": ("list [--family=F]", "Print the weights catalogue.", ["family"]),
@@ -36,6 +47,11 @@ COMMANDS = {
     "predict": ("predict MODEL IMAGE... [--top_k=K] [--image_size=N] [--labels=FILE]",
                 "Classify image files and print the top-k classes with probabilities.",
                 ["top_k", "image_size", "labels"]),
+    "fit": ("fit MODEL DATA --out=DIR [flags]",
+            "Fine-tune with fit_bit (the BiT-HyperRule). MODEL: a constructor (BiT_M_R50x1), a "
+            "catalogue tag or a .keras file; DATA: a TFDS 'name:split' or a directory of class folders.",
+            ["out", "validation_data", "num_classes", "num_examples", "image_size", "batch_size",
+             "base_lr", "total_steps", "examples_per_class", "checkpoint_dir", "data_dir"]),
 }
 
 
@@ -133,6 +149,42 @@ def cmd_predict(args):
         top = np.argsort(probs)[::-1][: FLAGS.top_k]
         ranked = ", ".join(f"{labels[i] if labels else i} ({probs[i]:.4f})" for i in top)
         print(f"{path}: {ranked}")
+
+
+def cmd_fit(args):
+    import json
+
+    import keras_bigtransfer as kb
+    from keras_bigtransfer import hub
+    from keras_bigtransfer.training import data as data_lib
+
+    _need(args, 2, "fit")
+    if not FLAGS.out:
+        raise app.UsageError("fit needs --out=DIR.\n\n" + _usage("fit"))
+    source, data = args
+    num_classes = FLAGS.num_classes or data_lib.load_source(data, data_dir=FLAGS.data_dir).num_classes
+    entry = hub.catalogue.find(source) if not os.path.exists(source) else None
+    if hasattr(kb, source) or entry is not None:
+        if num_classes is None:
+            raise app.UsageError("fit: pass --num_classes; the data does not say how many classes it has.")
+        constructor = getattr(kb, source) if hasattr(kb, source) else getattr(kb, entry.constructor)
+        weights = entry.tag if entry else constructor.__kwdefaults__["weights"]
+        model = constructor(weights=weights, num_classes=num_classes)
+    else:
+        model = hub.load(source)
+    image_size = (FLAGS.image_size, FLAGS.image_size) if FLAGS.image_size else None
+    history = kb.fit_bit(
+        model, data, FLAGS.validation_data, num_examples=FLAGS.num_examples, image_size=image_size,
+        batch_size=FLAGS.batch_size, base_lr=FLAGS.base_lr, total_steps=FLAGS.total_steps,
+        checkpoint_dir=FLAGS.checkpoint_dir, examples_per_class=FLAGS.examples_per_class,
+        data_dir=FLAGS.data_dir, verbose=2,
+    )
+    os.makedirs(FLAGS.out, exist_ok=True)
+    model.save(os.path.join(FLAGS.out, "model.keras"))
+    hub.export(model, os.path.join(FLAGS.out, "saved_model"), signature="classification")
+    with open(os.path.join(FLAGS.out, "history.json"), "w") as f:
+        json.dump({"rule": history.rule.__dict__, "history": history.history}, f, indent=1)
+    print(FLAGS.out)
 
 
 def main(argv):

@@ -28,6 +28,18 @@ def timm_bit(name="resnetv2_50x1_bit", num_classes=1000, seed=0):
     return model
 
 
+def randomize_affine_and_head(model, seed, scale=0.05):
+    """Give a Keras model's norm affine parameters and head random non-zero values, so that
+    a parity check cannot pass on zeros (a BiT head starts at zero; GN starts at 1/0)."""
+    rng = np.random.default_rng(seed)
+    for v in model.weights:
+        if v.path.startswith("head/") or v.path.endswith("beta"):
+            v.assign((scale * rng.standard_normal(v.shape)).astype("float32"))
+        elif v.path.endswith("gamma"):
+            v.assign((1 + 0.2 * rng.standard_normal(v.shape)).astype("float32"))
+    return model
+
+
 def timm_bit_to_npz_arrays(model, prefix="resnet/"):
     """timm ResNetV2 state -> the published BiT .npz scheme (HWIO kernels, 1x1-conv head)."""
     sd = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}

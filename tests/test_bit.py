@@ -7,19 +7,13 @@ import pytest
 import keras_bigtransfer as kb
 from keras_bigtransfer.hub.convert import bit as bit_convert
 from keras_bigtransfer.models.bit import ResNetV2
+from tests import reference
 
 
 @pytest.fixture(scope="module")
 def r50():
     """A BiT-M-R50x1 with random non-zero weights everywhere, head included."""
-    model = kb.BiT_M_R50x1(weights=None, num_classes=1000)
-    rng = np.random.default_rng(1)
-    for v in model.weights:
-        if v.path.startswith("head/") or v.path.endswith("beta"):
-            v.assign(0.05 * rng.standard_normal(v.shape).astype("float32"))
-        elif v.path.endswith("gamma"):
-            v.assign(1 + 0.2 * rng.standard_normal(v.shape).astype("float32"))
-    return model
+    return reference.randomize_affine_and_head(kb.BiT_M_R50x1(weights=None, num_classes=1000), seed=1)
 
 
 @pytest.fixture(scope="module")
@@ -115,9 +109,9 @@ def test_head_of_another_size_is_zero_initialized_and_backbone_loaded(r50, r50_n
         np.asarray(r50.get_layer("block4_unit03_c_standardized_conv2d").kernel),
     )
     features = kb.BiT_M_R50x1(weights=r50_npz, include_top=False, pooling="avg")
-    reference = keras.Model(r50.inputs, r50.get_layer("avg_pool").output)
+    pooled = keras.Model(r50.input, r50.get_layer("avg_pool").output)
     images = _images(rng)
-    np.testing.assert_allclose(np.asarray(features(images)), np.asarray(reference(images)), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(features(images)), np.asarray(pooled(images)), rtol=1e-5, atol=1e-6)
 
 
 def _write(tmp_path, arrays, name="ckpt.npz"):
@@ -180,7 +174,7 @@ def test_unknown_weights_argument(tmp_path):
         kb.BiT_S_R50x1(weights="not-a-file-or-tag")
     junk = tmp_path / "junk.bin"
     junk.write_bytes(b"hello world")
-    with pytest.raises(ValueError, match="neither a NumPy .npz nor an HDF5"):
+    with pytest.raises(ValueError, match="neither a NumPy .npz, an HDF5 .* nor a PyTorch checkpoint"):
         kb.BiT_S_R50x1(weights=str(junk))
 
 
@@ -199,10 +193,10 @@ def test_exported_npz_loads_in_timm_with_the_same_logits(r50, r50_npz, rng):
     import timm
     import torch
 
-    reference = timm.create_model("resnetv2_50x1_bit", num_classes=1000).eval()
-    reference.load_pretrained(r50_npz)
+    timm_model = timm.create_model("resnetv2_50x1_bit", num_classes=1000).eval()
+    timm_model.load_pretrained(r50_npz)
     images = _images(rng)
     with torch.no_grad():
-        theirs = reference(torch.from_numpy((images.transpose(0, 3, 1, 2) - 0.5) / 0.5)).numpy()
+        theirs = timm_model(torch.from_numpy((images.transpose(0, 3, 1, 2) - 0.5) / 0.5)).numpy()
     ours = np.asarray(r50(images))
     assert np.max(np.abs(ours - theirs)) <= 1e-4 * np.max(np.abs(theirs))

@@ -24,7 +24,7 @@ def cli(*args, check=True):
 def test_list_and_per_command_help():
     out = cli("list", "--family", "bit").stdout
     assert "bit_m_r101x3_ilsvrc2012" in out and "BiT_M_R101x3" in out
-    for command in ("list", "download", "convert", "export", "predict"):
+    for command in ("list", "download", "convert", "export", "predict", "fit"):
         assert f"usage: keras-bigtransfer {command}" in cli(command, "--help").stdout
 
 
@@ -66,3 +66,23 @@ def test_convert_export_predict(checkpoint, tmp_path):
     image = keras.utils.img_to_array(keras.utils.load_img(photo, target_size=(64, 64)))[None] / 255.0
     best = ["cat", "dog", "cup", "rocket"][int(np.argmax(converted(image)))]
     assert line.split(": ")[1].startswith(best)
+
+
+def test_fit_from_a_directory(tmp_path):
+    import json
+
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for label, channel in (("red", 0), ("blue", 2)):
+        (tmp_path / "data" / label).mkdir(parents=True)
+        for i in range(6):
+            image = rng.integers(0, 80, (20, 20, 3)).astype(np.uint8)
+            image[..., channel] += 150
+            Image.fromarray(image).save(tmp_path / "data" / label / f"{i}.png")
+    out = tmp_path / "run"
+    cli("fit", "EfficientNetLite0", str(tmp_path / "data"), f"--out={out}", "--total_steps=2",
+        "--batch_size=4", f"--validation_data={tmp_path / 'data'}")
+    history = json.loads((out / "history.json").read_text())
+    assert history["rule"]["total_steps"] == 2 and len(history["history"]["loss"]) == 2
+    assert (out / "model.keras").exists() and (out / "saved_model" / "saved_model.pb").exists()

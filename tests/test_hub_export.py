@@ -24,14 +24,7 @@ def _max_diff(a, b):
 @pytest.fixture(scope="module")
 def model():
     """A small BiT (R50x1, 7 classes) with random non-zero weights, head included."""
-    m = ResNetV2(50, 1, num_classes=7, name="bit_test")
-    rng = np.random.default_rng(3)
-    for v in m.weights:
-        if v.path.startswith("head/") or v.path.endswith("beta"):
-            v.assign(0.1 * rng.standard_normal(v.shape).astype("float32"))
-        elif v.path.endswith("gamma"):
-            v.assign(1 + 0.2 * rng.standard_normal(v.shape).astype("float32"))
-    return m
+    return reference.randomize_affine_and_head(ResNetV2(50, 1, num_classes=7, name="bit_test"), seed=3, scale=0.1)
 
 
 @pytest.fixture(scope="module")
@@ -197,3 +190,19 @@ def test_load_url_downloads_the_archive(exports, images, model, monkeypatch):
         server.files["/google/bit/m-r50x1/1.tar.gz"] = open(exports["archive"], "rb").read()
         native = hub.load(server.url + "/google/bit/m-r50x1/1.tar.gz")
     assert _max_diff(native(images), _features(model, images)) <= 1e-4
+
+
+def test_efficientnet_export_and_import(tmp_path, rng):
+    model = kb.EfficientNetB0(weights=None, num_classes=3)
+    for v in model.weights:  # non-trivial BN statistics and head
+        if "moving_variance" in v.path:
+            v.assign(0.5 + rng.random(v.shape).astype("float32"))
+        elif "moving_mean" in v.path or v.path.startswith("head/"):
+            v.assign(0.1 * rng.standard_normal(v.shape).astype("float32"))
+    images = rng.random((2, 48, 48, 3), dtype=np.float32)
+    path = hub.export(model, tmp_path / "b0", signature="classification")
+    obj = tf.saved_model.load(path)
+    assert _max_diff(obj(images), model(images)) <= ATOL
+    native = hub.load(path)
+    assert isinstance(native, kb.ImageModel)
+    assert _max_diff(native(images), model(images)) <= ATOL

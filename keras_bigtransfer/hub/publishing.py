@@ -84,7 +84,11 @@ class _ReusableSavedModel(tf.train.Checkpoint):
 
     def __init__(self, model, output_name):
         super().__init__()
-        self.variables = [v.value for v in model.weights]
+        # Weights first (the import relies on the order), then any other state a call
+        # uses (dropout's seed generators, traced in the training=True function).
+        weight_ids = {id(v) for v in model.weights}
+        state = [v for v in model.variables if id(v) not in weight_ids]
+        self.variables = [v.value for v in list(model.weights) + state]
         self.trainable_variables = [v.value for v in model.trainable_weights]
         self.regularization_losses = []
         spec = tf.TensorSpec((None,) + tuple(model.inputs[0].shape[1:]), tf.float32, name="images")
