@@ -213,3 +213,81 @@ def test_keras_round_trip_and_input_errors(tmp_path, rng):
     np.testing.assert_array_equal(np.asarray(restored(images)), np.asarray(model(images)))
     with pytest.raises(ValueError, match=r"\(batch, height, width, 3\)"):
         model(np.zeros((40, 40, 3), "float32"))
+
+
+def _tf_names_from_pytorch(state, repeats_expand):
+    """EfficientNet-PyTorch keys -> tensorflow/tpu checkpoint names (the published TF layout),
+    kernels HWIO, with model scope, EMA shadows, optimizer slots and a global step."""
+    out = {}
+    bn = lambda s: {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean",  # noqa: E731
+                    "running_var": "moving_variance"}[s]
+    for key, value in state.items():
+        if key.endswith("num_batches_tracked"):
+            continue
+        v = value.numpy()
+        parts = key.split(".")
+        if parts[0] == "_blocks":
+            i, layer, w = int(parts[1]), parts[2], parts[3]
+            expand = repeats_expand[i]
+            names = ({"_expand_conv": "conv2d", "_bn0": "tpu_batch_normalization",
+                      "_depthwise_conv": "depthwise_conv2d", "_bn1": "tpu_batch_normalization_1",
+                      "_project_conv": "conv2d_1", "_bn2": "tpu_batch_normalization_2"} if expand else
+                     {"_depthwise_conv": "depthwise_conv2d", "_bn1": "tpu_batch_normalization",
+                      "_project_conv": "conv2d", "_bn2": "tpu_batch_normalization_1"})
+            scope = f"blocks_{i}/{names[layer]}"
+        else:
+            layer, w = parts
+            scope = {"_conv_stem": "stem/conv2d", "_bn0": "stem/tpu_batch_normalization",
+                     "_conv_head": "head/conv2d", "_bn1": "head/tpu_batch_normalization",
+                     "_fc": "head/dense"}[layer]
+        if "batch_normalization" in scope:
+            name = bn(w)
+        elif w == "weight":
+            name = "depthwise_kernel" if "depthwise" in scope else "kernel"
+            v = v.T if v.ndim == 2 else (v.transpose(2, 3, 0, 1) if "depthwise" in scope else v.transpose(2, 3, 1, 0))
+        else:
+            name = "bias"
+        out[f"efficientnet-lite0/{scope}/{name}"] = np.ascontiguousarray(v)
+    return out
+
+
+def test_tf_checkpoint_of_the_real_lite0_weights(tmp_path, photos, lite0, monkeypatch):
+    """The original TF layout (tensorflow/tpu names, EMA shadows, optimizer slots), written with
+    SaveV2 from the real Lite0 weights, served as a .tar.gz over loopback, loaded by tag."""
+    import tarfile
+
+    import tensorflow as tf
+    import torch
+
+    from keras_bigtransfer import hub
+    from tests.http_server import serving
+
+    state = torch.load(hub.resolve("efficientnet_lite0"), map_location="cpu", weights_only=True)
+    expand = [i != 0 for i in range(16)]
+    tensors = _tf_names_from_pytorch(state, expand)
+    for name in list(tensors):
+        if name.endswith("/kernel") and "stem" in name:
+            # An EMA shadow replaces the raw value; the raw one is made wrong on purpose.
+            tensors[name + "/ExponentialMovingAverage"] = tensors[name]
+            tensors[name] = np.zeros_like(tensors[name])
+    tensors["efficientnet-lite0/head/dense/kernel/RMSProp"] = np.ones((1280, 1000), np.float32)
+    tensors["global_step"] = np.array(1000, np.int64)
+    ckpt_dir = tmp_path / "efficientnet-lite0"
+    ckpt_dir.mkdir()
+    names = sorted(tensors)
+    tf.raw_ops.SaveV2(prefix=str(ckpt_dir / "model.ckpt"), tensor_names=names,
+                      shape_and_slices=[""] * len(names), tensors=[tensors[n] for n in names])
+    archive = tmp_path / "efficientnet-lite0.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(ckpt_dir, arcname="efficientnet-lite0")
+
+    direct = kb.EfficientNetLite0(weights=str(ckpt_dir))
+    images = np.stack(list(photos.values())).astype("float32")
+    assert _rel(direct(images), lite0(images)) <= 1e-6
+
+    monkeypatch.setenv("KERAS_BIGTRANSFER_OFFLINE", "0")
+    with serving() as server:
+        monkeypatch.setenv("KERAS_BIGTRANSFER_MIRROR", server.url)
+        server.files["/cloud-tpu-checkpoints/efficientnet/lite/efficientnet-lite0.tar.gz"] = archive.read_bytes()
+        by_tag = kb.EfficientNetLite0(weights="efficientnet_lite0_tf")
+    assert _rel(by_tag(images), lite0(images)) <= 1e-6

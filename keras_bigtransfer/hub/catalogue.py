@@ -55,7 +55,10 @@ def _index():
     index = {}
     for entry in _entries().values():
         for name in (entry.tag, *entry.aliases):
-            index[_normalize(name)] = entry
+            key = _normalize(name)
+            if index.get(key, entry) is not entry:
+                raise ValueError(f"catalogue name {name!r} of {entry.tag} collides with {index[key].tag}.")
+            index[key] = entry
     return index
 
 

@@ -34,8 +34,32 @@ def sniff_kind(path):
     return "unknown"
 
 
+def tf_checkpoint_prefix(path):
+    """The prefix of a TF checkpoint given as a prefix, an `.index` file or a directory; else None."""
+    path = os.fspath(path)
+    if os.path.isdir(path):  # the directory, or the folder a release archive unpacks to
+        import tensorflow as tf
+
+        for root, dirs, files in sorted(os.walk(path)):
+            latest = tf.train.latest_checkpoint(root)
+            indexes = sorted(f for f in files if f.endswith(".index"))
+            if latest or indexes:
+                return latest or os.path.join(root, indexes[-1][: -len(".index")])
+        return None
+    if path.endswith(".index") and os.path.isfile(path):
+        return path[: -len(".index")]
+    if os.path.isfile(path + ".index"):
+        return path
+    return None
+
+
 def sniff_format(path):
-    """'npz', 'h5', 'torch' or raise: decided by the file's content, not its name."""
+    """'npz', 'h5', 'torch', 'tf' or raise: decided by the file's content, not its name."""
+    path = os.fspath(path)
+    if not os.path.isfile(path) or path.endswith(".index"):  # a directory, prefix or .index
+        if tf_checkpoint_prefix(path) is not None:
+            return "tf"
+        raise ValueError(f"{path} is neither a checkpoint file nor a TF checkpoint (no .index found).")
     kind = sniff_kind(path)
     if kind in ("npz", "h5", "torch"):
         return kind
@@ -63,6 +87,8 @@ def read_arrays(path):
     """
     path = os.fspath(path)
     fmt = sniff_format(path)
+    if fmt == "tf":
+        return _read_tf(tf_checkpoint_prefix(path))
     if fmt == "torch":
         return _read_torch(path)
     if fmt == "npz":
@@ -93,3 +119,11 @@ def _read_torch(path):
     if not isinstance(state, dict):
         raise ValueError(f"{path} holds a {type(state).__name__}, not a state dict.")
     return {k: v.detach().cpu().numpy() for k, v in state.items() if hasattr(v, "detach")}
+
+
+def _read_tf(prefix):
+    """A TF (1 or 2) name-based checkpoint, read with tf.train.load_checkpoint: no graph code."""
+    import tensorflow as tf
+
+    reader = tf.train.load_checkpoint(prefix)
+    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}

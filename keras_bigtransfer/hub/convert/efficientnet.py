@@ -91,3 +91,68 @@ def convert_pytorch(arrays, names):
             array = _f32(value)
         converted[f"{layer}/{weight}"] = (key, array)
     return converted, unknown
+
+
+# tensorflow/tpu `efficientnet_model.py` variable names, inside the model scope
+# (`efficientnet-b0/`, `efficientnet-lite0/`); the released checkpoints (AutoAugment,
+# RandAugment, AdvProp, Noisy Student, Lite) all use them.
+_TF_BN = r"(?:tpu_)?batch_normalization"
+_TF_KEY = re.compile(
+    r"^(?:[\w.-]+/)?(?P<scope>stem|head|blocks_(?P<index>\d+))/(?P<layer>(?:se/)?[\w]+)/(?P<weight>\w+)$"
+)
+_TF_BN_SUFFIX = re.compile(rf"^{_TF_BN}(?:_(\d+))?$")
+_EMA = "/ExponentialMovingAverage"
+
+
+def convert_tf_checkpoint(arrays, names):
+    """Original TF checkpoint variables -> ({our path: (key, array)}, unknown).
+
+    Exponential-moving-average shadows, when present, replace the raw values (the
+    released evaluations use them). Optimizer slots and `global_step` are ignored.
+    """
+    values = {}
+    for key, value in arrays.items():
+        if key.endswith(_EMA):
+            values[key[: -len(_EMA)]] = (key, value)
+        elif "/RMSProp" in key or "/Momentum" in key or key.split("/")[-1] == "global_step":
+            continue
+        else:
+            values.setdefault(key, (key, value))
+    expanded = {m.group("index") for k in values for m in [_TF_KEY.match(k)]
+                if m and m.group("index") is not None and m.group("layer") == "conv2d_1"}
+    converted, unknown = {}, []
+    for name, (key, value) in values.items():
+        path = _tf_path(name, names, expanded)
+        if path is None:
+            unknown.append(key)
+        else:
+            converted[path] = (key, _f32(value))
+    return converted, unknown
+
+
+def _tf_path(name, names, expanded):
+    match = _TF_KEY.match(name)
+    if match is None:
+        return None
+    scope, index, layer, weight = match.group("scope", "index", "layer", "weight")
+    bn = _TF_BN_SUFFIX.match(layer)
+    if weight == "depthwise_kernel":
+        weight = "kernel"
+    if scope in ("stem", "head"):
+        target = {("stem", "conv2d"): "stem_conv", ("head", "conv2d"): "top_conv",
+                  ("head", "dense"): "head"}.get((scope, layer))
+        if bn and bn.group(1) is None:
+            target = "stem_bn" if scope == "stem" else "top_bn"
+        return f"{target}/{weight}" if target else None
+    if int(index) >= len(names):
+        return None
+    if index in expanded:
+        table = {"conv2d": "expand_conv", "depthwise_conv2d": "dwconv", "conv2d_1": "project_conv",
+                 "se/conv2d": "se_reduce", "se/conv2d_1": "se_expand"}
+        bns = {None: "expand_bn", "1": "bn", "2": "project_bn"}
+    else:
+        table = {"conv2d": "project_conv", "depthwise_conv2d": "dwconv",
+                 "se/conv2d": "se_reduce", "se/conv2d_1": "se_expand"}
+        bns = {None: "bn", "1": "project_bn"}
+    target = bns.get(bn.group(1)) if bn else table.get(layer)
+    return f"{names[int(index)]}_{target}/{weight}" if target else None
