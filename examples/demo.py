@@ -31,7 +31,7 @@ import fashion_mnist_transfer  # noqa: E402
 
 PHOTOS = ("chelsea", "coffee", "rocket", "astronaut")
 FINE_TUNE_STEPS = 100
-FINE_TUNE_BASE_LR = 1.0
+FINE_TUNE_BASE_LR = 0.1
 
 
 def best_of(repeats, fn):

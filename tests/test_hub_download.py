@@ -34,7 +34,8 @@ def _cached(name="bit_models/BiT-M-R50x1.npz"):
 # --- catalogue ---------------------------------------------------------------------------
 
 def test_catalogue_lists_every_bit_checkpoint():
-    entries = hub.list_models()
+    entries = hub.list_models("bit")
+    assert {e.family for e in hub.list_models()} >= {"bit", "efficientnet"}
     tags = [e.tag for e in entries]
     assert len(tags) == len(set(tags))
     for flavour in ("s", "m"):
