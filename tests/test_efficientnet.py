@@ -291,3 +291,24 @@ def test_tf_checkpoint_of_the_real_lite0_weights(tmp_path, photos, lite0, monkey
         server.files["/cloud-tpu-checkpoints/efficientnet/lite/efficientnet-lite0.tar.gz"] = archive.read_bytes()
         by_tag = kb.EfficientNetLite0(weights="efficientnet_lite0_tf")
     assert _rel(by_tag(images), lite0(images)) <= 1e-6
+
+
+def test_tf_hub_layout_saved_model_imports_as_native_lite0(tmp_path, photos, lite0):
+    """A SavedModel whose variables carry the TF reference names (as TF Hub's EfficientNet
+    modules do, under `efficientnet-lite0/model/`) comes back as a native EfficientNetLite0."""
+    import tensorflow as tf
+    import torch
+
+    from keras_bigtransfer import hub
+
+    state = torch.load(hub.resolve("efficientnet_lite0"), map_location="cpu", weights_only=True)
+    tensors = _tf_names_from_pytorch(state, [i != 0 for i in range(16)])
+    module = tf.train.Checkpoint()
+    module.variables = [tf.Variable(v, name=k.replace("efficientnet-lite0/", "efficientnet-lite0/model/"))
+                        for k, v in tensors.items()]
+    module.__call__ = tf.function(lambda x: tf.reduce_mean(x), input_signature=[tf.TensorSpec(None, tf.float32)])
+    tf.saved_model.save(module, str(tmp_path / "lite0_hub"))
+    native = hub.load(str(tmp_path / "lite0_hub"))
+    assert isinstance(native, kb.ImageModel) and native.name == "efficientnet_lite0"
+    images = np.stack(list(photos.values())).astype("float32")
+    assert _rel(native(images), lite0(images)) <= 1e-6

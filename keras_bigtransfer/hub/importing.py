@@ -11,7 +11,7 @@ import filelock
 import numpy as np
 
 from keras_bigtransfer.hub import assign, catalogue, checkpoint, download
-from keras_bigtransfer.hub.convert import bit
+from keras_bigtransfer.hub.convert import bit, efficientnet
 from keras_bigtransfer.hub.publishing import CONFIG_ASSET
 
 
@@ -123,9 +123,12 @@ def import_saved_model(path):
         model = keras.saving.deserialize_keras_object(config["model"])
         converted = {p: (p, v.numpy()) for p, v in zip(config["variable_paths"], variables)}
         return assign.assign(model, converted, source=path)
-    arrays = {v.name: v.numpy() for v in variables}
+    arrays = {v.name.split(":")[0]: v.numpy() for v in variables}
     if bit_layout(arrays):
         return model_from_checkpoint(arrays, source=path)
+    variant = efficientnet.tf_layout_variant(arrays)
+    if variant is not None:
+        return _efficientnet_from_tf_layout(variant, arrays, path)
     # The reusable API's __call__ returns tensors; signatures return dicts.
     endpoint = "__call__" if callable(loaded) else "serving_default"
     return keras.layers.TFSMLayer(path, call_endpoint=endpoint)
@@ -162,3 +165,20 @@ def model_from_checkpoint(arrays, source):
         pooling=None if head is not None else "avg", name=f"bit_r{depth}x{width}",
     )
     return assign.assign(model, converted, unknown, source=os.path.basename(str(source)))
+
+
+def _efficientnet_from_tf_layout(variant, arrays, source):
+    """A SavedModel with the TF reference's EfficientNet variable names (the TF Hub modules')."""
+    import keras_bigtransfer
+
+    name = "EfficientNet" + (variant.capitalize() if variant.startswith("lite") else variant.upper())
+    head = next((a for k, a in arrays.items() if k.endswith("head/dense/kernel")), None)
+    model = getattr(keras_bigtransfer, name)(
+        weights=None, include_top=head is not None,
+        num_classes=int(head.shape[-1]) if head is not None else 1000,
+        pooling=None if head is not None else "avg",
+    )
+    names = [layer.name[: -len("_project_conv")] for layer in model.layers
+             if layer.name.endswith("_project_conv")]
+    converted, unknown = efficientnet.convert_tf_checkpoint(arrays, names)
+    return assign.assign(model, converted, unknown, source=os.path.basename(source))

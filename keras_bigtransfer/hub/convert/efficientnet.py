@@ -98,7 +98,7 @@ def convert_pytorch(arrays, names):
 # RandAugment, AdvProp, Noisy Student, Lite) all use them.
 _TF_BN = r"(?:tpu_)?batch_normalization"
 _TF_KEY = re.compile(
-    r"^(?:[\w.-]+/)?(?P<scope>stem|head|blocks_(?P<index>\d+))/(?P<layer>(?:se/)?[\w]+)/(?P<weight>\w+)$"
+    r"^(?:[\w.-]+/)*?(?P<scope>stem|head|blocks_(?P<index>\d+))/(?P<layer>(?:se/)?[\w]+)/(?P<weight>\w+)$"
 )
 _TF_BN_SUFFIX = re.compile(rf"^{_TF_BN}(?:_(\d+))?$")
 _EMA = "/ExponentialMovingAverage"
@@ -156,3 +156,12 @@ def _tf_path(name, names, expanded):
         bns = {None: "bn", "1": "project_bn"}
     target = bns.get(bn.group(1)) if bn else table.get(layer)
     return f"{names[int(index)]}_{target}/{weight}" if target else None
+
+
+_TF_SCOPE = re.compile(r"(?:^|/)efficientnet-(b[0-7]|lite[0-4])/")
+
+
+def tf_layout_variant(names):
+    """'b0' ... 'lite4' when variable names follow the TF reference layout, else None."""
+    variants = {m.group(1) for n in names for m in [_TF_SCOPE.search(n)] if m}
+    return variants.pop() if len(variants) == 1 else None
