@@ -178,7 +178,5 @@ def _efficientnet_from_tf_layout(variant, arrays, source):
         num_classes=int(head.shape[-1]) if head is not None else 1000,
         pooling=None if head is not None else "avg",
     )
-    names = [layer.name[: -len("_project_conv")] for layer in model.layers
-             if layer.name.endswith("_project_conv")]
-    converted, unknown = efficientnet.convert_tf_checkpoint(arrays, names)
+    converted, unknown = efficientnet.convert_tf_checkpoint(arrays, efficientnet.model_block_names(model))
     return assign.assign(model, converted, unknown, source=os.path.basename(source))

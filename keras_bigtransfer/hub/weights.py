@@ -11,8 +11,7 @@ def _bit(arrays, model, kind):
 
 
 def _efficientnet(arrays, model, kind):
-    names = [layer.name[: -len("_project_conv")] for layer in model.layers
-             if layer.name.endswith("_project_conv")]
+    names = efficientnet.model_block_names(model)
     if kind == "torch":
         return efficientnet.convert_pytorch(arrays, names)
     if kind == "tf":

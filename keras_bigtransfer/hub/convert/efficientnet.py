@@ -20,6 +20,12 @@ KERAS_IGNORED = re.compile(r"^(normalization|rescaling)(_\d+)?/")
 _BN = {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean", "running_var": "moving_variance"}
 
 
+def model_block_names(model):
+    """A built model's block names in order (`block1a`, `block2a`, ...), read off its layers."""
+    suffix = "_project_conv"
+    return [layer.name[: -len(suffix)] for layer in model.layers if layer.name.endswith(suffix)]
+
+
 def _f32(array):
     return np.asarray(array, dtype=np.float32)
 
