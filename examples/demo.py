@@ -45,13 +45,22 @@ def best_of(repeats, fn):
 
 
 def imagenet_names():
-    try:  # timm ships the ImageNet class names (installed with the test extras)
-        from timm.data import ImageNetInfo
+    """ImageNet class names from the text files timm ships (installed with the test extras).
 
-        info = ImageNetInfo()
-        return [info.index_to_description(i) for i in range(1000)]
-    except ImportError:
+    The files are read without importing timm: its CUDA-built torch dependency pulls in
+    triton, which crashes when loaded after TensorFlow.
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("timm")
+    if spec is None or not spec.submodule_search_locations:
         return [f"class {i}" for i in range(1000)]
+    info = os.path.join(list(spec.submodule_search_locations)[0], "data", "_info")
+    with open(os.path.join(info, "imagenet_synsets.txt")) as f:
+        synsets = f.read().split()
+    with open(os.path.join(info, "imagenet_synset_to_lemma.txt")) as f:
+        lemmas = dict(line.rstrip("\n").split("\t", 1) for line in f if "\t" in line)
+    return [lemmas.get(s, s) for s in synsets]
 
 
 def classify_photos():
