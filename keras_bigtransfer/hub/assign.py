@@ -6,6 +6,7 @@ import logging
 import numpy as np
 
 from keras_bigtransfer.errors import WeightsError
+from keras_bigtransfer.models.base import HEAD_LAYER
 
 log = logging.getLogger(__name__)
 
@@ -14,7 +15,7 @@ def _listing(title, lines):
     return f"{title} ({len(lines)}):\n" + "\n".join("  " + line for line in lines)
 
 
-def assign(model, converted, unknown_keys=(), *, source, head_layer="head", strict=True):
+def assign(model, converted, unknown_keys=(), *, source, head_layer=HEAD_LAYER, strict=True):
     """Copy converted arrays into `model`.
 
     Args:

@@ -82,8 +82,7 @@ def extract_module(archive):
     Absolute paths, `..`, links and device files are refused before anything is written.
     """
     archive = os.path.abspath(archive)
-    with open(archive, "rb") as f:
-        key = hashlib.sha256(f.read(1 << 20) + str(os.path.getsize(archive)).encode()).hexdigest()[:20]
+    key = download.file_digest(archive, "sha256")[:20]
     target = os.path.join(download.cache_dir(), "modules", key)
     os.makedirs(os.path.dirname(target), exist_ok=True)
     with filelock.FileLock(target + ".lock"):
@@ -135,9 +134,10 @@ def import_saved_model(path):
 
 
 def bit_layout(arrays):
-    """Whether {name: array} holds BiT weights under the published names."""
-    converted, unknown = bit.convert(arrays)
-    return not unknown and "root_block_standardized_conv2d/kernel" in converted
+    """Whether {name: array} holds BiT weights under the published names (names only:
+    the arrays are converted once, by `model_from_checkpoint`)."""
+    canonical = [bit.canonical_key(name) for name in arrays]
+    return None not in canonical and "root_block/standardized_conv2d/kernel" in canonical
 
 
 def model_from_checkpoint(arrays, source):
@@ -170,8 +170,9 @@ def model_from_checkpoint(arrays, source):
 def _efficientnet_from_tf_layout(variant, arrays, source):
     """A SavedModel with the TF reference's EfficientNet variable names (the TF Hub modules')."""
     import keras_bigtransfer
+    from keras_bigtransfer.models.efficientnet import constructor_name
 
-    name = "EfficientNet" + (variant.capitalize() if variant.startswith("lite") else variant.upper())
+    name = constructor_name(variant)
     head = next((a for k, a in arrays.items() if k.endswith("head/dense/kernel")), None)
     model = getattr(keras_bigtransfer, name)(
         weights=None, include_top=head is not None,

@@ -21,11 +21,10 @@ import keras
 import tensorflow as tf
 
 from keras_bigtransfer.layers import WSConv2D
-from keras_bigtransfer.models.base import ImageModel
+from keras_bigtransfer.models.base import HEAD_LAYER, ImageModel
 
 SIGNATURES = ("feature_vector", "classification")
 CONFIG_ASSET = "keras_bigtransfer.json"
-HEAD_LAYER = "head"
 
 
 def published_submodel(model, signature):

@@ -7,6 +7,9 @@ from keras import ops
 
 POOLING_CHOICES = ("avg", "max", None)
 
+# Every family names its linear classifier this; training, export and loading find it by name.
+HEAD_LAYER = "head"
+
 
 @keras.saving.register_keras_serializable(package="keras_bigtransfer")
 class ImageModel(keras.Model):

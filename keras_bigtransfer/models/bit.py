@@ -100,7 +100,7 @@ def ResNetV2(
         x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
         x = keras.layers.Dense(
             num_classes, kernel_initializer="zeros", activation=classifier_activation,
-            name="head",
+            name=base.HEAD_LAYER,
         )(x)
     else:
         x = base.pool_features(x, pooling)

