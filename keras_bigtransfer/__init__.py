@@ -23,6 +23,18 @@ from keras_bigtransfer.models.efficientnet import (  # noqa: F401
     EfficientNetLite3,
     EfficientNetLite4,
 )
+from keras_bigtransfer.models.vit import (  # noqa: F401
+    ViT_B8,
+    ViT_B16,
+    ViT_B32,
+    ViT_H14,
+    ViT_L16,
+    ViT_L32,
+    ViT_R50_B16,
+    ViT_S16,
+    ViT_S32,
+    ViT_Ti16,
+)
 from keras_bigtransfer.training import HyperRule, fit_bit, hyperrule  # noqa: F401
 from keras_bigtransfer.models.bit import (  # noqa: F401
     BiT_L_R152x4,

@@ -163,3 +163,89 @@ def tf_hub_bit_module(npz_arrays, prefix="resnet/"):
             return tf.matmul(x, tf.reshape(kernel, tf.shape(kernel)[-2:])) + self._w("head/conv2d/bias")
 
     return BiTModule()
+
+
+def timm_vit(name="vit_tiny_patch16_224", seed=0, **kwargs):
+    """A timm ViT (or hybrid) with random, non-zero weights everywhere (norms, biases, head)."""
+    import timm
+    import torch
+
+    torch.manual_seed(seed)
+    model = timm.create_model(name, pretrained=False, **kwargs).eval()
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for pname, p in model.named_parameters():
+            if p.ndim == 1 and ("norm" in pname) and pname.endswith("weight"):
+                p.copy_(1.0 + 0.2 * torch.randn(p.shape, generator=gen))
+            elif pname.startswith("head") or p.ndim == 1 or "token" in pname:
+                p.copy_(0.05 * torch.randn(p.shape, generator=gen))
+    return model
+
+
+def timm_vit_to_npz_arrays(model, prefix=""):
+    """timm VisionTransformer state -> the published vision_transformer .npz scheme."""
+    sd = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
+    dim = model.embed_dim
+    heads = model.blocks[0].attn.num_heads
+    head_dim = dim // heads
+
+    def hwio(w):
+        return np.ascontiguousarray(w.transpose(2, 3, 1, 0))
+
+    out = {
+        "embedding/kernel": hwio(sd["patch_embed.proj.weight"]),
+        "embedding/bias": sd["patch_embed.proj.bias"],
+        "Transformer/posembed_input/pos_embedding": sd["pos_embed"],
+        "Transformer/encoder_norm/scale": sd["norm.weight"],
+        "Transformer/encoder_norm/bias": sd["norm.bias"],
+        "head/kernel": np.ascontiguousarray(sd["head.weight"].T),
+        "head/bias": sd["head.bias"],
+    }
+    if "cls_token" in sd:
+        out["cls"] = sd["cls_token"]
+    for i in range(len(model.blocks)):
+        src, dst = f"blocks.{i}.", f"Transformer/encoderblock_{i}/"
+        mha = dst + "MultiHeadDotProductAttention_1/"
+        qkv_w = sd[src + "attn.qkv.weight"].reshape(3, dim, dim)
+        qkv_b = sd[src + "attn.qkv.bias"].reshape(3, heads, head_dim)
+        for j, part in enumerate(("query", "key", "value")):
+            out[f"{mha}{part}/kernel"] = np.ascontiguousarray(qkv_w[j].T.reshape(dim, heads, head_dim))
+            out[f"{mha}{part}/bias"] = qkv_b[j]
+        out[mha + "out/kernel"] = np.ascontiguousarray(sd[src + "attn.proj.weight"].T.reshape(heads, head_dim, dim))
+        out[mha + "out/bias"] = sd[src + "attn.proj.bias"]
+        for norm, name in (("norm1", "LayerNorm_0"), ("norm2", "LayerNorm_2")):
+            out[f"{dst}{name}/scale"] = sd[f"{src}{norm}.weight"]
+            out[f"{dst}{name}/bias"] = sd[f"{src}{norm}.bias"]
+        for fc, name in (("fc1", "Dense_0"), ("fc2", "Dense_1")):
+            out[f"{dst}MlpBlock_3/{name}/kernel"] = np.ascontiguousarray(sd[f"{src}mlp.{fc}.weight"].T)
+            out[f"{dst}MlpBlock_3/{name}/bias"] = sd[f"{src}mlp.{fc}.bias"]
+    backbone = getattr(model.patch_embed, "backbone", None)
+    if backbone is not None:  # hybrid: vit_jax ResNet names, top level
+        stem = "patch_embed.backbone.stem."
+        out["conv_root/kernel"] = hwio(sd[stem + "conv.weight"])
+        out["gn_root/scale"], out["gn_root/bias"] = sd[stem + "norm.weight"], sd[stem + "norm.bias"]
+        for i, stage in enumerate(backbone.stages):
+            for j, block in enumerate(stage.blocks):
+                src = f"patch_embed.backbone.stages.{i}.blocks.{j}."
+                dst = f"block{i + 1}/unit{j + 1}/"
+                for r in (1, 2, 3):
+                    out[f"{dst}conv{r}/kernel"] = hwio(sd[f"{src}conv{r}.weight"])
+                    out[f"{dst}gn{r}/scale"] = sd[f"{src}norm{r}.weight"]
+                    out[f"{dst}gn{r}/bias"] = sd[f"{src}norm{r}.bias"]
+                if block.downsample is not None:
+                    out[f"{dst}conv_proj/kernel"] = hwio(sd[f"{src}downsample.conv.weight"])
+                    out[f"{dst}gn_proj/scale"] = sd[f"{src}downsample.norm.weight"]
+                    out[f"{dst}gn_proj/bias"] = sd[f"{src}downsample.norm.bias"]
+    return {prefix + k: v for k, v in out.items()}
+
+
+def official_posembed_zoom(table, new_grid, num_prefix_tokens=1):
+    """vision_transformer's `interpolate_posembed`: scipy.ndimage.zoom(order=1) of the grid."""
+    import scipy.ndimage
+
+    prefix, grid = table[:, :num_prefix_tokens], table[0, num_prefix_tokens:]
+    old = int(np.sqrt(len(grid)))
+    grid = grid.reshape(old, old, -1)
+    zoom = (new_grid[0] / old, new_grid[1] / old, 1)
+    grid = scipy.ndimage.zoom(grid, zoom, order=1).reshape(1, new_grid[0] * new_grid[1], -1)
+    return np.concatenate([prefix, grid], axis=1)

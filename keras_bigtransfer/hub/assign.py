@@ -15,7 +15,8 @@ def _listing(title, lines):
     return f"{title} ({len(lines)}):\n" + "\n".join("  " + line for line in lines)
 
 
-def assign(model, converted, unknown_keys=(), *, source, head_layer=HEAD_LAYER, strict=True):
+def assign(model, converted, unknown_keys=(), *, source, head_layer=HEAD_LAYER, strict=True,
+           optional=()):
     """Copy converted arrays into `model`.
 
     Args:
@@ -28,6 +29,8 @@ def assign(model, converted, unknown_keys=(), *, source, head_layer=HEAD_LAYER, 
             checkpoint, or of a different class count, the head is zero-initialized
             and everything else loaded (this is how BiT transfers).
         strict: raise `WeightsError` on any missing, unused or mis-shaped key.
+        optional: model variables the checkpoint may lack; they keep their
+            initialization (a ViT's register tokens, which no published ViT has).
     """
     variables = {v.path: v for v in model.weights}
     head_prefix = head_layer + "/"
@@ -54,7 +57,10 @@ def assign(model, converted, unknown_keys=(), *, source, head_layer=HEAD_LAYER, 
                 )
 
     expected = {p: v for p, v in variables.items() if not (zero_head and p in head_vars)}
-    missing = sorted(p for p in expected if p not in body)
+    missing = sorted(p for p in expected if p not in body and p not in optional)
+    kept = sorted(p for p in optional if p in expected and p not in body)
+    if kept:
+        log.warning("%s: %s not in the checkpoint; left at initialization.", source, ", ".join(kept))
     unused = sorted(list(unknown_keys) + [kv[0] for p, kv in body.items() if p not in expected])
     mismatched = sorted(
         f"{key}: checkpoint {array.shape} vs model {tuple(expected[p].shape)} ({p})"

@@ -58,6 +58,7 @@ def fold_weight_standardization(model):
         if isinstance(layer, WSConv2D):
             config = layer.get_config()
             config.pop("epsilon")
+            config.pop("epsilon_mode")
             return keras.layers.Conv2D.from_config(config)
         return layer.__class__.from_config(layer.get_config())
 

@@ -3,7 +3,7 @@
 import os
 
 from keras_bigtransfer.hub import assign, catalogue, checkpoint, download
-from keras_bigtransfer.hub.convert import bit, efficientnet
+from keras_bigtransfer.hub.convert import bit, efficientnet, vit
 
 
 def _bit(arrays, model, kind):
@@ -19,10 +19,16 @@ def _efficientnet(arrays, model, kind):
     return efficientnet.convert_keras_h5(arrays)
 
 
-# family -> f(arrays, model, file kind) -> ({model path: (key, array)}, unknown keys)
+def _vit(arrays, model, kind):
+    return vit.convert(arrays, model)
+
+
+# family -> f(arrays, model, file kind) ->
+#   ({model path: (key, array)}, unknown keys[, model paths the checkpoint may lack])
 CONVERTERS = {
     "bit": _bit,
     "efficientnet": _efficientnet,
+    "vit": _vit,
 }
 
 
@@ -43,8 +49,11 @@ def load_weights(model, weights, *, family, architecture=None, strict=True):
     if not os.path.exists(path) and checkpoint.tf_checkpoint_prefix(path) is None:
         path = resolve(path, family=family, architecture=architecture)
     arrays = checkpoint.read_arrays(path)
-    converted, unknown = CONVERTERS[family](arrays, model, checkpoint.sniff_format(path))
-    return assign.assign(model, converted, unknown, source=os.path.basename(path), strict=strict)
+    converted, unknown, *optional = CONVERTERS[family](arrays, model, checkpoint.sniff_format(path))
+    return assign.assign(
+        model, converted, unknown, source=os.path.basename(path), strict=strict,
+        optional=optional[0] if optional else (),
+    )
 
 
 def resolve(tag, *, family=None, architecture=None, progress=True):

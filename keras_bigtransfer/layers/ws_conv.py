@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+EPSILON_MODES = ("variance", "std")
+
 
 @keras.saving.register_keras_serializable(package="keras_bigtransfer")
 class WSConv2D(keras.layers.Conv2D):
@@ -13,19 +15,27 @@ class WSConv2D(keras.layers.Conv2D):
     gain: the GroupNorm that follows every BiT convolution supplies it.
 
     Args:
-        epsilon: added to the variance. The official BiT code (TF2, PyTorch and
-            JAX) uses 1e-10; timm's BiT port uses 1e-8.
+        epsilon: the stabilizer. The official BiT code (TF2, PyTorch and JAX)
+            uses 1e-10 on the variance; timm's BiT port uses 1e-8; the ViT
+            hybrid's ResNet (vit_jax) uses 1e-5 on the standard deviation.
+        epsilon_mode: "variance" divides by sqrt(var + epsilon) (BiT);
+            "std" divides by sqrt(var) + epsilon (vit_jax's `StdConv`).
         **kwargs: everything `keras.layers.Conv2D` accepts.
     """
 
-    def __init__(self, *args, epsilon=1e-10, **kwargs):
+    def __init__(self, *args, epsilon=1e-10, epsilon_mode="variance", **kwargs):
         super().__init__(*args, **kwargs)
+        if epsilon_mode not in EPSILON_MODES:
+            raise ValueError(f"epsilon_mode must be one of {EPSILON_MODES}; got {epsilon_mode!r}.")
         self.epsilon = epsilon
+        self.epsilon_mode = epsilon_mode
 
     def standardized_kernel(self, kernel=None):
         """The kernel actually convolved: what an export folds into a plain conv."""
         kernel = self.kernel if kernel is None else kernel
         mean, variance = ops.moments(kernel, axes=(0, 1, 2), keepdims=True)
+        if self.epsilon_mode == "std":
+            return (kernel - mean) / (ops.sqrt(variance) + self.epsilon)
         return (kernel - mean) * ops.rsqrt(variance + self.epsilon)
 
     def convolution_op(self, inputs, kernel):
@@ -33,5 +43,5 @@ class WSConv2D(keras.layers.Conv2D):
 
     def get_config(self):
         config = super().get_config()
-        config["epsilon"] = self.epsilon
+        config.update(epsilon=self.epsilon, epsilon_mode=self.epsilon_mode)
         return config

@@ -5,3 +5,5 @@ from keras_bigtransfer.models.bit import *  # noqa: F401,F403
 from keras_bigtransfer.models import bit
 from keras_bigtransfer.models.efficientnet import *  # noqa: F401,F403,E402
 from keras_bigtransfer.models import efficientnet  # noqa: E402
+from keras_bigtransfer.models.vit import *  # noqa: F401,F403,E402
+from keras_bigtransfer.models import vit  # noqa: E402

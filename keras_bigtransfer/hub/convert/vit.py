@@ -1,0 +1,155 @@
+"""Published ViT checkpoints (.npz of google-research/vision_transformer and
+big_vision) into `models.vit`.
+
+Layouts accepted, as timm's reader does:
+- the vision_transformer release: `embedding/kernel` (P, P, 3, D), `cls` (1, 1, D),
+  `Transformer/posembed_input/pos_embedding` (1, 1 + N, D), blocks
+  `Transformer/encoderblock_{i}/{LayerNorm_0, MultiHeadDotProductAttention_1,
+  LayerNorm_2, MlpBlock_3/Dense_{0,1}}`, `Transformer/encoder_norm`, optional
+  `pre_logits`, `head`; hybrids add `conv_root`, `gn_root`, `block{b}/unit{u}/...`.
+- a key prefix: `opt/target/` (pre-Linen optimizer checkpoints), `params/`,
+  `params/img/` (big_vision).
+- big_vision names: top-level `pos_embedding` covering the patches only (the
+  class token gets no position embedding there: we give it a zero row), blocks
+  `MultiHeadDotProductAttention_0`, `LayerNorm_1`, `MlpBlock_0`.
+- scanned blocks `Transformer/encoderblock/...` with a leading layer axis.
+
+Flax's attention kernels (D, H, Dh) / (H, Dh, D) are exactly the layouts of
+`keras.layers.MultiHeadAttention`, so no array is reshaped except the position
+table, which is resampled to the model's grid when it differs.
+"""
+
+import logging
+import math
+import re
+
+import numpy as np
+
+from keras_bigtransfer.errors import WeightsError
+
+log = logging.getLogger(__name__)
+
+PREFIXES = ("", "opt/target/", "params/", "params/img/")
+POSITION_LAYER = "Transformer_posembed_input"
+_BIG_VISION_BLOCK_NAMES = {
+    "MultiHeadDotProductAttention_0": "MultiHeadDotProductAttention_1",
+    "LayerNorm_1": "LayerNorm_2",
+    "MlpBlock_0": "MlpBlock_3",
+}
+_NORM = re.compile(r"(LayerNorm_\d+|encoder_norm|gn_root|gn\d+|gn_proj)$")
+_ATTENTION = re.compile(r"^(.*MultiHeadDotProductAttention_\d+)/(query|key|value|out)/(kernel|bias)$")
+
+
+def detect_prefix(arrays):
+    for prefix in PREFIXES:
+        if prefix + "embedding/kernel" in arrays:
+            return prefix
+    return None
+
+
+def canonical_arrays(arrays):
+    """{key in the vision_transformer release's names: array}, and the keys left over."""
+    prefix = detect_prefix(arrays)
+    if prefix is None:
+        return {}, sorted(arrays)
+    big_vision = (
+        prefix.startswith("params/")
+        or prefix + "pos_embedding" in arrays
+        or prefix + "Transformer/encoderblock/LayerNorm_0/scale" in arrays
+    )
+    canonical, unknown = {}, []
+    for key, array in arrays.items():
+        if not key.startswith(prefix):
+            unknown.append(key)
+            continue
+        name = key[len(prefix):]
+        if name == "pos_embedding":
+            name = "Transformer/posembed_input/pos_embedding"
+        if big_vision:
+            parts = name.split("/")
+            name = "/".join(_BIG_VISION_BLOCK_NAMES.get(p, p) for p in parts)
+        if name.startswith("Transformer/encoderblock/"):  # scanned: one array for all layers
+            rest = name[len("Transformer/encoderblock/"):]
+            for i, layer_array in enumerate(np.asarray(array)):
+                canonical[f"Transformer/encoderblock_{i}/{rest}"] = (key, layer_array)
+            continue
+        canonical[name] = (key, array)
+    return canonical, unknown
+
+
+def model_path(name):
+    """The Keras variable path of a canonical key."""
+    if name == "cls":
+        return "cls/tokens"
+    match = _ATTENTION.match(name)
+    if match:
+        layer, part, weight = match.groups()
+        part = "attention_output" if part == "out" else part
+        return f"{layer.replace('/', '_')}/{part}/{weight}"
+    layer, weight = name.rsplit("/", 1)
+    if _NORM.search(layer):
+        weight = {"scale": "gamma", "bias": "beta"}.get(weight, weight)
+    return layer.replace("/", "_") + "/" + weight
+
+
+def _grid_of(rows):
+    side = math.isqrt(rows)
+    return (side, side) if side * side == rows else None
+
+
+def fit_position_table(table, layer, source="checkpoint"):
+    """A published (1, [1 +] N, D) table made to fit `layer` (a PositionEmbedding)."""
+    from keras_bigtransfer.layers.position_embedding import resample_table
+
+    table = np.asarray(table, dtype=np.float32).reshape((1, -1, table.shape[-1]))
+    rows = table.shape[1]
+    grid, prefix = _grid_of(rows), 0
+    if grid is None:
+        grid, prefix = _grid_of(rows - 1), 1
+    if grid is None:
+        raise WeightsError(
+            f"{source}: position embedding of {rows} rows is neither a square grid nor a class "
+            "row plus a square grid; published ViT checkpoints are one of the two."
+        )
+    wanted = layer.num_prefix_tokens
+    if prefix < wanted:  # big_vision: the class token had no position embedding
+        table = np.concatenate([np.zeros_like(table[:, :1]), table], axis=1)
+    elif prefix > wanted:
+        table = table[:, 1:]
+    if grid != layer.grid_size:
+        log.info(
+            "%s: position embedding resampled from a %dx%d to a %dx%d grid (%s).",
+            source, *grid, *layer.grid_size, layer.interpolation,
+        )
+        table = np.asarray(resample_table(table, grid, layer.grid_size, wanted, layer.interpolation))
+    return table
+
+
+def convert(arrays, model, source="checkpoint"):
+    """Map published ViT arrays to `model`.
+
+    Returns ({model path: (key, array)}, unknown keys, paths the checkpoint may lack).
+    """
+    canonical, unknown = canonical_arrays(arrays)
+    layer_names = {layer.name for layer in model.layers}
+    converted = {}
+    for name, (key, array) in canonical.items():
+        if name.startswith("pre_logits/") and "pre_logits" not in layer_names:
+            # Official fine-tuning drops the i21k representation layer; so do we unless asked.
+            log.info("%s: %s dropped (the model has no pre_logits layer).", source, key)
+            continue
+        converted[model_path(name)] = (key, np.asarray(array, dtype=np.float32))
+
+    position_key = POSITION_LAYER + "/pos_embedding"
+    if position_key in converted and POSITION_LAYER in layer_names:
+        key, table = converted[position_key]
+        converted[position_key] = (key, fit_position_table(table, model.get_layer(POSITION_LAYER), source))
+
+    head = converted.get("head/kernel")
+    if head is not None and not np.any(head[1]):
+        log.warning(
+            "%s: the published head is all zeros (the ImageNet-21k release zeroed it on purpose); "
+            "use the model as a backbone or fine-tune a new head.", source,
+        )
+    optional = ["registers/tokens"] if "registers" in layer_names else []
+    return converted, unknown, optional

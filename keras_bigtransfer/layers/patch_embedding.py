@@ -1,0 +1,49 @@
+"""Non-overlapping patches projected to tokens: a conv with kernel = stride = patch size."""
+
+import keras
+
+
+@keras.saving.register_keras_serializable(package="keras_bigtransfer")
+class PatchEmbedding(keras.layers.Conv2D):
+    """Cut images into `patch_size` squares and project each to `hidden_size`.
+
+    Output is the token grid `(batch, height / patch, width / patch, hidden)`;
+    the grid shape is what the position embedding resizes to. Image sides that
+    are not a multiple of the patch size raise a `ValueError` (silently dropping
+    the last pixels, as a VALID conv would, hides a preprocessing mistake).
+    """
+
+    def __init__(self, hidden_size, patch_size, **kwargs):
+        for key in ("filters", "kernel_size", "strides", "padding"):
+            kwargs.pop(key, None)  # fixed by the arguments; present when loading a config
+        super().__init__(
+            filters=hidden_size, kernel_size=patch_size, strides=patch_size, padding="valid", **kwargs
+        )
+        self.hidden_size = hidden_size
+        self.patch_size = patch_size
+
+    def _check_sides(self, shape):
+        sides = [s for s in shape[1:3] if s is not None]
+        if any(int(s) % self.patch_size for s in sides):
+            raise ValueError(
+                f"{self.name}: image height and width must be multiples of the patch size "
+                f"{self.patch_size}; got {tuple(shape[1:3])}. Resize or crop the images to "
+                f"a multiple of {self.patch_size} (e.g. 224 or 384 for patch 16)."
+            )
+
+    def build(self, input_shape):
+        self._check_sides(input_shape)
+        super().build(input_shape)
+
+    def call(self, inputs):
+        self._check_sides(inputs.shape)
+        return super().call(inputs)
+
+    def compute_output_shape(self, input_shape):
+        self._check_sides(input_shape)
+        return super().compute_output_shape(input_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(hidden_size=self.hidden_size, patch_size=self.patch_size)
+        return config

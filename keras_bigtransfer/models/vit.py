@@ -1,0 +1,356 @@
+"""Vision Transformer (ViT) at any resolution, and the R50 hybrid.
+
+Dosovitskiy et al., "An Image is Worth 16x16 Words", ICLR 2021 (arXiv:2010.11929),
+as the official google-research/vision_transformer code builds it: pre-LayerNorm
+blocks (epsilon 1e-6), tanh-approximate GELU (flax `nn.gelu`), a class token
+with its own position embedding, a final LayerNorm, an optional tanh
+`pre_logits` layer and a zero-initialized head. Registers (Darcet et al., ICLR
+2024) are optional extra learned tokens without position embedding, dropped at
+the output.
+
+Layers are named after their keys in the published .npz checkpoints with "/"
+replaced by "_" (`Transformer/encoderblock_3/MlpBlock_3/Dense_0/kernel` lives
+in layer `Transformer_encoderblock_3_MlpBlock_3_Dense_0`).
+
+Resolution: the position embedding is stored for one grid and resized to the
+grid of the input (see `layers.position_embedding`). A model with a fixed
+`input_shape` stores it at that grid, so weights trained at another resolution
+are resampled once, when they load; a model with `input_shape=(None, None, 3)`
+stores the pretrained grid and resamples at run time to whatever arrives.
+"""
+
+import math
+
+import keras
+
+from keras_bigtransfer.layers import (
+    GELU,
+    LearnedTokens,
+    PatchEmbedding,
+    PositionEmbedding,
+    StochasticDepth,
+    TokenPooling,
+    WSConv2D,
+)
+from keras_bigtransfer.models import base
+
+LN_EPSILON = 1e-6
+
+# name: (patch, hidden, mlp, heads, layers), from vit_jax/configs/models.py.
+VARIANTS = {
+    "Ti16": (16, 192, 768, 3, 12),
+    "S16": (16, 384, 1536, 6, 12),
+    "S32": (32, 384, 1536, 6, 12),
+    "B8": (8, 768, 3072, 12, 12),
+    "B16": (16, 768, 3072, 12, 12),
+    "B32": (32, 768, 3072, 12, 12),
+    "L16": (16, 1024, 4096, 16, 24),
+    "L32": (32, 1024, 4096, 16, 24),
+    "H14": (14, 1280, 5120, 16, 32),
+    "R50_B16": (1, 768, 3072, 12, 12),
+}
+HYBRID_RESNET_LAYERS = {"R50_B16": (3, 4, 9)}
+
+# The hybrid's ResNet (vit_jax models_resnet): post-activation bottlenecks with
+# GroupNorm (flax default epsilon) and StdConv (epsilon on the std).
+HYBRID_GN_EPSILON = 1e-6
+HYBRID_WS_EPSILON = 1e-5
+
+
+def _std_conv(x, filters, kernel_size, name, strides=1):
+    return WSConv2D(
+        filters, kernel_size, strides=strides, padding="same", use_bias=False,
+        epsilon=HYBRID_WS_EPSILON, epsilon_mode="std", name=name,
+    )(x)
+
+
+def _group_norm(x, name):
+    return keras.layers.GroupNormalization(32, epsilon=HYBRID_GN_EPSILON, name=name)(x)
+
+
+def hybrid_residual_unit(x, filters, stride, name):
+    """vit_jax `ResidualUnit`: conv-GN-ReLU x2, conv-GN, add, ReLU (not BiT's pre-activation)."""
+    shortcut = x
+    if stride > 1 or x.shape[-1] != 4 * filters:
+        shortcut = _std_conv(x, 4 * filters, 1, name + "_conv_proj", strides=stride)
+        shortcut = _group_norm(shortcut, name + "_gn_proj")
+    y = _std_conv(x, filters, 1, name + "_conv1")
+    y = keras.layers.ReLU(name=name + "_relu1")(_group_norm(y, name + "_gn1"))
+    y = _std_conv(y, filters, 3, name + "_conv2", strides=stride)
+    y = keras.layers.ReLU(name=name + "_relu2")(_group_norm(y, name + "_gn2"))
+    y = _std_conv(y, 4 * filters, 1, name + "_conv3")
+    y = _group_norm(y, name + "_gn3")
+    y = keras.layers.Add(name=name + "_add")([shortcut, y])
+    return keras.layers.ReLU(name=name + "_relu")(y)
+
+
+def hybrid_resnet(x, layers, width=1):
+    """The hybrid's ResNet stem and stages: stride 4 from the root, then 2 per later stage."""
+    width = 64 * width
+    x = _std_conv(x, width, 7, "conv_root", strides=2)
+    x = keras.layers.ReLU(name="relu_root")(_group_norm(x, "gn_root"))
+    x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name="pool_root")(x)
+    for block, units in enumerate(layers, start=1):
+        for unit in range(1, units + 1):
+            stride = 2 if (unit == 1 and block > 1) else 1
+            x = hybrid_residual_unit(x, width * 2 ** (block - 1), stride, f"block{block}_unit{unit}")
+    return x
+
+
+def encoder_block(x, *, num_heads, mlp_size, dropout_rate, attention_dropout_rate,
+                  stochastic_depth_rate, gelu_approximate, name):
+    hidden = x.shape[-1]
+    y = keras.layers.LayerNormalization(epsilon=LN_EPSILON, name=name + "_LayerNorm_0")(x)
+    y = keras.layers.MultiHeadAttention(
+        num_heads, hidden // num_heads, dropout=attention_dropout_rate,
+        name=name + "_MultiHeadDotProductAttention_1",
+    )(y, y)
+    y = keras.layers.Dropout(dropout_rate, name=name + "_attention_dropout")(y)
+    x = StochasticDepth(stochastic_depth_rate, name=name + "_attention_residual")([x, y])
+    y = keras.layers.LayerNormalization(epsilon=LN_EPSILON, name=name + "_LayerNorm_2")(x)
+    y = keras.layers.Dense(mlp_size, name=name + "_MlpBlock_3_Dense_0")(y)
+    y = GELU(gelu_approximate, name=name + "_MlpBlock_3_gelu")(y)
+    y = keras.layers.Dropout(dropout_rate, name=name + "_MlpBlock_3_dropout_0")(y)
+    y = keras.layers.Dense(hidden, name=name + "_MlpBlock_3_Dense_1")(y)
+    y = keras.layers.Dropout(dropout_rate, name=name + "_MlpBlock_3_dropout_1")(y)
+    return StochasticDepth(stochastic_depth_rate, name=name + "_mlp_residual")([x, y])
+
+
+def _grid(side, stride, hybrid):
+    if side is None:
+        return None
+    return math.ceil(side / stride) if hybrid else side // stride
+
+
+def VisionTransformer(
+    *,
+    patch_size,
+    hidden_size,
+    mlp_size,
+    num_heads,
+    num_layers,
+    resnet_layers=None,
+    include_top=True,
+    num_classes=1000,
+    input_shape=None,
+    pooling=None,
+    classifier="token",
+    representation_size=None,
+    num_register_tokens=0,
+    pos_embed_interpolation="bilinear",
+    pretrained_resolution=224,
+    dropout_rate=0.0,
+    attention_dropout_rate=0.0,
+    stochastic_depth_rate=0.0,
+    gelu_approximate=True,
+    classifier_activation=None,
+    name="vit",
+):
+    """Build a ViT (or, with `resnet_layers`, a ResNet+ViT hybrid).
+
+    Args beyond the common ones:
+        classifier: "token" (class token, the published models) or "gap"
+            (no class token; the head reads the mean of the patch tokens).
+        representation_size: width of the tanh `pre_logits` layer before the
+            head, or None (none; the published i21k checkpoints carry one,
+            which is dropped on load unless you ask for it here).
+        num_register_tokens: learned register tokens, without position
+            embedding, discarded at the output.
+        pos_embed_interpolation: "bilinear" (the official loader,
+            scipy.ndimage.zoom order 1) or "bicubic" (timm's).
+        pretrained_resolution: the image side the stored position embedding
+            covers when `input_shape` leaves the size open.
+        stochastic_depth_rate: the last block's drop rate; earlier blocks
+            scale it linearly from 0.
+        gelu_approximate: tanh GELU as the official JAX model (True) or the
+            exact erf form timm uses (False).
+        pooling: with include_top=False: None, the patch tokens as a feature
+            map (batch, h, w, hidden); "token", the class token; "avg" / "max"
+            over the patch tokens.
+    """
+    if classifier not in ("token", "gap"):
+        raise ValueError(f'{name}: classifier must be "token" or "gap"; got {classifier!r}.')
+    if not include_top and pooling not in ("token", "avg", "max", None):
+        raise ValueError(f'{name}: pooling must be "token", "avg", "max" or None; got {pooling!r}.')
+    if pooling == "token" and classifier != "token":
+        raise ValueError(f'{name}: pooling="token" needs classifier="token" (a class token).')
+    if not isinstance(num_register_tokens, int) or num_register_tokens < 0:
+        raise ValueError(
+            f"{name}: num_register_tokens must be a non-negative integer; got {num_register_tokens!r}."
+        )
+    input_shape = base.validate_common_args(
+        include_top=include_top, num_classes=num_classes, input_shape=input_shape,
+        pooling=None if pooling == "token" else pooling, name=name,
+    )
+    hybrid = resnet_layers is not None
+    stride = patch_size * (2 ** (len(resnet_layers) + 1) if hybrid else 1)
+    native = _grid(pretrained_resolution, stride, hybrid)
+    grid = tuple(
+        _grid(side, stride, hybrid) if side is not None else native for side in input_shape[:2]
+    )
+
+    inputs = base.image_inputs(input_shape)
+    x = keras.layers.Rescaling(2.0, offset=-1.0, name="to_minus_one_one")(inputs)
+    if hybrid:
+        x = hybrid_resnet(x, resnet_layers)
+    patches = PatchEmbedding(hidden_size, patch_size, name="embedding")(x)
+
+    has_class_token = classifier == "token"
+    position = PositionEmbedding(
+        grid, num_prefix_tokens=int(has_class_token), interpolation=pos_embed_interpolation,
+        name="Transformer_posembed_input",
+    )
+    if has_class_token:
+        cls = LearnedTokens(1, name="cls")(patches)
+        cls, tokens = position(patches, prefix=cls)
+        parts = [cls]
+    else:
+        tokens = position(patches)
+        parts = []
+    if num_register_tokens:
+        parts.append(
+            LearnedTokens(
+                num_register_tokens, keras.initializers.RandomNormal(stddev=1e-6), name="registers"
+            )(patches)
+        )
+    x = keras.layers.Concatenate(axis=1, name="tokens")(parts + [tokens]) if parts else tokens
+    x = keras.layers.Dropout(dropout_rate, name="Transformer_dropout")(x)
+
+    for i in range(num_layers):
+        x = encoder_block(
+            x, num_heads=num_heads, mlp_size=mlp_size, dropout_rate=dropout_rate,
+            attention_dropout_rate=attention_dropout_rate,
+            stochastic_depth_rate=stochastic_depth_rate * i / max(num_layers - 1, 1),
+            gelu_approximate=gelu_approximate, name=f"Transformer_encoderblock_{i}",
+        )
+    x = keras.layers.LayerNormalization(epsilon=LN_EPSILON, name="Transformer_encoder_norm")(x)
+
+    skipped = int(has_class_token) + num_register_tokens
+    if include_top:
+        mode = "token" if has_class_token else "avg"
+        x = TokenPooling(mode, skipped, name="pool")(x)
+        if representation_size:
+            x = keras.layers.Dense(representation_size, activation="tanh", name="pre_logits")(x)
+        x = keras.layers.Dense(
+            num_classes, kernel_initializer="zeros", activation=classifier_activation,
+            name=base.HEAD_LAYER,
+        )(x)
+    else:
+        x = TokenPooling(pooling, skipped, name="pool")(x, patches)
+    return base.ImageModel(inputs, x, name=name)
+
+
+# Default weights: ImageNet-21k pretrained, ImageNet fine-tuned, where published
+# (AugReg at 224 where it exists, as timm's defaults; else the original release).
+DEFAULT_WEIGHTS = {
+    "Ti16": "vit_ti16_augreg_in21k_ft_in1k",
+    "S16": "vit_s16_augreg_in21k_ft_in1k",
+    "S32": "vit_s32_augreg_in21k_ft_in1k",
+    "B8": "vit_b8_augreg_in21k_ft_in1k",
+    "B16": "vit_b16_augreg_in21k_ft_in1k",
+    "B32": "vit_b32_augreg_in21k_ft_in1k",
+    "L16": "vit_l16_augreg_in21k_ft_in1k",
+    "L32": "vit_l32_imagenet21k_imagenet2012",
+    "H14": "vit_h14_imagenet21k",
+    "R50_B16": "vit_r50_b16_imagenet21k_imagenet2012",
+}
+
+
+def _vit_constructor(variant):
+    patch, hidden, mlp, heads, layers = VARIANTS[variant]
+    resnet_layers = HYBRID_RESNET_LAYERS.get(variant)
+    published = "R50+ViT-B_16" if variant == "R50_B16" else f"ViT-{variant[0:-len(str(patch))]}_{patch}"
+    function_name = f"ViT_{variant}"
+    default_name = function_name.lower()
+
+    def constructor(
+        *,
+        weights=DEFAULT_WEIGHTS[variant],
+        include_top=True,
+        num_classes=None,
+        input_shape=None,
+        pooling=None,
+        classifier_activation=None,
+        num_register_tokens=0,
+        pos_embed_interpolation="bilinear",
+        representation_size=None,
+        pretrained_resolution=None,
+        dropout_rate=0.0,
+        attention_dropout_rate=0.0,
+        stochastic_depth_rate=0.0,
+        gelu_approximate=True,
+        name=default_name,
+    ):
+        from keras_bigtransfer.hub import catalogue
+
+        entry = None
+        if isinstance(weights, str):
+            entry = catalogue.find(weights)
+        if num_classes is None:
+            num_classes = entry.num_classes if entry is not None else 1000
+        if pretrained_resolution is None:
+            pretrained_resolution = entry.resolution if entry is not None else 224
+        model = VisionTransformer(
+            patch_size=patch, hidden_size=hidden, mlp_size=mlp, num_heads=heads, num_layers=layers,
+            resnet_layers=resnet_layers, include_top=include_top, num_classes=num_classes,
+            input_shape=input_shape, pooling=pooling, representation_size=representation_size,
+            num_register_tokens=num_register_tokens, pos_embed_interpolation=pos_embed_interpolation,
+            pretrained_resolution=pretrained_resolution, dropout_rate=dropout_rate,
+            attention_dropout_rate=attention_dropout_rate, stochastic_depth_rate=stochastic_depth_rate,
+            gelu_approximate=gelu_approximate, classifier_activation=classifier_activation, name=name,
+        )
+        if weights is not None:
+            from keras_bigtransfer.hub import weights as hub_weights
+
+            hub_weights.load_weights(model, weights, family="vit", architecture=function_name)
+        return model
+
+    constructor.__name__ = constructor.__qualname__ = function_name
+    backbone = (
+        "a ResNet-50 stem with stages (3, 4, 9) (the official hybrid) feeding 1x1 patches to ViT-B"
+        if resnet_layers else f"{patch}x{patch} patches"
+    )
+    constructor.__doc__ = f"""{published}: width {hidden}, {layers} layers, {heads} heads, MLP {mlp}; {backbone}.
+
+    Args:
+        weights: a catalogue tag (default {DEFAULT_WEIGHTS[variant]!r}, downloaded and
+            verified on first use), None (random init), or a path to a published
+            vision_transformer / big_vision .npz checkpoint.
+        include_top: class-token (or mean) pooling and a linear head.
+        num_classes: head size; default the weights' class count (1000 without weights).
+            A head whose size differs from the checkpoint's is zero-initialized.
+        input_shape: (height, width, 3), multiples of the patch size; default
+            (None, None, 3), any size, the position embedding resized at run time.
+            A fixed size different from the weights' resamples it once at load.
+        pooling: with include_top=False, None (patch-token feature map), "token",
+            "avg" or "max".
+        classifier_activation: None returns logits.
+        num_register_tokens: learned register tokens (0: none). Published ViT
+            checkpoints have none; registers then keep their initialization.
+        pos_embed_interpolation: "bilinear" (the official loader) or "bicubic" (timm's).
+        representation_size: keep the checkpoint's tanh pre_logits layer of this
+            width (i21k checkpoints); None drops it, as the official fine-tuning does.
+        pretrained_resolution: the side the stored position embedding covers for a
+            variable-size model; default the weights' resolution (224 without weights).
+        dropout_rate, attention_dropout_rate, stochastic_depth_rate: regularization.
+        gelu_approximate: tanh GELU (official JAX) or exact (timm).
+        name: model name.
+
+    Returns:
+        A Keras model taking float32 RGB images in [0, 1].
+    """
+    return constructor
+
+
+ViT_Ti16 = _vit_constructor("Ti16")
+ViT_S16 = _vit_constructor("S16")
+ViT_S32 = _vit_constructor("S32")
+ViT_B8 = _vit_constructor("B8")
+ViT_B16 = _vit_constructor("B16")
+ViT_B32 = _vit_constructor("B32")
+ViT_L16 = _vit_constructor("L16")
+ViT_L32 = _vit_constructor("L32")
+ViT_H14 = _vit_constructor("H14")
+ViT_R50_B16 = _vit_constructor("R50_B16")
+
+__all__ = [n for n in dir() if n.startswith("ViT_")] + ["VisionTransformer"]
