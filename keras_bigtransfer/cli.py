@@ -16,7 +16,7 @@ import sys
 from absl import app, flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("family", None, "list: only this family (bit).")
+flags.DEFINE_string("family", None, "list: only this family (bit, efficientnet, vit).")
 flags.DEFINE_enum("signature", "feature_vector", ["feature_vector", "classification"],
                   "export: publish pre-logits (feature_vector) or logits (classification).")
 flags.DEFINE_boolean("archive", False, "export: also write DIR.tar.gz, the TF Hub module form.")

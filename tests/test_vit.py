@@ -273,3 +273,15 @@ def test_gap_classifier_matches_timm_global_average_pool(rng, tmp_path):
         theirs = ref(torch.from_numpy((images.transpose(0, 3, 1, 2) - 0.5) / 0.5)).numpy()
     ours = np.asarray(model(images))
     assert np.max(np.abs(ours - theirs)) <= 1e-4 * np.max(np.abs(theirs))
+
+
+def test_hub_load_builds_the_vit_a_checkpoint_holds(tiny_arrays, tmp_path, rng):
+    arrays = dict(tiny_arrays)
+    arrays["pre_logits/kernel"] = np.eye(192, dtype="float32")
+    arrays["pre_logits/bias"] = np.zeros(192, "float32")
+    path = reference.write_npz(tmp_path / "ViT-Ti_16.npz", arrays)
+    model = kb.hub.load(str(path))
+    assert model.get_layer("pre_logits").units == 192
+    assert model.count_params() == TIMM_PARAMS["ViT_Ti16"][1] + 192 * 193
+    images = rng.random((1, 32, 48, 3), dtype=np.float32)
+    assert model(images).shape == (1, 1000)

@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import tarfile
@@ -11,7 +12,7 @@ import filelock
 import numpy as np
 
 from keras_bigtransfer.hub import assign, catalogue, checkpoint, download
-from keras_bigtransfer.hub.convert import bit, efficientnet
+from keras_bigtransfer.hub.convert import bit, efficientnet, vit
 from keras_bigtransfer.hub.publishing import CONFIG_ASSET
 
 
@@ -40,7 +41,10 @@ def load(handle_or_path):
 
             return keras.saving.load_model(handle)
         if kind in ("npz", "h5"):
-            return model_from_checkpoint(checkpoint.read_arrays(handle), source=handle)
+            arrays = checkpoint.read_arrays(handle)
+            if vit.detect_prefix(arrays) is not None:
+                return vit_from_checkpoint(arrays, source=handle)
+            return model_from_checkpoint(arrays, source=handle)
         return import_saved_model(extract_module(handle))
     if handle.startswith(("http://", "https://")):
         return import_saved_model(extract_module(_fetch_module(handle)))
@@ -165,6 +169,39 @@ def model_from_checkpoint(arrays, source):
         pooling=None if head is not None else "avg", name=f"bit_r{depth}x{width}",
     )
     return assign.assign(model, converted, unknown, source=os.path.basename(str(source)))
+
+
+def vit_from_checkpoint(arrays, source):
+    """A ViT (or hybrid) built to fit published .npz weights: every size read off the arrays."""
+    from keras_bigtransfer.models.vit import VisionTransformer
+
+    canonical, _ = vit.canonical_arrays(arrays)
+    shape = {name: np.shape(array) for name, (_, array) in canonical.items()}
+    embedding = shape["embedding/kernel"]
+    blocks = {name.split("/")[1] for name in shape if name.startswith("Transformer/encoderblock_")}
+    units = {}
+    for name in shape:
+        if name.startswith("block") and "/unit" in name:
+            block, unit = name.split("/")[:2]
+            units.setdefault(int(block[5:]), set()).add(unit)
+    resnet_layers = tuple(len(units[b]) for b in sorted(units)) or None
+    attention = "Transformer/encoderblock_0/MultiHeadDotProductAttention_1/"
+    head = shape.get("head/kernel")
+    has_class_token = "cls" in shape
+    rows = shape["Transformer/posembed_input/pos_embedding"][-2] - int(has_class_token)
+    stride = embedding[0] * (2 ** (len(resnet_layers) + 1) if resnet_layers else 1)
+    model = VisionTransformer(
+        patch_size=embedding[0], hidden_size=embedding[-1],
+        mlp_size=shape["Transformer/encoderblock_0/MlpBlock_3/Dense_0/kernel"][-1],
+        num_heads=shape[attention + "query/kernel"][1], num_layers=len(blocks),
+        resnet_layers=resnet_layers, include_top=head is not None,
+        num_classes=head[-1] if head is not None else 1, pooling=None if head is not None else "avg",
+        classifier="token" if has_class_token else "gap",
+        representation_size=shape["pre_logits/kernel"][-1] if "pre_logits/kernel" in shape else None,
+        pretrained_resolution=math.isqrt(rows) * stride, name="vit",
+    )
+    converted, unknown, optional = vit.convert(arrays, model, source=os.path.basename(str(source)))
+    return assign.assign(model, converted, unknown, source=os.path.basename(str(source)), optional=optional)
 
 
 def _efficientnet_from_tf_layout(variant, arrays, source):
