@@ -48,7 +48,7 @@ def load_weights(model, weights, *, family, architecture=None, strict=True):
     path = os.fspath(weights)
     if not os.path.exists(path) and checkpoint.tf_checkpoint_prefix(path) is None:
         path = resolve(path, family=family, architecture=architecture)
-    arrays = checkpoint.read_arrays(path)
+    arrays = checkpoint.read_arrays(path, lazy=True)
     converted, unknown, *optional = CONVERTERS[family](arrays, model, checkpoint.sniff_format(path))
     return assign.assign(
         model, converted, unknown, source=os.path.basename(path), strict=strict,

@@ -14,6 +14,8 @@ import re
 
 import numpy as np
 
+from keras_bigtransfer.hub.checkpoint import as_float32
+
 # The part of a key (after any prefix such as `resnet/` or an h5 group) that names a weight.
 CANONICAL = re.compile(
     r"(root_block/standardized_conv2d/kernel"
@@ -47,7 +49,7 @@ def convert(arrays):
             continue
         if canonical.startswith("head/") and canonical.endswith("kernel") and array.ndim == 4:
             array = array.reshape(array.shape[-2:])  # 1x1 conv (1, 1, C, K) -> Dense (C, K)
-        converted[model_path(canonical)] = (key, np.asarray(array, dtype=np.float32))
+        converted[model_path(canonical)] = (key, as_float32(array))
     return converted, unknown
 
 

@@ -26,6 +26,7 @@ import re
 import numpy as np
 
 from keras_bigtransfer.errors import WeightsError
+from keras_bigtransfer.hub.checkpoint import as_float32
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +139,7 @@ def convert(arrays, model, source="checkpoint"):
             # Official fine-tuning drops the i21k representation layer; so do we unless asked.
             log.info("%s: %s dropped (the model has no pre_logits layer).", source, key)
             continue
-        converted[model_path(name)] = (key, np.asarray(array, dtype=np.float32))
+        converted[model_path(name)] = (key, as_float32(array))
 
     position_key = POSITION_LAYER + "/pos_embedding"
     if position_key in converted and POSITION_LAYER in layer_names:
@@ -146,7 +147,7 @@ def convert(arrays, model, source="checkpoint"):
         converted[position_key] = (key, fit_position_table(table, model.get_layer(POSITION_LAYER), source))
 
     head = converted.get("head/kernel")
-    if head is not None and not np.any(head[1]):
+    if head is not None and not np.any(np.asarray(head[1])):
         log.warning(
             "%s: the published head is all zeros (the ImageNet-21k release zeroed it on purpose); "
             "use the model as a backbone or fine-tune a new head.", source,
