@@ -8,7 +8,7 @@ SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 # Fashion-MNIST, the real dataset of the fine-tuning checks, from Debian's package.
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: setup demo test test-fast clean
+.PHONY: setup demo test test-fast bench clean
 
 setup: $(STAMP) $(FASHION_MNIST)
 
@@ -32,6 +32,10 @@ test: setup
 # The quick loop while developing.
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
+
+# Speed and memory against keras.applications and timm (bench/results.{json,md}).
+bench: setup
+	$(PY) bench/run.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

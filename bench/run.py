@@ -41,7 +41,7 @@ def _threads():
 # --- subjects: a name, a builder, and how to run it ---------------------------------
 
 
-def keras_subject(build, *, jit=False, bf16=False):
+def keras_subject(build, *, jit=False, bf16=False, train=True):
     def make(size, batch):
         import keras
         import tensorflow as tf
@@ -60,7 +60,7 @@ def keras_subject(build, *, jit=False, bf16=False):
         rng = np.random.default_rng(0)
         x = tf.constant(rng.random((batch, size, size, 3), dtype=np.float32))
         y = tf.constant(rng.integers(0, 1000, batch))
-        return (lambda: infer(x).numpy()), (lambda: model.train_on_batch(x, y))
+        return (lambda: infer(x).numpy()), ((lambda: model.train_on_batch(x, y)) if train else None)
 
     return make
 
@@ -125,23 +125,26 @@ def _keras_app(name):
 
 SUBJECTS = {
     "ours BiT-M-R50x1": keras_subject(_ours("BiT_M_R50x1")),
-    "ours BiT-M-R50x1 XLA": keras_subject(_ours("BiT_M_R50x1"), jit=True),
-    "ours BiT-M-R50x1 bf16": keras_subject(_ours("BiT_M_R50x1"), bf16=True),
+    "ours BiT-M-R50x1 XLA": keras_subject(_ours("BiT_M_R50x1"), jit=True, train=False),
+    "ours BiT-M-R50x1 bf16": keras_subject(_ours("BiT_M_R50x1"), bf16=True, train=False),
     "ours BiT-M-R50x1 SavedModel (WS folded)": saved_model_subject(_ours("BiT_M_R50x1")),
     "keras.applications ResNet50V2": keras_subject(_keras_app("ResNet50V2")),
     "timm resnetv2_50x1_bit": torch_subject("resnetv2_50x1_bit"),
     "ours EfficientNet-B0": keras_subject(_ours("EfficientNetB0")),
-    "ours EfficientNet-B0 XLA": keras_subject(_ours("EfficientNetB0"), jit=True),
-    "ours EfficientNet-B0 bf16": keras_subject(_ours("EfficientNetB0"), bf16=True),
+    "ours EfficientNet-B0 XLA": keras_subject(_ours("EfficientNetB0"), jit=True, train=False),
+    "ours EfficientNet-B0 bf16": keras_subject(_ours("EfficientNetB0"), bf16=True, train=False),
     "ours EfficientNet-B0 SavedModel": saved_model_subject(_ours("EfficientNetB0")),
     "keras.applications EfficientNetB0": keras_subject(_keras_app("EfficientNetB0")),
     "timm tf_efficientnet_b0": torch_subject("tf_efficientnet_b0"),
     "ours ViT-B/16": keras_subject(_ours("ViT_B16")),
-    "ours ViT-B/16 XLA": keras_subject(_ours("ViT_B16"), jit=True),
-    "ours ViT-B/16 bf16": keras_subject(_ours("ViT_B16"), bf16=True),
+    "ours ViT-B/16 XLA": keras_subject(_ours("ViT_B16"), jit=True, train=False),
+    "ours ViT-B/16 bf16": keras_subject(_ours("ViT_B16"), bf16=True, train=False),
     "ours ViT-B/16 SavedModel": saved_model_subject(_ours("ViT_B16")),
     "timm vit_base_patch16_224": torch_subject("vit_base_patch16_224"),
 }
+
+# Option rows (inference only; XLA training compiles for minutes on 2 cores).
+OPTIONS = ("XLA", "bf16", "SavedModel")
 
 # (ours, peer, target ratio or None): the rows of the ratio table.
 COMPARISONS = [
@@ -163,7 +166,6 @@ COMPARISONS = [
 
 
 def _rate(fn, batch, iterations):
-    fn()  # warm: tracing, compilation, allocator
     start = time.perf_counter()
     for _ in range(iterations):
         fn()
@@ -175,6 +177,9 @@ def measure_throughput(names, size, batch, repeats, iterations):
     for name in names:
         print(f"building {name}", file=sys.stderr, flush=True)
         built[name] = SUBJECTS[name](size, batch)
+        for fn in built[name]:
+            if fn is not None:
+                fn()  # warm once: tracing, XLA compilation, allocator
     results = {name: {"inference": [], "training": []} for name in names}
     for r in range(repeats):
         for name in names:
@@ -238,7 +243,7 @@ def measure_fit_bit(size, batch, steps):
         return kb.EfficientNetB0(weights=None, num_classes=10, input_shape=(size, size, 3))
 
     clock = StepClock()
-    kb.fit_bit(model(), (images, labels), batch_size=batch, total_steps=steps, image_size=size,
+    kb.fit_bit(model(), (images, labels), batch_size=batch, total_steps=steps, image_size=(size, size),
                verbose=0, callbacks=[clock])
     fit_bit_rate = rate(clock)
 
@@ -358,8 +363,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--iterations", type=int, default=2, help="timed calls per measurement")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--iterations", type=int, default=1, help="timed calls per measurement")
     parser.add_argument("--only", default="", help="comma-separated substrings of subject names")
     parser.add_argument("--skip", default="", help="comma-separated parts to skip: memory,fit_bit,load")
     parser.add_argument("--out", default=os.path.join(HERE, "results.json"))
@@ -384,7 +389,7 @@ def main():
     report["throughput"] = measure_throughput(names, args.size, args.batch, args.repeats, args.iterations)
     report["ratios"] = ratios(report["throughput"])
     report["memory"] = {} if "memory" in skip else {
-        n: measure_memory(n, args.size, args.batch) for n in names if "XLA" not in n}
+        n: measure_memory(n, args.size, args.batch) for n in names if not any(o in n for o in OPTIONS)}
     report["fit_bit"] = None if "fit_bit" in skip else measure_fit_bit(min(args.size, 128), args.batch, 24)
     report["checkpoint_load"] = None if "load" in skip else measure_checkpoint_load(args.constructor)
     text = render(report)

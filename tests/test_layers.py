@@ -53,3 +53,21 @@ def test_serialization_round_trip():
     assert isinstance(clone, WSConv2D)
     assert clone.get_config() == layer.get_config()
     assert clone.epsilon == 1e-8
+
+
+@pytest.mark.parametrize("shape,groups", [((2, 7, 5, 64), 32), ((1, 3, 3, 8), 4)])
+def test_channels_last_group_norm_equals_keras_group_norm(shape, groups, rng):
+    from keras_bigtransfer.layers import ChannelsLastGroupNormalization
+
+    x = (3 + 2 * rng.standard_normal(shape)).astype("float32")
+    ours = ChannelsLastGroupNormalization(groups, epsilon=1e-5)
+    theirs = keras.layers.GroupNormalization(groups, epsilon=1e-5)
+    ours(x), theirs(x)
+    gamma, beta = rng.standard_normal(shape[-1:]), rng.standard_normal(shape[-1:])
+    for layer in (ours, theirs):
+        layer.gamma.assign(gamma.astype("float32"))
+        layer.beta.assign(beta.astype("float32"))
+    np.testing.assert_allclose(np.asarray(ours(x)), np.asarray(theirs(x)), atol=2e-5)
+    assert isinstance(ours, keras.layers.GroupNormalization)
+    clone = ChannelsLastGroupNormalization.from_config(ours.get_config())
+    assert clone.get_config() == ours.get_config()

@@ -6,6 +6,7 @@ act_layer="gelu_tanh" to compare against our default, and our
 `gelu_approximate=False` is compared against timm's default.
 """
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -134,7 +135,7 @@ def test_r50_b16_hybrid_matches_timm(rng, tmp_path):
     for layer in model.layers:
         if isinstance(layer, kb.layers.WSConv2D):
             layer.epsilon, layer.epsilon_mode = 1e-8, "variance"
-        elif layer.__class__.__name__ == "GroupNormalization":
+        elif isinstance(layer, keras.layers.GroupNormalization):
             layer.epsilon = 1e-5
     ours, theirs = np.asarray(model(images)), _timm_logits(hybrid, images)
     assert _max_rel_diff(ours, theirs) <= RTOL_LOGITS

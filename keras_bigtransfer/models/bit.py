@@ -10,7 +10,7 @@ key of its weights in the published checkpoints with "/" replaced by "_"
 
 import keras
 
-from keras_bigtransfer.layers import WSConv2D
+from keras_bigtransfer.layers import ChannelsLastGroupNormalization, WSConv2D
 from keras_bigtransfer.models import base
 
 # Units per block for each depth (He et al. 2016).
@@ -28,7 +28,7 @@ GN_EPSILON = 1e-5
 
 
 def _group_norm_relu(x, name):
-    x = keras.layers.GroupNormalization(GROUPS, epsilon=GN_EPSILON, name=name + "_group_norm")(x)
+    x = ChannelsLastGroupNormalization(GROUPS, epsilon=GN_EPSILON, name=name + "_group_norm")(x)
     return keras.layers.ReLU(name=name + "_relu")(x)
 
 
@@ -94,7 +94,7 @@ def ResNetV2(
             stride = 2 if (unit == 1 and block > 1) else 1
             x = bottleneck_unit(x, filters, stride, f"block{block}_unit{unit:02d}")
 
-    x = keras.layers.GroupNormalization(GROUPS, epsilon=GN_EPSILON, name="group_norm")(x)
+    x = ChannelsLastGroupNormalization(GROUPS, epsilon=GN_EPSILON, name="group_norm")(x)
     x = keras.layers.ReLU(name="pre_head_relu")(x)
     if include_top:
         x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)

@@ -24,6 +24,7 @@ import math
 import keras
 
 from keras_bigtransfer.layers import (
+    ChannelsLastGroupNormalization,
     GELU,
     LearnedTokens,
     PatchEmbedding,
@@ -65,7 +66,7 @@ def _std_conv(x, filters, kernel_size, name, strides=1):
 
 
 def _group_norm(x, name):
-    return keras.layers.GroupNormalization(32, epsilon=HYBRID_GN_EPSILON, name=name)(x)
+    return ChannelsLastGroupNormalization(32, epsilon=HYBRID_GN_EPSILON, name=name)(x)
 
 
 def hybrid_residual_unit(x, filters, stride, name):
