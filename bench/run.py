@@ -165,14 +165,16 @@ COMPARISONS = [
 ]
 
 
-def _rate(fn, batch, iterations):
-    start = time.perf_counter()
-    for _ in range(iterations):
+def _rate(fn, batch, iterations, min_seconds):
+    """Images per second over at least `iterations` calls and `min_seconds` (short timings are noise)."""
+    calls, start = 0, time.perf_counter()
+    while calls < iterations or time.perf_counter() - start < min_seconds:
         fn()
-    return batch * iterations / (time.perf_counter() - start)
+        calls += 1
+    return batch * calls / (time.perf_counter() - start)
 
 
-def measure_throughput(names, size, batch, repeats, iterations):
+def measure_throughput(names, size, batch, repeats, iterations, min_seconds=3.0):
     built = {}
     for name in names:
         print(f"building {name}", file=sys.stderr, flush=True)
@@ -184,9 +186,9 @@ def measure_throughput(names, size, batch, repeats, iterations):
     for r in range(repeats):
         for name in names:
             infer, train = built[name]
-            results[name]["inference"].append(_rate(infer, batch, iterations))
+            results[name]["inference"].append(_rate(infer, batch, iterations, min_seconds))
             if train is not None:
-                results[name]["training"].append(_rate(train, batch, iterations))
+                results[name]["training"].append(_rate(train, batch, iterations, min_seconds))
             print(f"repeat {r + 1}/{repeats} {name}: {results[name]}", file=sys.stderr, flush=True)
     return results
 
@@ -364,7 +366,8 @@ def main():
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--iterations", type=int, default=1, help="timed calls per measurement")
+    parser.add_argument("--iterations", type=int, default=1, help="at least this many timed calls")
+    parser.add_argument("--min_seconds", type=float, default=3.0, help="and at least this long")
     parser.add_argument("--only", default="", help="comma-separated substrings of subject names")
     parser.add_argument("--skip", default="", help="comma-separated parts to skip: memory,fit_bit,load")
     parser.add_argument("--out", default=os.path.join(HERE, "results.json"))
@@ -386,7 +389,8 @@ def main():
     skip = set(filter(None, args.skip.split(",")))
     report = {"machine": _machine(), "size": args.size, "batch": args.batch, "repeats": args.repeats,
               "command": " ".join([os.path.basename(sys.executable)] + sys.argv)}
-    report["throughput"] = measure_throughput(names, args.size, args.batch, args.repeats, args.iterations)
+    report["throughput"] = measure_throughput(names, args.size, args.batch, args.repeats, args.iterations,
+                                              args.min_seconds)
     report["ratios"] = ratios(report["throughput"])
     report["memory"] = {} if "memory" in skip else {
         n: measure_memory(n, args.size, args.batch) for n in names if not any(o in n for o in OPTIONS)}

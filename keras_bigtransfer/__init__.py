@@ -35,7 +35,13 @@ from keras_bigtransfer.models.vit import (  # noqa: F401
     ViT_S32,
     ViT_Ti16,
 )
-from keras_bigtransfer.training import HyperRule, fit_bit, hyperrule  # noqa: F401
+from keras_bigtransfer.training import (  # noqa: F401
+    HyperRule,
+    fit_bit,
+    fit_meta_pseudo_labels,
+    fit_noisy_student,
+    hyperrule,
+)
 from keras_bigtransfer.models.bit import (  # noqa: F401
     BiT_L_R152x4,
     BiT_M_R50x1,

@@ -1,6 +1,16 @@
-"""Training: the BiT-HyperRule and fit_bit()."""
+"""Training: the BiT-HyperRule, fit_bit(), Noisy Student and Meta Pseudo Labels."""
 
 from keras_bigtransfer.training.fit_bit import fit_bit, zero_head
 from keras_bigtransfer.training.hyperrule import HyperRule, HyperRuleSchedule, hyperrule
+from keras_bigtransfer.training.meta_pseudo_labels import fit_meta_pseudo_labels
+from keras_bigtransfer.training.noisy_student import fit_noisy_student
 
-__all__ = ["HyperRule", "HyperRuleSchedule", "fit_bit", "hyperrule", "zero_head"]
+__all__ = [
+    "HyperRule",
+    "HyperRuleSchedule",
+    "fit_bit",
+    "fit_meta_pseudo_labels",
+    "fit_noisy_student",
+    "hyperrule",
+    "zero_head",
+]

@@ -160,7 +160,7 @@ def train_pipeline(source, rule, num_classes, seed=0):
         image = tf.image.resize(image, (size, size))
         image = tf.image.stateless_random_crop(image, (crop, crop, 3), seed=seeds[0])
         image = tf.image.stateless_random_flip_left_right(image, seed=seeds[1])
-        return image, tf.one_hot(tf.cast(label, tf.int32), num_classes)
+        return image, targets(label, num_classes)
 
     ds = source.dataset
     if source.num_examples is not None and source.num_examples < rule.batch_size:
@@ -178,6 +178,13 @@ def train_pipeline(source, rule, num_classes, seed=0):
     if rule.mixup_alpha > 0:
         ds = _mixup(ds, rule.mixup_alpha, seed)
     return ds.prefetch(AUTOTUNE)
+
+
+def targets(label, num_classes):
+    """One-hot for an integer label; a float vector (a soft pseudo-label) passes as it is."""
+    if label.dtype.is_floating and label.shape.rank == 1:
+        return tf.cast(label, tf.float32)
+    return tf.one_hot(tf.cast(label, tf.int32), num_classes)
 
 
 def _seed_pairs(seed):

@@ -100,6 +100,7 @@ def fit_bit(
     data_dir=None,
     callbacks=(),
     seed=0,
+    resolution=None,
 ):
     """Fine-tune `model` on `train_data` with the BiT-HyperRule; return the History.
 
@@ -125,6 +126,8 @@ def fit_bit(
         data_dir: TFDS data directory (default: $TFDS_DATA_DIR, then ~/tensorflow_datasets).
         callbacks: extra Keras callbacks.
         seed: seeds shuffling, augmentation, MixUp and the few-shot draw.
+        resolution: train at this crop size instead of the rule's 128 / 480 (images
+            resized to 1.25x it first, as the rule's 160 -> 128); evaluation uses it too.
 
     Returns:
         The `keras.callbacks.History` of the run.
@@ -150,6 +153,8 @@ def fit_bit(
     rule = hyperrule(int(num_examples), image_size, batch_size=batch_size, base_lr=base_lr)
     if total_steps is not None:
         rule = rule.with_total_steps(int(total_steps))
+    if resolution is not None:
+        rule = rule.with_resolution(int(resolution))
     train = data_lib.train_pipeline(source, rule, num_classes, seed=seed)
     validation = None
     if validation_data is not None:

@@ -44,6 +44,12 @@ class HyperRule:
         decays = sum(1 for boundary in self.decay_boundaries if boundary < step)
         return self.base_lr / 10**decays
 
+    def with_resolution(self, crop_size):
+        """The same rule training at `crop_size` (resized to 1.25x first, as 160 -> 128)."""
+        if not isinstance(crop_size, int) or crop_size < 8:
+            raise ValueError(f"resolution must be an integer of at least 8 pixels; got {crop_size!r}.")
+        return dataclasses.replace(self, resize_size=int(round(crop_size * 1.25)), crop_size=crop_size)
+
     def with_total_steps(self, total_steps):
         """The same rule stretched to `total_steps`: warmup and boundaries scale in proportion."""
         if total_steps < 1:

@@ -1,0 +1,213 @@
+"""Meta Pseudo Labels (Pham et al., CVPR 2021), on the fit_bit input pipeline.
+
+Per step, with labeled (x_l, y_l) and unlabeled x_u (x_u_aug its RandAugmented copy):
+
+1. The teacher labels x_u_aug: a hard label y_hat = argmax T(x_u_aug).
+2. The student takes one SGD step on CE(y_hat, S(x_u_aug)); its labeled loss is
+   measured before (old) and after (new) the step.
+3. h = old - new, the first-order form of the paper's
+   h = eta_S * grad L_l(theta_S')^T grad CE(y_hat, S(x_u; theta_S)): Taylor-expanding
+   L_l(theta_S') around theta_S gives old - new. h > 0 means the pseudo-label
+   helped the student. A moving baseline (as in the released code) is subtracted.
+4. The teacher descends (h - baseline) * CE(y_hat, T(x_u_aug)) + CE_smoothed(y_l, T(x_l))
+   + uda_weight * UDA, so labels that helped become more likely.
+
+Sign and label choice, deliberately: the released code uses new - old (the opposite
+sign, google-research#602) and a soft target stop_gradient(softmax(T(x_u_aug))) on
+the very logits it differentiates, whose gradient is identically zero (#534/#541).
+We use the derivation's sign and hard labels, the only choice for which the MPL
+term has a gradient at all. Finally the student is fine-tuned on labeled data.
+"""
+
+import contextlib
+import dataclasses
+import logging
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_bigtransfer.training import data as data_lib
+from keras_bigtransfer.training.fit_bit import classifier_head
+from keras_bigtransfer.training.noisy_student import (
+    evaluate,
+    randaugment_layer,
+    train_rule,
+    unlabeled_images,
+)
+
+log = logging.getLogger(__name__)
+
+
+def _cross_entropy(targets, logits):
+    return tf.reduce_mean(keras.losses.categorical_crossentropy(targets, logits, from_logits=True))
+
+
+def _schedule(learning_rate, steps):
+    return keras.optimizers.schedules.CosineDecay(
+        0.0, decay_steps=max(1, steps), warmup_target=learning_rate, warmup_steps=max(1, steps // 20)
+    )
+
+
+def fit_meta_pseudo_labels(
+    teacher,
+    student,
+    labeled_data,
+    unlabeled_data,
+    *,
+    steps,
+    uda_weight=1.0,
+    uda_threshold=0.6,
+    uda_temperature=0.7,
+    label_smoothing=0.1,
+    finetune_steps=0,
+    batch_size=32,
+    unlabeled_ratio=3,
+    teacher_learning_rate=0.01,
+    student_learning_rate=0.01,
+    finetune_learning_rate=0.001,
+    randaugment=(2, 9),
+    resolution=None,
+    validation_data=None,
+    strategy=None,
+    checkpoint_dir=None,
+    seed=0,
+    verbose=0,
+):
+    """Train `teacher` and `student` by Meta Pseudo Labels; return (student, record).
+
+    Args:
+        teacher, student: classifiers (logits) of the same classes. Both train.
+        labeled_data: any fit_bit training source.
+        unlabeled_data: images as an array, (images, ignored labels), or a tf.data.Dataset.
+        steps: MPL steps (one teacher and one student update each).
+        uda_weight, uda_threshold, uda_temperature: the teacher's UDA consistency loss:
+            targets softmax(T(x_u) / temperature), applied to T(x_u_aug), only where the
+            teacher's confidence on x_u reaches the threshold.
+        label_smoothing: on the labeled targets of the teacher and the fine-tune.
+        finetune_steps: the student's final fine-tune on labeled data (0: none).
+        batch_size, unlabeled_ratio: labeled images per step, and unlabeled per labeled.
+        teacher_learning_rate, student_learning_rate: SGD (momentum 0.9), warmup then cosine.
+        finetune_learning_rate: constant, for the fine-tune.
+        randaugment: (num_ops, magnitude) for x_u_aug (Keras' RandAugment).
+        resolution: training crop size (default: the BiT-HyperRule's for the data).
+        validation_data: the student's accuracy is measured after MPL and after the fine-tune.
+        strategy: a `tf.distribute` strategy; build both models inside its scope.
+        checkpoint_dir: both models, optimizers and the step are saved every 50 steps and at
+            the end; a rerun with the same arguments resumes.
+
+    Returns:
+        (student, dict with per-step means of the losses and h, and accuracies).
+    """
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive integer; got {steps!r}.")
+    num_classes = classifier_head(student).units
+    if classifier_head(teacher).units != num_classes:
+        raise ValueError(
+            f"teacher has {classifier_head(teacher).units} classes, student {num_classes}; they must agree."
+        )
+    labeled = data_lib.load_source(labeled_data, what="labeled_data")
+    images = unlabeled_images(unlabeled_data)
+    rule = dataclasses.replace(train_rule(labeled, batch_size, resolution, steps), mixup_alpha=0.0)
+    unlabeled = data_lib.load_source((images, np.zeros(len(images), "int64")), what="unlabeled_data")
+    augment = randaugment_layer(randaugment, seed) if randaugment else (lambda x: x)
+    lab = data_lib.train_pipeline(labeled, rule, num_classes, seed=seed)
+    unl = data_lib.train_pipeline(
+        unlabeled, dataclasses.replace(rule, batch_size=batch_size * unlabeled_ratio), num_classes, seed=seed + 7
+    ).map(lambda x, _: (x, augment(x)), num_parallel_calls=data_lib.AUTOTUNE)
+    batches = tf.data.Dataset.zip(lab, unl).prefetch(data_lib.AUTOTUNE)
+
+    scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
+    with scope:
+        teacher_opt = keras.optimizers.SGD(_schedule(teacher_learning_rate, steps), momentum=0.9)
+        student_opt = keras.optimizers.SGD(_schedule(student_learning_rate, steps), momentum=0.9)
+        teacher_opt.build(teacher.trainable_variables)
+        student_opt.build(student.trainable_variables)
+        step = tf.Variable(0, dtype=tf.int64, trainable=False, name="mpl_step")
+        baseline = tf.Variable(0.0, trainable=False, name="mpl_baseline")
+    replicas = strategy.num_replicas_in_sync if strategy is not None else 1
+    smooth = float(label_smoothing)
+
+    def train_step(labeled_batch, unlabeled_batch):
+        (x_l, y_l), (x_u, x_u_aug) = labeled_batch, unlabeled_batch
+        y_l_smooth = y_l * (1.0 - smooth) + smooth / num_classes
+        n_l, n_u = tf.shape(x_l)[0], tf.shape(x_u)[0]
+        with tf.GradientTape() as teacher_tape:
+            logits = teacher(tf.concat([x_l, x_u, x_u_aug], 0), training=True)
+            t_l, t_u, t_u_aug = logits[:n_l], logits[n_l:n_l + n_u], logits[n_l + n_u:]
+            teacher_supervised = _cross_entropy(y_l_smooth, t_l)
+            soft = tf.stop_gradient(tf.nn.softmax(t_u / uda_temperature))
+            confident = tf.cast(tf.reduce_max(tf.nn.softmax(t_u), -1) >= uda_threshold, tf.float32)
+            uda = tf.reduce_mean(confident * keras.losses.categorical_crossentropy(soft, t_u_aug, from_logits=True))
+            pseudo = tf.stop_gradient(tf.one_hot(tf.argmax(t_u_aug, -1), num_classes))
+            teacher_on_pseudo = _cross_entropy(pseudo, t_u_aug)
+
+        with tf.GradientTape() as student_tape:
+            s_logits = student(tf.concat([x_l, x_u_aug], 0), training=True)
+            student_loss = _cross_entropy(pseudo, s_logits[n_l:])
+            scaled = student_loss / replicas  # recorded on the tape: the division is part of the loss
+        old = _cross_entropy(y_l, s_logits[:n_l])
+        grads = student_tape.gradient(scaled, student.trainable_variables)
+        student_opt.apply_gradients(zip(grads, student.trainable_variables))
+        new = _cross_entropy(y_l, student(x_l, training=True))
+        h = tf.stop_gradient(old - new)
+        advantage = h - baseline
+        baseline.assign_add(0.01 * (h - baseline))
+
+        with teacher_tape:
+            teacher_loss = teacher_supervised + uda_weight * uda + advantage * teacher_on_pseudo
+            scaled = teacher_loss / replicas
+        grads = teacher_tape.gradient(scaled, teacher.trainable_variables)
+        teacher_opt.apply_gradients(zip(grads, teacher.trainable_variables))
+        return {"teacher_loss": teacher_loss, "student_loss": student_loss, "h": h, "uda": uda,
+                "teacher_supervised": teacher_supervised}
+
+    @tf.function
+    def distributed_step(labeled_batch, unlabeled_batch):
+        if strategy is None:
+            return train_step(labeled_batch, unlabeled_batch)
+        out = strategy.run(train_step, args=(labeled_batch, unlabeled_batch))
+        return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None) for k, v in out.items()}
+
+    manager = None
+    if checkpoint_dir is not None:
+        ckpt = tf.train.Checkpoint(teacher=teacher, student=student, teacher_opt=teacher_opt,
+                                   student_opt=student_opt, step=step, baseline=baseline)
+        manager = tf.train.CheckpointManager(ckpt, os.path.join(checkpoint_dir, "mpl"), max_to_keep=2)
+        if manager.latest_checkpoint:
+            ckpt.restore(manager.latest_checkpoint)
+            log.info("resumed Meta Pseudo Labels at step %d", int(step.numpy()))
+
+    iterator = iter(strategy.experimental_distribute_dataset(batches) if strategy is not None else batches)
+    history = {k: [] for k in ("teacher_loss", "student_loss", "h", "uda", "teacher_supervised")}
+    while int(step.numpy()) < steps:
+        labeled_batch, unlabeled_batch = next(iterator)
+        out = distributed_step(labeled_batch, unlabeled_batch)
+        for k, v in out.items():
+            history[k].append(float(v))
+        step.assign_add(1)
+        if verbose and int(step.numpy()) % 10 == 0:
+            print(f"mpl step {int(step.numpy())}/{steps}: " + ", ".join(f"{k} {float(v):.4f}" for k, v in out.items()))
+        if manager is not None and (int(step.numpy()) % 50 == 0 or int(step.numpy()) == steps):
+            manager.save(checkpoint_number=int(step.numpy()))
+
+    record = {"steps": steps, **{f"mean_{k}": float(np.mean(v)) if v else None for k, v in history.items()}}
+    if validation_data is not None:
+        record["val_accuracy_after_mpl"] = evaluate(student, validation_data, rule, num_classes)
+    if finetune_steps:
+        with scope:
+            student.compile(
+                optimizer=keras.optimizers.SGD(finetune_learning_rate, momentum=0.9),
+                loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=smooth),
+            )
+        callbacks = []
+        if checkpoint_dir is not None:
+            callbacks.append(keras.callbacks.BackupAndRestore(
+                os.path.join(checkpoint_dir, "finetune"), delete_checkpoint=False))
+        epochs = max(1, min(10, finetune_steps // 10))
+        student.fit(data_lib.train_pipeline(labeled, rule, num_classes, seed=seed + 11), epochs=epochs,
+                    steps_per_epoch=finetune_steps // epochs, callbacks=callbacks, verbose=verbose)
+    if validation_data is not None:
+        record["val_accuracy"] = evaluate(student, validation_data, rule, num_classes)
+    return student, record

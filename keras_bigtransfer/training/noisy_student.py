@@ -1,0 +1,322 @@
+"""Noisy Student training (Xie et al., "Self-training with Noisy Student improves
+ImageNet classification", CVPR 2020), on the fit_bit input pipeline.
+
+Each iteration: the teacher, without noise, labels the unlabeled images; the
+labels are filtered by confidence and balanced per class; a student trains on
+labeled plus pseudo-labeled images with input noise (Keras' RandAugment) and
+model noise (dropout before the head, stochastic depth); the student becomes
+the next iteration's teacher. As the released code: label smoothing on labeled
+targets only, every example weighs the same in the loss (so an unlabeled batch
+`unlabeled_ratio` times larger weighs that much more), soft labels by default.
+"""
+
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_bigtransfer.layers import StochasticDepth
+from keras_bigtransfer.models.base import HEAD_LAYER
+from keras_bigtransfer.training import data as data_lib
+from keras_bigtransfer.training.fit_bit import classifier_head, zero_head
+from keras_bigtransfer.training.hyperrule import hyperrule
+
+log = logging.getLogger(__name__)
+
+
+def unlabeled_images(unlabeled_data):
+    """Images of `unlabeled_data` as a NumPy array: an array, a tuple (images, ignored
+    labels), or a `tf.data.Dataset` of images or of (image, label)."""
+    if isinstance(unlabeled_data, tf.data.Dataset):
+        spec = unlabeled_data.element_spec
+        ds = unlabeled_data.map(lambda image, *_: image) if isinstance(spec, tuple) else unlabeled_data
+        return np.stack(list(ds.as_numpy_iterator()))
+    if isinstance(unlabeled_data, (tuple, list)) and len(unlabeled_data) == 2:
+        unlabeled_data = unlabeled_data[0]
+    images = np.asarray(unlabeled_data)
+    if images.ndim not in (3, 4):
+        raise ValueError(
+            f"unlabeled_data: images must be (N, H, W) or (N, H, W, C); got shape {images.shape}."
+        )
+    return images
+
+
+def pseudo_label(teacher, images, rule, num_classes, batch_size=256):
+    """The teacher's class probabilities for `images`, without noise (inference mode,
+    images resized to the crop size as at evaluation)."""
+    source = data_lib.load_source((images, np.zeros(len(images), "int64")), what="unlabeled_data")
+    batches = data_lib.eval_pipeline(source, rule, num_classes, batch_size).map(lambda x, y: x)
+    logits = np.concatenate([np.asarray(teacher(x, training=False)) for x in batches])
+    return tf.nn.softmax(logits.astype("float32")).numpy()
+
+
+def select(probabilities, *, threshold, balance, soft_labels, seed=0):
+    """Filter by confidence, balance per predicted class; return (indices, targets).
+
+    Balancing follows the released `filter_unlabel.py`: every class is brought to the
+    same count (here the mean count of the kept classes), surplus classes keeping
+    their most confident images and sparse classes duplicated, the fractional copy
+    drawn at random.
+    """
+    rng = np.random.default_rng(seed)
+    confidence, predicted = probabilities.max(axis=1), probabilities.argmax(axis=1)
+    kept = np.flatnonzero(confidence >= threshold)
+    if len(kept) == 0:
+        raise ValueError(
+            f"no unlabeled image reaches confidence_threshold={threshold}; lower it or "
+            "train the teacher further."
+        )
+    indices = kept
+    if balance:
+        classes = np.unique(predicted[kept])
+        target = int(round(len(kept) / len(classes)))
+        chosen = []
+        for c in classes:
+            members = kept[predicted[kept] == c]
+            members = members[np.argsort(-confidence[members])]
+            if len(members) >= target:
+                chosen.append(members[:target])
+            else:
+                copies, fraction = divmod(target, len(members))
+                extra = rng.choice(members, size=fraction, replace=False)
+                chosen.append(np.concatenate([np.tile(members, copies), extra]))
+        indices = np.concatenate(chosen)
+    if soft_labels:
+        targets = probabilities[indices]
+    else:
+        targets = np.eye(probabilities.shape[1], dtype="float32")[predicted[indices]]
+    return indices, targets.astype("float32")
+
+
+@contextlib.contextmanager
+def model_noise(model, dropout_rate, stochastic_depth):
+    """`model` with dropout before its head and stochastic depth in its residual blocks.
+
+    Yields a model sharing `model`'s weights. Stochastic depth uses the blocks the
+    architecture has: ViT's `StochasticDepth` layers and EfficientNet's per-block
+    drop-connect (a `Dropout` with noise_shape (batch, 1, 1, 1)), at rates growing
+    linearly with depth to `stochastic_depth`. BiT has none (logged). Rates are
+    restored on exit.
+    """
+    residual = [l for l in model.layers if isinstance(l, StochasticDepth)] or [
+        l for l in model.layers
+        if isinstance(l, keras.layers.Dropout) and getattr(l, "noise_shape", None) is not None
+    ]
+    saved = [layer.rate for layer in residual]
+    if stochastic_depth and not residual:
+        log.info("%s has no residual-drop layers; stochastic depth is not applied.", model.name)
+    for i, layer in enumerate(residual):
+        layer.rate = stochastic_depth * (i + 1) / len(residual)
+    head = model.get_layer(HEAD_LAYER)
+    features = keras.layers.Dropout(dropout_rate, name="noisy_student_dropout")(head.input)
+    noisy = keras.Model(model.inputs, head(features), name=model.name + "_noisy")
+    try:
+        yield noisy
+    finally:
+        for layer, rate in zip(residual, saved):
+            layer.rate = rate
+
+
+def randaugment_layer(randaugment, seed):
+    """Keras' RandAugment from (num_ops, magnitude), magnitude on the released code's
+    level scale (10 = its "max" ranges; Keras cannot go beyond, so higher is clipped)."""
+    num_ops, magnitude = randaugment
+    return keras.layers.RandAugment(
+        value_range=(0, 1), num_ops=int(num_ops), factor=min(float(magnitude) / 10.0, 1.0), seed=seed
+    )
+
+
+def student_dataset(labeled, unlabeled_images_, targets, rule, num_classes, *, unlabeled_ratio,
+                    label_smoothing, randaugment, seed):
+    """Batches of labeled (smoothed one-hot) plus `unlabeled_ratio` times as many
+    pseudo-labeled images, all through fit_bit's pipeline, then RandAugment."""
+    labeled_rule = dataclasses.replace(rule, mixup_alpha=0.0)
+    unlabeled_rule = dataclasses.replace(rule, mixup_alpha=0.0, batch_size=rule.batch_size * unlabeled_ratio)
+    base = data_lib.load_source((unlabeled_images_, np.zeros(len(unlabeled_images_), "int64")),
+                                what="unlabeled_data")
+    pseudo = dataclasses.replace(
+        base, dataset=tf.data.Dataset.from_tensor_slices((unlabeled_images_, targets)),
+        num_examples=len(targets),
+    )
+    lab = data_lib.train_pipeline(labeled, labeled_rule, num_classes, seed=seed)
+    unl = data_lib.train_pipeline(pseudo, unlabeled_rule, num_classes, seed=seed + 7)
+    smooth = float(label_smoothing)
+
+    def combine(l, u):
+        y_l = l[1] * (1.0 - smooth) + smooth / num_classes
+        return tf.concat([l[0], u[0]], 0), tf.concat([y_l, u[1]], 0)
+
+    ds = tf.data.Dataset.zip(lab, unl).map(combine, num_parallel_calls=data_lib.AUTOTUNE)
+    if randaugment:
+        augment = randaugment_layer(randaugment, seed)
+        ds = ds.map(lambda x, y: (augment(x), y), num_parallel_calls=data_lib.AUTOTUNE)
+    return ds.prefetch(data_lib.AUTOTUNE)
+
+
+def evaluate(model, validation_data, rule, num_classes, batch_size=256):
+    source = data_lib.load_source(validation_data, what="validation_data")
+    correct = total = 0
+    for x, y in data_lib.eval_pipeline(source, rule, num_classes, batch_size):
+        correct += int(np.sum(np.argmax(np.asarray(model(x, training=False)), 1) == np.argmax(y, 1)))
+        total += int(y.shape[0])
+    return correct / total
+
+
+def train_rule(labeled, batch_size, resolution, steps):
+    """fit_bit's rule for the labeled set, with an optional training resolution."""
+    rule = hyperrule(labeled.num_examples, labeled.image_size, batch_size=batch_size)
+    if resolution is not None:
+        rule = rule.with_resolution(int(resolution))
+    return rule.with_total_steps(int(steps))
+
+
+def fit_noisy_student(
+    teacher,
+    student,
+    labeled_data,
+    unlabeled_data,
+    *,
+    iterations=1,
+    soft_labels=True,
+    confidence_threshold=0.3,
+    balance=True,
+    unlabeled_ratio=3,
+    randaugment=(2, 9),
+    dropout_rate=0.5,
+    stochastic_depth=0.2,
+    label_smoothing=0.1,
+    steps=300,
+    batch_size=32,
+    learning_rate=0.01,
+    resolution=None,
+    validation_data=None,
+    strategy=None,
+    checkpoint_dir=None,
+    seed=0,
+    verbose=0,
+):
+    """Train `student` by Noisy Student from a trained `teacher`; return (student, record).
+
+    Args:
+        teacher: a classifier (logits) trained on `labeled_data` (fit_bit does that).
+        student: a classifier of the same classes, equal or larger; its weights at the
+            call are every iteration's starting point (e.g. ImageNet-pretrained).
+        labeled_data: any fit_bit training source: arrays, tf.data, TFDS name, directory.
+        unlabeled_data: images as an array, (images, ignored labels), or a tf.data.Dataset;
+            they are held in memory while labelled.
+        iterations: teacher -> student rounds; each student teaches the next one.
+        soft_labels: train on the teacher's probabilities (True) or its argmax.
+        confidence_threshold: keep pseudo-labels whose top probability reaches this.
+        balance: equalize the pseudo-labeled images per class (duplicate / keep most confident).
+        unlabeled_ratio: unlabeled images per labeled image in each batch.
+        randaugment: (num_ops, magnitude) of Keras' RandAugment on the student's inputs,
+            magnitude on the released code's 0-10 level scale; None for no input noise.
+        dropout_rate: dropout on the features before the student's head.
+        stochastic_depth: drop rate of the student's last residual block (linear in depth).
+        label_smoothing: on labeled targets only.
+        steps, batch_size, learning_rate: per iteration; batch_size counts labeled images
+            (the unlabeled part is unlabeled_ratio times larger); SGD with momentum 0.9,
+            linear warmup over 5% of the steps, cosine decay.
+        resolution: training crop size (default: the BiT-HyperRule's for the data).
+        validation_data: evaluated (accuracy) after every iteration.
+        strategy: a `tf.distribute` strategy; build the models inside its scope.
+        checkpoint_dir: back up within iterations and keep finished ones; a rerun
+            with the same arguments resumes.
+        seed: seeds the pipeline, augmentation and balancing.
+
+    Returns:
+        (the last student, a list with one dict per iteration: pseudo-label counts,
+        the training loss, validation accuracy).
+    """
+    if not isinstance(iterations, int) or iterations < 1:
+        raise ValueError(f"iterations must be a positive integer; got {iterations!r}.")
+    if not 0.0 <= confidence_threshold < 1.0:
+        raise ValueError(f"confidence_threshold must be in [0, 1); got {confidence_threshold!r}.")
+    if not isinstance(unlabeled_ratio, int) or unlabeled_ratio < 1:
+        raise ValueError(f"unlabeled_ratio must be a positive integer; got {unlabeled_ratio!r}.")
+    num_classes = classifier_head(student).units
+    if classifier_head(teacher).units != num_classes:
+        raise ValueError(
+            f"teacher has {classifier_head(teacher).units} classes, student {num_classes}; they must agree."
+        )
+    labeled = data_lib.load_source(labeled_data, what="labeled_data")
+    images = unlabeled_images(unlabeled_data)
+    rule = train_rule(labeled, batch_size, resolution, steps)
+    initial = [w.copy() for w in student.get_weights()]
+    scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
+    record = []
+    for iteration in range(1, iterations + 1):
+        done = _finished(checkpoint_dir, iteration)
+        if iteration > 1:
+            teacher = student
+            with scope:
+                student = keras.models.clone_model(teacher)
+            student.set_weights(initial)
+        if done is not None:
+            student.load_weights(done["weights"])
+            record.append(done["record"])
+            continue
+        probabilities = pseudo_label(teacher, images, rule, num_classes)
+        indices, targets = select(probabilities, threshold=confidence_threshold, balance=balance,
+                                  soft_labels=soft_labels, seed=seed + iteration)
+        ds = student_dataset(labeled, images[indices], targets, rule, num_classes,
+                             unlabeled_ratio=unlabeled_ratio, label_smoothing=label_smoothing,
+                             randaugment=randaugment, seed=seed + iteration)
+        with scope:
+            zero_head(student)
+            schedule = keras.optimizers.schedules.CosineDecay(
+                0.0, decay_steps=rule.total_steps, warmup_target=learning_rate,
+                warmup_steps=max(1, rule.total_steps // 20),
+            )
+            with model_noise(student, dropout_rate, stochastic_depth) as noisy:
+                noisy.compile(optimizer=keras.optimizers.SGD(schedule, momentum=0.9),
+                              loss=keras.losses.CategoricalCrossentropy(from_logits=True))
+                callbacks = []
+                if checkpoint_dir is not None:
+                    callbacks.append(keras.callbacks.BackupAndRestore(
+                        os.path.join(checkpoint_dir, f"iteration_{iteration}", "backup"),
+                        delete_checkpoint=False))
+                epochs = max(1, min(10, rule.total_steps // 10))
+                history = noisy.fit(ds, epochs=epochs, steps_per_epoch=rule.total_steps // epochs,
+                                    callbacks=callbacks, verbose=verbose)
+        entry = {
+            "iteration": iteration,
+            "pseudo_labeled": int(np.sum(probabilities.max(1) >= confidence_threshold)),
+            "trained_on_unlabeled": int(len(indices)),
+            "per_class": np.bincount(probabilities[indices].argmax(1), minlength=num_classes).tolist(),
+            "loss": [float(v) for v in history.history["loss"]],
+        }
+        if validation_data is not None:
+            entry["val_accuracy"] = evaluate(student, validation_data, rule, num_classes)
+        record.append(entry)
+        _save_finished(checkpoint_dir, iteration, student, entry)
+    return student, record
+
+
+def _finished(checkpoint_dir, iteration):
+    if checkpoint_dir is None:
+        return None
+    folder = os.path.join(checkpoint_dir, f"iteration_{iteration}")
+    weights, meta = os.path.join(folder, "student.weights.h5"), os.path.join(folder, "record.json")
+    if os.path.exists(weights) and os.path.exists(meta):
+        with open(meta) as f:
+            return {"weights": weights, "record": json.load(f)}
+    return None
+
+
+def _save_finished(checkpoint_dir, iteration, student, entry):
+    if checkpoint_dir is None:
+        return
+    folder = os.path.join(checkpoint_dir, f"iteration_{iteration}")
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, "student.tmp.weights.h5")
+    student.save_weights(tmp)
+    os.replace(tmp, os.path.join(folder, "student.weights.h5"))
+    with open(os.path.join(folder, "record.json.tmp"), "w") as f:
+        json.dump(entry, f)
+    os.replace(os.path.join(folder, "record.json.tmp"), os.path.join(folder, "record.json"))
