@@ -245,7 +245,7 @@ def measure_fit_bit(size, batch, steps):
         return kb.EfficientNetB0(weights=None, num_classes=10, input_shape=(size, size, 3))
 
     clock = StepClock()
-    kb.fit_bit(model(), (images, labels), batch_size=batch, total_steps=steps, image_size=(size, size),
+    kb.fit_bit(model(), (images, labels), batch_size=batch, total_steps=steps, resolution=size,
                verbose=0, callbacks=[clock])
     fit_bit_rate = rate(clock)
 
@@ -331,15 +331,15 @@ def render(report):
     lines += ["", "| subject | inference img/s (median) | training img/s (median) | peak RSS |", "|---|---|---|---|"]
     for name, r in report["throughput"].items():
         mem = report["memory"].get(name)
-        mem = f"{(mem['peak_bytes'] - mem['baseline_bytes']) / 2**30:.2f} GiB" if mem else "-"
+        mem = f"{(mem['peak_bytes'] - mem['baseline_bytes']) / 2**30:.2f} GiB" if mem and "error" not in mem else "-"
         train = f"{statistics.median(r['training']):.1f}" if r["training"] else "-"
         lines.append(f"| {name} | {statistics.median(r['inference']):.1f} | {train} | {mem} |")
-    if report.get("fit_bit"):
+    if report.get("fit_bit") and "error" not in report["fit_bit"]:
         f = report["fit_bit"]
         lines += ["", f"fit_bit vs bare model.fit ({f['model']}, {f['size']} px, batch {f['batch']}): "
                       f"{f['fit_bit_images_per_s']:.1f} vs {f['model_fit_images_per_s']:.1f} img/s, "
                       f"ratio {f['ratio']:.2f} (target ≥ {f['target']})"]
-    if report.get("checkpoint_load"):
+    if report.get("checkpoint_load") and "error" not in report["checkpoint_load"]:
         c = report["checkpoint_load"]
         lines += [f"checkpoint load ({c['model']}, published .npz): peak RSS above baseline "
                   f"{(c['peak_bytes'] - c['baseline_bytes']) / 2**30:.2f} GiB for "
@@ -371,6 +371,7 @@ def main():
     parser.add_argument("--only", default="", help="comma-separated substrings of subject names")
     parser.add_argument("--skip", default="", help="comma-separated parts to skip: memory,fit_bit,load")
     parser.add_argument("--out", default=os.path.join(HERE, "results.json"))
+    parser.add_argument("--reuse_throughput", help="take the throughput part from this earlier results JSON")
     parser.add_argument("--memory_of", help=argparse.SUPPRESS)
     parser.add_argument("--write_checkpoint", help=argparse.SUPPRESS)
     parser.add_argument("--load_checkpoint", help=argparse.SUPPRESS)
@@ -389,19 +390,44 @@ def main():
     skip = set(filter(None, args.skip.split(",")))
     report = {"machine": _machine(), "size": args.size, "batch": args.batch, "repeats": args.repeats,
               "command": " ".join([os.path.basename(sys.executable)] + sys.argv)}
-    report["throughput"] = measure_throughput(names, args.size, args.batch, args.repeats, args.iterations,
-                                              args.min_seconds)
+    if args.reuse_throughput:
+        with open(args.reuse_throughput) as f:
+            earlier = json.load(f)
+        report.update({k: earlier[k] for k in ("machine", "command", "repeats", "throughput")})
+    else:
+        report["throughput"] = measure_throughput(names, args.size, args.batch, args.repeats, args.iterations,
+                                                  args.min_seconds)
     report["ratios"] = ratios(report["throughput"])
-    report["memory"] = {} if "memory" in skip else {
-        n: measure_memory(n, args.size, args.batch) for n in names if not any(o in n for o in OPTIONS)}
-    report["fit_bit"] = None if "fit_bit" in skip else measure_fit_bit(min(args.size, 128), args.batch, 24)
-    report["checkpoint_load"] = None if "load" in skip else measure_checkpoint_load(args.constructor)
+    report["memory"], report["fit_bit"], report["checkpoint_load"] = {}, None, None
+    _write(report, args.out)  # the long part is safe before the rest runs
+    if "memory" not in skip:
+        for n in report["throughput"]:
+            if not any(o in n for o in OPTIONS):
+                report["memory"][n] = _guarded(measure_memory, n, args.size, args.batch)
+    if "fit_bit" not in skip:
+        report["fit_bit"] = _guarded(measure_fit_bit, min(args.size, 128), args.batch, 24)
+    if "load" not in skip:
+        report["checkpoint_load"] = _guarded(measure_checkpoint_load, args.constructor)
     text = render(report)
     print(text)
-    with open(args.out, "w") as f:
+    _write(report, args.out, text)
+
+
+def _guarded(fn, *args):
+    """A failed measurement is reported, not allowed to discard the others."""
+    try:
+        return fn(*args)
+    except Exception as error:  # noqa: BLE001 - any failure becomes a row in the report
+        print(f"{fn.__name__} failed: {error}", file=sys.stderr)
+        return {"error": f"{type(error).__name__}: {error}"}
+
+
+def _write(report, out, text=None):
+    with open(out, "w") as f:
         json.dump(report, f, indent=1)
-    with open(os.path.splitext(args.out)[0] + ".md", "w") as f:
-        f.write(text + "\n")
+    if text is not None:
+        with open(os.path.splitext(out)[0] + ".md", "w") as f:
+            f.write(text + "\n")
 
 
 if __name__ == "__main__":

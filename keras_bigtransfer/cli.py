@@ -107,6 +107,11 @@ def cmd_convert(args):
     src, dst = args
     model = hub.load(src)
     if dst.endswith(".npz"):
+        if not any(layer.name.startswith("root_block") for layer in model.layers):
+            raise app.UsageError(
+                f"convert: writing .npz is implemented for BiT models (the published BiT layout); "
+                f"{model.name} is not one. Write a .keras file instead."
+            )
         bit.save_npz(model, dst)
     elif dst.endswith(".keras"):
         model.save(dst)

@@ -207,7 +207,7 @@ def fit_meta_pseudo_labels(
                 os.path.join(checkpoint_dir, "finetune"), delete_checkpoint=False))
         epochs = max(1, min(10, finetune_steps // 10))
         student.fit(data_lib.train_pipeline(labeled, rule, num_classes, seed=seed + 11), epochs=epochs,
-                    steps_per_epoch=finetune_steps // epochs, callbacks=callbacks, verbose=verbose)
+                    steps_per_epoch=finetune_steps // epochs, callbacks=callbacks, verbose=verbose, shuffle=False)
     if validation_data is not None:
         record["val_accuracy"] = evaluate(student, validation_data, rule, num_classes)
     return student, record

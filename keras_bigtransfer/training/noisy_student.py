@@ -283,7 +283,7 @@ def fit_noisy_student(
                         delete_checkpoint=False))
                 epochs = max(1, min(10, rule.total_steps // 10))
                 history = noisy.fit(ds, epochs=epochs, steps_per_epoch=rule.total_steps // epochs,
-                                    callbacks=callbacks, verbose=verbose)
+                                    callbacks=callbacks, verbose=verbose, shuffle=False)
         entry = {
             "iteration": iteration,
             "pseudo_labeled": int(np.sum(probabilities.max(1) >= confidence_threshold)),
