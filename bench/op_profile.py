@@ -30,9 +30,9 @@ def op_times(trace_dir):
             if not line.name.startswith("tf_Compute"):
                 continue  # the inter-op threads that run kernels
             for event in line.events:
-                name = names.get(event.metadata_id, "")
-                if name != "Process":
-                    totals[name.split(":")[-1]] += event.duration_ps / 1e9  # ms
+                name = names.get(event.metadata_id, "").split(":")[-1]
+                if name != "Process":  # the executor's envelope around the kernels, not a kernel
+                    totals[name] += event.duration_ps / 1e9  # ms
     return totals
 
 
