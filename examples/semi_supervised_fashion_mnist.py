@@ -17,17 +17,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
-flags.DEFINE_list("seeds", ["0", "1", "2"], "data draws / pipeline seeds.")
-flags.DEFINE_list("methods", ["supervised", "noisy_student", "meta_pseudo_labels"], "what to run.")
-flags.DEFINE_integer("labels_per_class", 10, "labeled images per class.")
-flags.DEFINE_integer("unlabeled", 4000, "unlabeled training images (labels discarded).")
-flags.DEFINE_integer("test_images", 2000, "held-out test images.")
-flags.DEFINE_integer("resolution", 64, "training and evaluation crop size.")
-flags.DEFINE_integer("steps", 150, "steps of every training phase.")
-flags.DEFINE_integer("batch_size", 32, "labeled images per batch.")
-flags.DEFINE_string("out", None, "append one JSON line per seed here.")
-FLAGS = flags.FLAGS
-
 
 def data(seed, labels_per_class, unlabeled, test_images):
     import numpy as np
@@ -87,8 +76,22 @@ def run(seed, methods=("supervised", "noisy_student", "meta_pseudo_labels"), lab
     return result
 
 
+def define_flags():
+    """Flags for the command line only: tests import this module beside other examples."""
+    flags.DEFINE_list("seeds", ["0", "1", "2"], "data draws / pipeline seeds.")
+    flags.DEFINE_list("methods", ["supervised", "noisy_student", "meta_pseudo_labels"], "what to run.")
+    flags.DEFINE_integer("labels_per_class", 10, "labeled images per class.")
+    flags.DEFINE_integer("unlabeled", 4000, "unlabeled training images (labels discarded).")
+    flags.DEFINE_integer("test_images", 2000, "held-out test images.")
+    flags.DEFINE_integer("resolution", 64, "training and evaluation crop size.")
+    flags.DEFINE_integer("steps", 150, "steps of every training phase.")
+    flags.DEFINE_integer("batch_size", 32, "labeled images per batch.")
+    flags.DEFINE_string("out", None, "append one JSON line per seed here.")
+
+
 def main(argv):
     del argv
+    FLAGS = flags.FLAGS
     for seed in FLAGS.seeds:
         result = run(int(seed), FLAGS.methods, FLAGS.labels_per_class, FLAGS.unlabeled, FLAGS.test_images,
                      FLAGS.resolution, FLAGS.steps, FLAGS.batch_size, verbose=0)
@@ -100,4 +103,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

@@ -249,3 +249,17 @@ def official_posembed_zoom(table, new_grid, num_prefix_tokens=1):
     zoom = (new_grid[0] / old, new_grid[1] / old, 1)
     grid = scipy.ndimage.zoom(grid, zoom, order=1).reshape(1, new_grid[0] * new_grid[1], -1)
     return np.concatenate([prefix, grid], axis=1)
+
+
+def timm_logits(model, images):
+    """A timm model's logits for NHWC images in [0, 1] (its weights expect [-1, 1], NCHW)."""
+    import torch
+
+    x = torch.from_numpy((images.transpose(0, 3, 1, 2) - 0.5) / 0.5)
+    with torch.no_grad():
+        return model(x).numpy()
+
+
+def max_rel_diff(ours, theirs):
+    """max |ours - theirs| / max |theirs|: the logits tolerance every parity test states."""
+    return float(np.max(np.abs(np.asarray(ours) - theirs)) / np.max(np.abs(theirs)))

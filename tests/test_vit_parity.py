@@ -32,14 +32,8 @@ def tiny_npz(tiny, tmp_path_factory):
     return reference.write_npz(path, reference.timm_vit_to_npz_arrays(tiny))
 
 
-def _timm_logits(model, images):
-    x = torch.from_numpy((images.transpose(0, 3, 1, 2) - 0.5) / 0.5)
-    with torch.no_grad():
-        return model(x).numpy()
-
-
-def _max_rel_diff(ours, theirs):
-    return float(np.max(np.abs(ours - theirs)) / np.max(np.abs(theirs)))
+_timm_logits = reference.timm_logits
+_max_rel_diff = reference.max_rel_diff
 
 
 def test_timm_reads_the_npz_we_test_with(tiny, tiny_npz):
