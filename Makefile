@@ -8,7 +8,7 @@ SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 # Fashion-MNIST, the real dataset of the fine-tuning checks, from Debian's package.
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: setup demo test test-fast bench clean
+.PHONY: setup demo test test-fast bench docs clean
 
 setup: $(STAMP) $(FASHION_MNIST)
 
@@ -37,5 +37,9 @@ test-fast: setup
 bench: setup
 	$(PY) bench/run.py
 
+# The documentation site, every warning an error (site/; `mkdocs serve` to browse it live).
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
+
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build site *.egg-info .pytest_cache

@@ -24,6 +24,7 @@ import tensorflow as tf  # noqa: E402
 
 import keras_bigtransfer as kb  # noqa: E402
 from keras_bigtransfer.hub.convert import bit as bit_convert  # noqa: E402
+from keras_bigtransfer.datasets import decode_predictions  # noqa: E402
 from keras_bigtransfer.preprocessing import center_crop  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -44,25 +45,6 @@ def best_of(repeats, fn):
     return min(times), result
 
 
-def imagenet_names():
-    """ImageNet class names from the text files timm ships (installed with the test extras).
-
-    The files are read without importing timm: its CUDA-built torch dependency pulls in
-    triton, which crashes when loaded after TensorFlow.
-    """
-    import importlib.util
-
-    spec = importlib.util.find_spec("timm")
-    if spec is None or not spec.submodule_search_locations:
-        return [f"class {i}" for i in range(1000)]
-    info = os.path.join(list(spec.submodule_search_locations)[0], "data", "_info")
-    with open(os.path.join(info, "imagenet_synsets.txt")) as f:
-        synsets = f.read().split()
-    with open(os.path.join(info, "imagenet_synset_to_lemma.txt")) as f:
-        lemmas = dict(line.rstrip("\n").split("\t", 1) for line in f if "\t" in line)
-    return [lemmas.get(s, s) for s in synsets]
-
-
 def classify_photos():
     print("== 1. EfficientNet-Lite0, real ImageNet weights, scikit-image photos")
     start = time.perf_counter()
@@ -74,10 +56,8 @@ def classify_photos():
     elapsed, logits = best_of(3, lambda: model.predict(images, verbose=0))
     print(f"{len(images)} photos at 224x224 in {elapsed * 1000:.0f} ms (best of 3; "
           f"{len(images) / elapsed:.1f} images/s on {os.cpu_count()} CPU cores)")
-    names = imagenet_names()
-    for photo, p in zip(PHOTOS, tf.nn.softmax(logits).numpy()):
-        top = np.argsort(p)[::-1][:5]
-        print(f"  {photo:10s} " + "; ".join(f"{i} {names[i].split(',')[0]} ({p[i]:.2f})" for i in top))
+    for photo, top5 in zip(PHOTOS, decode_predictions(logits)):
+        print(f"  {photo:10s} " + "; ".join(f"{i} {name.split(',')[0]} ({p:.2f})" for i, name, p in top5))
 
 
 def bit_published_checkpoint(tmp):

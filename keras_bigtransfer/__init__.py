@@ -40,6 +40,7 @@ from keras_bigtransfer.training import (  # noqa: F401
     fit_bit,
     fit_meta_pseudo_labels,
     fit_noisy_student,
+    freeze_batch_norm,
     hyperrule,
 )
 from keras_bigtransfer.models.bit import (  # noqa: F401

@@ -63,10 +63,11 @@ def test_width_multiplies_feature_dim(rng):
 def test_uint8_images_are_converted(r50, rng):
     images = rng.integers(0, 256, size=(2, 64, 64, 3), dtype=np.uint8)
     as_float = images.astype("float32") / 255.0
-    # Division rounding differs by an ulp between TF and NumPy, and 50 random layers
-    # amplify it to ~3e-5 on logits of order 1; skipping the /255 would change them wholesale.
-    np.testing.assert_allclose(np.asarray(r50(images)), np.asarray(r50(as_float)), atol=1e-4)
-    np.testing.assert_allclose(r50.predict(images, verbose=0), r50.predict(as_float, verbose=0), atol=1e-4)
+    # Eagerly the results are identical. In a traced graph the division may become a
+    # multiplication by 1/255, an ulp off, which 50 random layers amplify to ~6.5e-5 on
+    # logits up to 4.7; skipping the /255 would change them wholesale (order 1).
+    np.testing.assert_allclose(np.asarray(r50(images)), np.asarray(r50(as_float)), atol=1e-3)
+    np.testing.assert_allclose(r50.predict(images, verbose=0), r50.predict(as_float, verbose=0), atol=1e-3)
 
 
 @pytest.mark.parametrize("shape", [(64, 64, 3), (1, 64, 64, 1), (1, 64, 64, 4), (1, 64, 64, 3, 1)])
@@ -98,6 +99,19 @@ def test_npz_round_trip_is_exact(r50, r50_npz, rng):
     loaded = kb.BiT_M_R50x1(weights=r50_npz, num_classes=1000)
     for a, b in zip(r50.weights, loaded.weights):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=a.path)
+
+
+def test_large_arrays_are_assigned_in_slices_exactly(r50, r50_npz, monkeypatch):
+    from keras_bigtransfer.hub import assign
+
+    monkeypatch.setattr(assign, "ASSIGN_CHUNK_BYTES", 4096)  # every kernel goes in slices
+    sliced = []
+    original = assign._slice_assignable
+    monkeypatch.setattr(assign, "_slice_assignable", lambda t: sliced.append(t) or original(t))
+    model = kb.BiT_M_R50x1(weights=r50_npz, num_classes=1000)
+    assert len(sliced) > 50
+    for a, b in zip(r50.weights, model.weights):
+        assert np.array_equal(a.numpy(), b.numpy()), a.path
 
 
 def test_head_of_another_size_is_zero_initialized_and_backbone_loaded(r50, r50_npz, rng):

@@ -139,6 +139,21 @@ def test_real_lite0_weights_classify_real_photos(lite0, photos):
     assert top5["rocket"][0] in (657, 744)  # missile, projectile
 
 
+def test_decode_predictions_names_the_real_classes(lite0, photos):
+    from keras_bigtransfer.datasets import decode_predictions, imagenet_class_names
+
+    import timm.data
+
+    names = imagenet_class_names()
+    assert len(names) == 1000 and names[281] == "tabby, tabby cat" and names[967] == "espresso"
+    assert list(names) == list(timm.data.ImageNetInfo().label_descriptions())  # an independent copy
+    decoded = decode_predictions(lite0(photos["coffee"][None]), top=3)
+    assert [d[:2] for d in decoded[0][:1]] == [(967, "espresso")]
+    assert 0.0 < decoded[0][0][2] <= 1.0 and decoded[0][0][2] >= decoded[0][1][2]
+    with pytest.raises(ValueError, match=r"\(batch, 1000\).*\(10,\)"):
+        decode_predictions(np.zeros(10))
+
+
 def _timm_lite_state(state, repeats):
     """EfficientNet-PyTorch keys -> timm's tf_efficientnet_lite keys (same tensors)."""
     out, starts = {}, np.cumsum([0] + list(repeats))

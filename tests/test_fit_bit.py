@@ -56,6 +56,40 @@ def test_head_is_zeroed_before_training():
     assert np.abs(np.asarray(model.get_layer("head").kernel)).max() < 1e-6
 
 
+def batch_norm_model(seed=0):
+    """A BatchNorm model with a nested BatchNorm block, as EfficientNet-style backbones have."""
+    keras.utils.set_random_seed(seed)
+    block = keras.Sequential([keras.layers.Conv2D(8, 3, padding="same"), keras.layers.BatchNormalization()],
+                             name="block")
+    inputs = base.image_inputs((None, None, 3))
+    x = keras.layers.Conv2D(8, 3, strides=4)(inputs)
+    x = keras.layers.BatchNormalization(name="stem_bn")(x)
+    x = block(keras.layers.ReLU()(x))
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return kb.ImageModel(inputs, keras.layers.Dense(2, name="head")(x), name="bn_model")
+
+
+def test_freeze_batch_norm_keeps_pretrained_statistics_and_scales():
+    model = batch_norm_model()
+    norms = [model.get_layer("stem_bn"), model.get_layer("block").layers[1]]
+    before = [[np.asarray(w) for w in layer.weights] for layer in norms]
+    conv_before = np.asarray(model.get_layer("block").layers[0].kernel)
+    kb.fit_bit(model, colour_data(64), batch_size=16, base_lr=0.1, total_steps=4, verbose=0,
+               freeze_batch_norm=True)
+    for layer, weights in zip(norms, before):
+        assert not layer.trainable
+        for variable, value in zip(layer.weights, weights):  # gamma, beta, moving mean and variance
+            np.testing.assert_array_equal(np.asarray(variable), value, err_msg=variable.path)
+    assert not np.allclose(np.asarray(model.get_layer("block").layers[0].kernel), conv_before)
+
+    # without it the statistics follow the data, as before; the helper returns its argument
+    model = batch_norm_model()
+    moving_mean = np.asarray(model.get_layer("stem_bn").moving_mean)
+    kb.fit_bit(model, colour_data(64), batch_size=16, base_lr=0.1, total_steps=4, verbose=0)
+    assert not np.allclose(np.asarray(model.get_layer("stem_bn").moving_mean), moving_mean)
+    assert kb.freeze_batch_norm(model) is model and not model.get_layer("stem_bn").trainable
+
+
 def test_batched_dataset_of_unknown_length_needs_num_examples():
     images, labels = colour_data(64)
     ds = tf.data.Dataset.from_tensor_slices((images, labels)).filter(lambda x, y: True).batch(16)

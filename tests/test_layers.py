@@ -71,3 +71,22 @@ def test_channels_last_group_norm_equals_keras_group_norm(shape, groups, rng):
     assert isinstance(ours, keras.layers.GroupNormalization)
     clone = ChannelsLastGroupNormalization.from_config(ours.get_config())
     assert clone.get_config() == ours.get_config()
+
+
+@pytest.mark.parametrize("approximate", [True, False])
+def test_gelu_equals_keras_gelu_in_value_and_gradient(approximate):
+    import tensorflow as tf
+
+    from keras_bigtransfer.layers import GELU
+
+    x = tf.constant(np.linspace(-8.0, 8.0, 4001, dtype="float32").reshape(1, -1))
+    layer = GELU(approximate=approximate)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        ours = layer(x)
+        reference = keras.activations.gelu(x, approximate=approximate)
+    # forward: the same function; backward: the analytic derivative recomputed from x
+    np.testing.assert_array_equal(np.asarray(ours), np.asarray(reference))
+    np.testing.assert_allclose(np.asarray(tape.gradient(ours, x)), np.asarray(tape.gradient(reference, x)),
+                               rtol=1e-5, atol=1e-5)
+    assert GELU.from_config(layer.get_config()).approximate == approximate

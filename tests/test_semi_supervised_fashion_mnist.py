@@ -11,14 +11,23 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples"))
 import semi_supervised_fashion_mnist  # noqa: E402
 
 
+# Three full fine-tunes: 990 s on an Intel Xeon development machine (490 s on an AMD EPYC one),
+# past the 1200 s default on a slower CI machine once. The default still guards the other tests.
 @pytest.mark.slow
+@pytest.mark.timeout(3000)
 def test_semi_supervised_methods_against_supervised_only():
     result = semi_supervised_fashion_mnist.run(seed=0)
-    # Measured for seed 0 on 2 CPU cores (python examples/semi_supervised_fashion_mnist.py --seeds=0):
-    # supervised 0.597, Noisy Student 0.597, Meta Pseudo Labels 0.7185 (0.710 before its fine-tune).
-    # MPL beats supervised-only by 0.12; the test asserts half of that, for run-to-run float noise.
+    # A run is deterministic for a seed on one machine, but float round-off differs between CPUs
+    # and 150 steps from 100 labels amplify it. Seed 0 measured (python
+    # examples/semi_supervised_fashion_mnist.py --seeds=0,1,2, docs/meta_pseudo_labels.md):
+    #   Intel Xeon: supervised 0.597,  Noisy Student 0.5205, MPL 0.7015
+    #   AMD EPYC:   supervised 0.5145, Noisy Student 0.556,  MPL 0.7005
+    # MPL beats supervised-only by +0.073 to +0.186 over the six runs (two machines, three
+    # seeds); the test asserts 0.06.
     assert result["meta_pseudo_labels"] - result["supervised"] >= 0.06
-    # Noisy Student does not beat supervised-only at this scale (docs/noisy_student.md has the
-    # numbers for three seeds); the test holds it to what was measured: no collapse either.
-    assert result["noisy_student"] - result["supervised"] >= -0.05
-    assert result["supervised"] >= 0.5
+    # Noisy Student does not beat supervised-only at this scale: -0.097 to +0.056 over the six
+    # runs (docs/noisy_student.md). The test asserts what that supports: no collapse (training
+    # BatchNorm on a 60-step schedule once dropped a student by 0.23).
+    assert result["noisy_student"] - result["supervised"] >= -0.15
+    # supervised-only learns (chance is 0.1): 0.51 to 0.64 over the six runs
+    assert result["supervised"] >= 0.4

@@ -144,6 +144,38 @@ def test_keras_round_trip_of_any_size_vit_with_registers(tmp_path, rng):
     np.testing.assert_allclose(np.asarray(clone(images)), np.asarray(model(images)), atol=1e-6)
 
 
+def test_exported_saved_model_trains_with_the_models_gradients(tmp_path, rng):
+    # GELU has a custom gradient (recomputed from its input); the SavedModel must carry it, or
+    # a TF Hub user fine-tuning the export gets no gradient at all through the MLP blocks.
+    import tensorflow as tf
+
+    from keras_bigtransfer.hub import publishing
+
+    model = _small_vit()
+    head = model.get_layer("head")
+    head.kernel.assign(rng.standard_normal(head.kernel.shape).astype("float32"))  # not zero: gradients flow
+    loaded = tf.saved_model.load(publishing.export(model, str(tmp_path / "vit"), signature="classification"))
+    images = tf.constant(rng.random((2, 32, 32, 3), dtype=np.float32))
+
+    def gradients(fn, variables, names):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(tf.square(fn(images)))
+        return dict(zip(names, tape.gradient(loss, variables)))
+
+    ours = gradients(lambda x: model(x, training=False), model.trainable_variables,
+                     [v.path for v in model.trainable_variables])
+    exported = gradients(lambda x: loaded(x, training=False), loaded.trainable_variables,
+                         [v.name.removesuffix(":0") for v in loaded.trainable_variables])
+    assert sorted(exported) == sorted(ours)
+    assert any("MlpBlock_3_Dense_0/kernel" in name for name in ours)  # behind GELU's backward
+    # float32 sums in another order: relative to the largest gradient (the key bias's is zero in
+    # exact arithmetic, so its own scale is round-off)
+    scale = max(float(np.abs(gradient).max()) for gradient in ours.values())
+    for name, gradient in ours.items():
+        assert exported[name] is not None, name
+        assert float(np.abs(np.asarray(exported[name]) - np.asarray(gradient)).max()) <= 1e-4 * scale, name
+
+
 def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match="pos_embed_interpolation"):
         kb.ViT_Ti16(weights=None, pos_embed_interpolation="nearest")

@@ -10,18 +10,26 @@ _ZIP_MAGIC = b"PK\x03\x04"
 
 
 class LazyArray:
-    """An array read from its file only when converted (`np.asarray`), shape known before.
+    """An array read from its file only when used, shape known before.
 
     Checkpoint readers hand these out so that loading holds one array at a time
     beside the model's variables, not a second copy of every weight: BiT-M-R152x4
-    has 3.7 GB of parameters. `reshape` and `astype` are deferred too.
+    has 3.7 GB of parameters. `reshape` and `astype` are deferred, and
+    `row_blocks(array, rows)` reads a large one a few rows at a time where the file allows.
+
+    Args:
+        load: () -> the whole stored array.
+        shape, dtype: what `np.asarray` of this gives.
+        flat_chunks: optional (elements) -> iterator over the stored array's
+            elements in C order, `elements` at a time (the last chunk shorter),
+            in the stored dtype.
     """
 
-    def __init__(self, load, shape, dtype, transforms=()):
+    def __init__(self, load, shape, dtype, flat_chunks=None):
         self._load = load
-        self.shape = tuple(shape)
+        self.shape = tuple(int(d) for d in shape)
         self.dtype = np.dtype(dtype)
-        self._transforms = tuple(transforms)
+        self._flat_chunks = flat_chunks
 
     @property
     def ndim(self):
@@ -35,16 +43,39 @@ class LazyArray:
             shape = tuple(size // known if s == -1 else s for s in shape)
         if int(np.prod(shape)) != size:
             raise ValueError(f"cannot reshape an array of shape {self.shape} into {shape}")
-        return LazyArray(self._load, shape, self.dtype, self._transforms + (lambda a: a.reshape(shape),))
+        # A C-order reshape keeps the element order, so chunked reads stay valid.
+        return LazyArray(self._load, shape, self.dtype, self._flat_chunks)
 
     def astype(self, dtype):
-        return LazyArray(self._load, self.shape, dtype, self._transforms + (lambda a: a.astype(dtype),))
+        return LazyArray(self._load, self.shape, dtype, self._flat_chunks)
 
     def __array__(self, dtype=None, copy=None):
-        array = self._load()
-        for transform in self._transforms:
-            array = transform(array)
+        array = np.asarray(self._load()).astype(self.dtype, copy=False).reshape(self.shape)
         return array if dtype is None else array.astype(dtype, copy=False)
+
+    @property
+    def streams(self):
+        """Whether `row_blocks` reads it in pieces (else it reads the whole array once)."""
+        return self._flat_chunks is not None and self.ndim > 0
+
+    def _streamed_rows(self, rows):
+        row_shape = self.shape[1:]
+        start = 0
+        for chunk in self._flat_chunks(rows * int(np.prod(row_shape))):
+            block = chunk.astype(self.dtype, copy=False).reshape((-1,) + row_shape)
+            yield start, block
+            start += block.shape[0]
+
+
+def row_blocks(array, rows):
+    """Yield (start, block): `array` (NumPy or `LazyArray`) in slices of `rows` along its
+    first axis. A streaming `LazyArray` is read from its file one slice at a time."""
+    if isinstance(array, LazyArray) and array.streams:
+        yield from array._streamed_rows(rows)
+        return
+    array = np.asarray(array)
+    for start in range(0, array.shape[0], rows):
+        yield start, array[start:start + rows]
 
 
 def as_float32(array):
@@ -54,6 +85,14 @@ def as_float32(array):
     return np.asarray(array, dtype=np.float32)
 
 
+def _read_npy_header(f):
+    version = np.lib.format.read_magic(f)
+    read_header = (
+        np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    )
+    return read_header(f)  # shape, fortran_order, dtype
+
+
 def _npz_lazy(path):
     arrays = {}
     with zipfile.ZipFile(path) as archive:
@@ -61,12 +100,7 @@ def _npz_lazy(path):
             if not member.endswith(".npy"):
                 continue
             with archive.open(member) as f:
-                version = np.lib.format.read_magic(f)
-                read_header = (
-                    np.lib.format.read_array_header_1_0 if version == (1, 0)
-                    else np.lib.format.read_array_header_2_0
-                )
-                shape, _, dtype = read_header(f)
+                shape, fortran_order, dtype = _read_npy_header(f)
             if dtype.hasobject:
                 raise ValueError(f"{path}: {member} holds Python objects; refusing to unpickle it (allow_pickle=False).")
 
@@ -74,8 +108,47 @@ def _npz_lazy(path):
                 with zipfile.ZipFile(path) as archive, archive.open(member) as f:
                     return np.lib.format.read_array(f, allow_pickle=False)
 
-            arrays[member[: -len(".npy")]] = LazyArray(load, shape, dtype)
+            def flat_chunks(elements, member=member, dtype=dtype, total=int(np.prod(shape))):
+                # Reads the member as a stream (inflating it if compressed): one chunk in memory.
+                with zipfile.ZipFile(path) as archive, archive.open(member) as f:
+                    _read_npy_header(f)
+                    for first in range(0, total, elements):
+                        count = min(elements, total - first)
+                        data = f.read(count * dtype.itemsize)
+                        if len(data) != count * dtype.itemsize:
+                            raise ValueError(f"{path}: {member} ends early (truncated file?).")
+                        yield np.frombuffer(data, dtype=dtype)
+
+            arrays[member[: -len(".npy")]] = LazyArray(
+                load, shape, dtype, None if fortran_order else flat_chunks
+            )
     return arrays
+
+
+def _h5_lazy(path, name, dataset):
+    def load():
+        with _h5py_file(path) as f:
+            return f[name][()]
+
+    def flat_chunks(elements, shape=dataset.shape):
+        # h5py reads slices of the first axis; a chunk of flat elements spans whole stored rows.
+        row = int(np.prod(shape[1:]))
+        total = int(np.prod(shape))
+        with _h5py_file(path) as f:
+            ds = f[name]
+            for first in range(0, total, elements):
+                last = min(first + elements, total)
+                rows = ds[first // row: -(-last // row)].reshape(-1)
+                offset = (first // row) * row
+                yield rows[first - offset: last - offset]
+
+    return LazyArray(load, dataset.shape, dataset.dtype, flat_chunks if dataset.ndim else None)
+
+
+def _h5py_file(path):
+    import h5py
+
+    return h5py.File(path, "r")
 
 
 _LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\n"  # pickle protocol 2, then torch's magic number
@@ -175,11 +248,7 @@ def read_arrays(path, lazy=False):
             if not isinstance(obj, h5py.Dataset):
                 return
             if lazy:
-                def load(name=name):
-                    with h5py.File(path, "r") as f:
-                        return f[name][()]
-
-                arrays[name] = LazyArray(load, obj.shape, obj.dtype)
+                arrays[name] = _h5_lazy(path, name, obj)
             else:
                 arrays[name] = obj[()]
         f.visititems(visit)

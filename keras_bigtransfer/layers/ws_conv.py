@@ -33,10 +33,16 @@ class WSConv2D(keras.layers.Conv2D):
     def standardized_kernel(self, kernel=None):
         """The kernel actually convolved: what an export folds into a plain conv."""
         kernel = self.kernel if kernel is None else kernel
+        dtype = kernel.dtype
+        # In float32 even under mixed precision: half-precision moments over thousands of
+        # weights lose most of their digits (and 1e-10 underflows in float16).
+        kernel = ops.cast(kernel, "float32")
         mean, variance = ops.moments(kernel, axes=(0, 1, 2), keepdims=True)
         if self.epsilon_mode == "std":
-            return (kernel - mean) / (ops.sqrt(variance) + self.epsilon)
-        return (kernel - mean) * ops.rsqrt(variance + self.epsilon)
+            standardized = (kernel - mean) / (ops.sqrt(variance) + self.epsilon)
+        else:
+            standardized = (kernel - mean) * ops.rsqrt(variance + self.epsilon)
+        return ops.cast(standardized, dtype)
 
     def convolution_op(self, inputs, kernel):
         return super().convolution_op(inputs, self.standardized_kernel(kernel))

@@ -1,6 +1,6 @@
 """Training: the BiT-HyperRule, fit_bit(), Noisy Student and Meta Pseudo Labels."""
 
-from keras_bigtransfer.training.fit_bit import fit_bit, zero_head
+from keras_bigtransfer.training.fit_bit import fit_bit, freeze_batch_norm, zero_head
 from keras_bigtransfer.training.hyperrule import HyperRule, HyperRuleSchedule, hyperrule
 from keras_bigtransfer.training.meta_pseudo_labels import fit_meta_pseudo_labels
 from keras_bigtransfer.training.noisy_student import fit_noisy_student
@@ -11,6 +11,7 @@ __all__ = [
     "fit_bit",
     "fit_meta_pseudo_labels",
     "fit_noisy_student",
+    "freeze_batch_norm",
     "hyperrule",
     "zero_head",
 ]

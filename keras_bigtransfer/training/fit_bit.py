@@ -41,6 +41,29 @@ def zero_head(model):
     return head.units
 
 
+def freeze_batch_norm(model):
+    """Keep every BatchNormalization layer of `model` (nested models included) at its
+    pretrained statistics: non-trainable, so it normalizes with its moving averages in
+    training too. Returns `model`, so a constructor call can be wrapped.
+
+    Short fine-tunes of BatchNorm models (EfficientNet) on small data do better this way:
+    the moving averages cannot follow the new data in a few hundred steps, and the
+    per-batch statistics of a small batch are noisy. GroupNorm models (BiT, ViT's
+    LayerNorm) have no running statistics and are unaffected. Undo with
+    `layer.trainable = True`; recompile after either.
+    """
+    pending = [model]
+    while pending:
+        layer = pending.pop()
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False
+        pending.extend(getattr(layer, "layers", ()))
+    return model
+
+
+_freeze = freeze_batch_norm  # fit_bit's argument of the same name hides the function there
+
+
 class _LearningRateLogger(keras.callbacks.Callback):
     """Puts the current learning rate into the logs the progress bar shows."""
 
@@ -101,6 +124,7 @@ def fit_bit(
     callbacks=(),
     seed=0,
     resolution=None,
+    freeze_batch_norm=False,
 ):
     """Fine-tune `model` on `train_data` with the BiT-HyperRule; return the History.
 
@@ -111,8 +135,9 @@ def fit_bit(
             NumPy arrays, a TFDS "name:split" string, or a directory of class folders.
             Images uint8 in [0, 255] or float in [0, 1]; grayscale is made RGB.
         validation_data: the same kinds; evaluated at the crop size after each epoch.
-        num_examples, image_size: override (or supply, where the data cannot tell) the
-            dataset size and (height, width) that the HyperRule reads.
+        num_examples: override (or supply, where the data cannot tell) the dataset size
+            that the HyperRule reads.
+        image_size: the same for the images' (height, width).
         batch_size: global batch size; the learning rate scales by batch_size/512 and
             the step counts by 512/batch_size.
         base_lr: learning rate at batch 512.
@@ -128,6 +153,9 @@ def fit_bit(
         seed: seeds shuffling, augmentation, MixUp and the few-shot draw.
         resolution: train at this crop size instead of the rule's 128 / 480 (images
             resized to 1.25x it first, as the rule's 160 -> 128); evaluation uses it too.
+        freeze_batch_norm: train BatchNorm models with their pretrained statistics
+            (`freeze_batch_norm(model)`; the layers stay frozen afterwards). No effect on
+            BiT and ViT, which have no BatchNorm.
 
     Returns:
         The `keras.callbacks.History` of the run.
@@ -161,6 +189,8 @@ def fit_bit(
         val_source = data_lib.load_source(validation_data, data_dir=data_dir, what="validation_data")
         validation = data_lib.eval_pipeline(val_source, rule, num_classes, batch_size)
 
+    if freeze_batch_norm:
+        _freeze(model)
     schedule = HyperRuleSchedule.from_rule(rule)
     scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
     with scope:

@@ -78,17 +78,22 @@ def fit_meta_pseudo_labels(
     """Train `teacher` and `student` by Meta Pseudo Labels; return (student, record).
 
     Args:
-        teacher, student: classifiers (logits) of the same classes. Both train.
+        teacher: a classifier (logits); it keeps training during MPL.
+        student: a classifier of the same classes.
         labeled_data: any fit_bit training source.
         unlabeled_data: images as an array, (images, ignored labels), or a tf.data.Dataset.
         steps: MPL steps (one teacher and one student update each).
-        uda_weight, uda_threshold, uda_temperature: the teacher's UDA consistency loss:
-            targets softmax(T(x_u) / temperature), applied to T(x_u_aug), only where the
-            teacher's confidence on x_u reaches the threshold.
+        uda_weight: weight of the teacher's UDA consistency loss: targets
+            softmax(T(x_u) / uda_temperature), applied to T(x_u_aug), only where the
+            teacher's confidence on x_u reaches uda_threshold.
+        uda_threshold: see uda_weight.
+        uda_temperature: see uda_weight.
         label_smoothing: on the labeled targets of the teacher and the fine-tune.
         finetune_steps: the student's final fine-tune on labeled data (0: none).
-        batch_size, unlabeled_ratio: labeled images per step, and unlabeled per labeled.
-        teacher_learning_rate, student_learning_rate: SGD (momentum 0.9), warmup then cosine.
+        batch_size: labeled images per step.
+        unlabeled_ratio: unlabeled images per labeled image.
+        teacher_learning_rate: SGD (momentum 0.9), warmup then cosine.
+        student_learning_rate: the same for the student.
         finetune_learning_rate: constant, for the fine-tune.
         randaugment: (num_ops, magnitude) for x_u_aug (Keras' RandAugment).
         resolution: training crop size (default: the BiT-HyperRule's for the data).
@@ -115,7 +120,7 @@ def fit_meta_pseudo_labels(
     lab = data_lib.train_pipeline(labeled, rule, num_classes, seed=seed)
     unl = data_lib.train_pipeline(
         unlabeled, dataclasses.replace(rule, batch_size=batch_size * unlabeled_ratio), num_classes, seed=seed + 7
-    ).map(lambda x, _: (x, augment(x)), num_parallel_calls=data_lib.AUTOTUNE)
+    ).map(lambda x, _: (x, augment(x)))  # sequential: see randaugment_layer
     batches = tf.data.Dataset.zip(lab, unl).prefetch(data_lib.AUTOTUNE)
 
     scope = strategy.scope() if strategy is not None else contextlib.nullcontext()

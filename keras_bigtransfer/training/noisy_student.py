@@ -124,7 +124,10 @@ def model_noise(model, dropout_rate, stochastic_depth):
 
 def randaugment_layer(randaugment, seed):
     """Keras' RandAugment from (num_ops, magnitude), magnitude on the released code's
-    level scale (10 = its "max" ranges; Keras cannot go beyond, so higher is clipped)."""
+    level scale (10 = its "max" ranges; Keras cannot go beyond, so higher is clipped).
+
+    Map it over a dataset sequentially: the layer draws from a stateful seed generator,
+    and parallel calls take the draws in a different order on every run."""
     num_ops, magnitude = randaugment
     return keras.layers.RandAugment(
         value_range=(0, 1), num_ops=int(num_ops), factor=min(float(magnitude) / 10.0, 1.0), seed=seed
@@ -154,7 +157,7 @@ def student_dataset(labeled, unlabeled_images_, targets, rule, num_classes, *, u
     ds = tf.data.Dataset.zip(lab, unl).map(combine, num_parallel_calls=data_lib.AUTOTUNE)
     if randaugment:
         augment = randaugment_layer(randaugment, seed)
-        ds = ds.map(lambda x, y: (augment(x), y), num_parallel_calls=data_lib.AUTOTUNE)
+        ds = ds.map(lambda x, y: (augment(x), y))  # sequential: see randaugment_layer
     return ds.prefetch(data_lib.AUTOTUNE)
 
 
@@ -219,9 +222,11 @@ def fit_noisy_student(
         dropout_rate: dropout on the features before the student's head.
         stochastic_depth: drop rate of the student's last residual block (linear in depth).
         label_smoothing: on labeled targets only.
-        steps, batch_size, learning_rate: per iteration; batch_size counts labeled images
-            (the unlabeled part is unlabeled_ratio times larger); SGD with momentum 0.9,
-            linear warmup over 5% of the steps, cosine decay.
+        steps: training steps per iteration.
+        batch_size: labeled images per batch (the unlabeled part is unlabeled_ratio
+            times larger).
+        learning_rate: peak of SGD with momentum 0.9, linear warmup over 5% of the
+            steps, cosine decay.
         resolution: training crop size (default: the BiT-HyperRule's for the data).
         validation_data: evaluated (accuracy) after every iteration.
         strategy: a `tf.distribute` strategy; build the models inside its scope.
