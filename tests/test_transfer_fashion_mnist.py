@@ -19,7 +19,10 @@ def test_pretrained_lite0_beats_random_init_on_fashion_mnist():
     pretrained, _ = fashion_mnist_transfer.run("EfficientNetLite0", scratch=False, **BUDGET)
     scratch, _ = fashion_mnist_transfer.run("EfficientNetLite0", scratch=True, **BUDGET)
     # Measured on 2 CPU cores (python examples/fashion_mnist_transfer.py --steps=100 --base_lr=0.1
-    # --test_images=500 [--scratch]): pretrained 0.618, scratch 0.102 (chance is 0.1).
-    assert pretrained >= 0.55
+    # --test_images=500 --seed=S [--scratch]), seed 0 unless named: pretrained 0.618 (Intel Xeon VM),
+    # 0.548 (the CI machine), 0.614 and 0.618 (AMD EPYC; seeds 1 and 2 there: 0.598, 0.558); scratch
+    # 0.102 and 0.106 (chance is 0.1). The same seed moves by up to 0.07 between CPUs (kernels sum in
+    # different orders and 100 BatchNorm steps amplify it), so the bounds sit below the lowest seen.
+    assert pretrained >= 0.45
     assert scratch <= 0.20
-    assert pretrained - scratch >= 0.35
+    assert pretrained - scratch >= 0.30
