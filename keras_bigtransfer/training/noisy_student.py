@@ -114,7 +114,9 @@ def model_noise(model, dropout_rate, stochastic_depth):
         layer.rate = stochastic_depth * (i + 1) / len(residual)
     head = model.get_layer(HEAD_LAYER)
     features = keras.layers.Dropout(dropout_rate, name="noisy_student_dropout")(head.input)
-    noisy = keras.Model(model.inputs, head(features), name=model.name + "_noisy")
+    # The same input structure as `model` (a single tensor, not a one-item list), so callers pass
+    # the same batches to both.
+    noisy = keras.Model(model.input, head(features), name=model.name + "_noisy")
     try:
         yield noisy
     finally:
