@@ -147,9 +147,10 @@ def cmd_predict(args):
             labels = [line.strip() for line in f]
     for path in paths:
         image = keras.utils.img_to_array(keras.utils.load_img(path, target_size=(size, size)))
-        logits = np.asarray(model(image[None] / 255.0))
-        if isinstance(logits, dict):  # a wrapped SavedModel signature
-            logits = next(iter(logits.values()))
+        outputs = model(image[None] / 255.0)
+        if isinstance(outputs, dict):  # a foreign SavedModel's signature, wrapped in a TFSMLayer
+            outputs = next(iter(outputs.values()))
+        logits = np.asarray(outputs)
         probs = np.asarray(keras.ops.softmax(logits[0]))
         top = np.argsort(probs)[::-1][: FLAGS.top_k]
         ranked = ", ".join(f"{labels[i] if labels else i} ({probs[i]:.4f})" for i in top)

@@ -68,6 +68,30 @@ def test_convert_export_predict(checkpoint, tmp_path):
     assert line.split(": ")[1].startswith(best)
 
 
+def test_predict_with_a_foreign_saved_model_whose_signature_returns_a_dict(tmp_path):
+    import tensorflow as tf
+    from PIL import Image
+
+    # Not our layout and not callable: hub.load wraps its serving_default in a TFSMLayer,
+    # which returns the signature's dict. Class 2 wins by a mile for any image.
+    class Foreign(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.bias = tf.Variable([0.0, 1.0, 9.0])
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 32, 32, 3], tf.float32)])
+        def serve(self, images):
+            return {"logits": tf.reduce_mean(images, axis=[1, 2]) + self.bias}
+
+    module = Foreign()
+    path = str(tmp_path / "foreign")
+    tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
+    photo = str(tmp_path / "grey.png")
+    Image.fromarray(np.full((40, 40, 3), 128, np.uint8)).save(photo)
+    line = cli("predict", path, photo, "--top_k=1", "--image_size=32").stdout.strip().splitlines()[-1]
+    assert line.startswith(photo + ": 2 (")
+
+
 def test_fit_from_a_directory(tmp_path):
     import json
 
