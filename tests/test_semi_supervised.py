@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import keras_bigtransfer as kb
-from keras_bigtransfer.training import noisy_student as ns
+from keras_bigtransfer.training.semi_supervised import noisy_student as ns
 from tests.test_fit_bit import colour_data, tiny_model
 
 
@@ -118,7 +118,7 @@ def test_meta_pseudo_labels_teacher_gradient_follows_h():
     helped the student (h > 0) is made more likely by the teacher's step."""
     import tensorflow as tf
 
-    from keras_bigtransfer.training.meta_pseudo_labels import _cross_entropy
+    from keras_bigtransfer.training.semi_supervised.meta_pseudo_labels import _cross_entropy
 
     teacher = tiny_model(seed=3)
     x = tf.constant(np.random.default_rng(0).random((4, 16, 16, 3), dtype=np.float32))

@@ -2,8 +2,7 @@
 
 from keras_bigtransfer.training.fit_bit import fit_bit, freeze_batch_norm, zero_head
 from keras_bigtransfer.training.hyperrule import HyperRule, HyperRuleSchedule, hyperrule
-from keras_bigtransfer.training.meta_pseudo_labels import fit_meta_pseudo_labels
-from keras_bigtransfer.training.noisy_student import fit_noisy_student
+from keras_bigtransfer.training.semi_supervised import fit_meta_pseudo_labels, fit_noisy_student
 
 __all__ = [
     "HyperRule",

@@ -30,7 +30,7 @@ import tensorflow as tf
 
 from keras_bigtransfer.training import data as data_lib
 from keras_bigtransfer.training.fit_bit import classifier_head
-from keras_bigtransfer.training.noisy_student import (
+from keras_bigtransfer.training.semi_supervised.noisy_student import (
     evaluate,
     randaugment_layer,
     train_rule,
