@@ -101,7 +101,7 @@ def cmd_download(args):
 
 def cmd_convert(args):
     from keras_bigtransfer import hub
-    from keras_bigtransfer.hub.convert import bit
+    from keras_bigtransfer.models.bit import convert as bit
 
     _need(args, 2, "convert")
     src, dst = args

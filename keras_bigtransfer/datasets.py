@@ -31,7 +31,7 @@ def fashion_mnist(system_dir=FASHION_MNIST_SYSTEM_DIR):
     """
     import keras
 
-    from keras_bigtransfer.hub.download import offline
+    from keras_bigtransfer.weights.download import offline
 
     home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
     target = os.path.join(home, "datasets", "fashion-mnist")

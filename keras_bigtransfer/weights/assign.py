@@ -6,8 +6,8 @@ import logging
 import numpy as np
 
 from keras_bigtransfer.errors import WeightsError
-from keras_bigtransfer.hub.checkpoint import row_blocks
-from keras_bigtransfer.models.base import HEAD_LAYER
+from keras_bigtransfer.weights.checkpoint import row_blocks
+HEAD_LAYER = "head"  # models.base.HEAD_LAYER; the weights layer imports no model code
 
 log = logging.getLogger(__name__)
 

@@ -137,7 +137,7 @@ def _bit_constructor(flavour, depth, width):
             classifier_activation=classifier_activation, name=name,
         )
         if weights is not None:
-            from keras_bigtransfer.hub import weights as hub_weights
+            from keras_bigtransfer.models import loading as hub_weights
 
             hub_weights.load_weights(model, weights, family="bit", architecture=architecture)
         return model

@@ -34,7 +34,7 @@ class Entry:
 @functools.lru_cache(maxsize=None)
 def _entries():
     entries = {}
-    folder = resources.files("keras_bigtransfer") / "weights"
+    folder = resources.files("keras_bigtransfer") / "weights" / "catalogue"
     for item in sorted(folder.iterdir(), key=lambda p: p.name):
         if not item.name.endswith(".json"):
             continue

@@ -14,7 +14,7 @@ import re
 
 import numpy as np
 
-from keras_bigtransfer.hub.checkpoint import as_float32
+from keras_bigtransfer.weights.checkpoint import as_float32
 
 # The part of a key (after any prefix such as `resnet/` or an h5 group) that names a weight.
 CANONICAL = re.compile(

@@ -225,7 +225,7 @@ def _constructor(variant):
             pooling=pooling, classifier_activation=classifier_activation, name=name,
         )
         if weights is not None:
-            from keras_bigtransfer.hub import weights as hub_weights
+            from keras_bigtransfer.models import loading as hub_weights
 
             hub_weights.load_weights(model, weights, family="efficientnet", architecture=public)
         return model

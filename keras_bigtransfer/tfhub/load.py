@@ -11,9 +11,11 @@ import tempfile
 import filelock
 import numpy as np
 
-from keras_bigtransfer.hub import assign, catalogue, checkpoint, download
-from keras_bigtransfer.hub.convert import bit, efficientnet, vit
-from keras_bigtransfer.hub.publishing import CONFIG_ASSET
+from keras_bigtransfer.weights import assign, catalogue, checkpoint, download
+from keras_bigtransfer.models.bit import convert as bit
+from keras_bigtransfer.models.efficientnet import convert as efficientnet
+from keras_bigtransfer.models.vit import convert as vit
+from keras_bigtransfer.tfhub.export import CONFIG_ASSET
 
 
 def load(handle_or_path):
@@ -146,7 +148,7 @@ def bit_layout(arrays):
 
 def model_from_checkpoint(arrays, source):
     """A BiT model built to fit published weights (depth, width and head read off them)."""
-    from keras_bigtransfer.models.bit import DEPTHS, ResNetV2
+    from keras_bigtransfer.models.bit.model import DEPTHS, ResNetV2
 
     converted, unknown = bit.convert(arrays)
     root = converted.get("root_block_standardized_conv2d/kernel")
@@ -173,7 +175,7 @@ def model_from_checkpoint(arrays, source):
 
 def vit_from_checkpoint(arrays, source):
     """A ViT (or hybrid) built to fit published .npz weights: every size read off the arrays."""
-    from keras_bigtransfer.models.vit import VisionTransformer
+    from keras_bigtransfer.models.vit.model import VisionTransformer
 
     canonical, _ = vit.canonical_arrays(arrays)
     shape = {name: np.shape(array) for name, (_, array) in canonical.items()}
@@ -207,7 +209,7 @@ def vit_from_checkpoint(arrays, source):
 def _efficientnet_from_tf_layout(variant, arrays, source):
     """A SavedModel with the TF reference's EfficientNet variable names (the TF Hub modules')."""
     import keras_bigtransfer
-    from keras_bigtransfer.models.efficientnet import constructor_name
+    from keras_bigtransfer.models.efficientnet.model import constructor_name
 
     name = constructor_name(variant)
     head = next((a for k, a in arrays.items() if k.endswith("head/dense/kernel")), None)

@@ -26,7 +26,7 @@ import re
 import numpy as np
 
 from keras_bigtransfer.errors import WeightsError
-from keras_bigtransfer.hub.checkpoint import as_float32
+from keras_bigtransfer.weights.checkpoint import as_float32
 
 log = logging.getLogger(__name__)
 

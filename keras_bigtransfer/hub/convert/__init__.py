@@ -1,1 +1,0 @@
-"""Converters: one key map per published checkpoint format."""

@@ -1,0 +1,1 @@
+"""TensorFlow only: TF Hub SavedModel export and import."""
