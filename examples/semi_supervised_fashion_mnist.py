@@ -38,7 +38,7 @@ def run(seed, methods=("supervised", "noisy_student", "meta_pseudo_labels"), lab
     import keras
 
     import keras_bigtransfer as kb
-    from keras_bigtransfer.training.semi_supervised.noisy_student import evaluate, train_rule
+    from keras_bigtransfer.training.semi_supervised.common import evaluate, train_rule
     from keras_bigtransfer.training import data as data_lib
 
     labeled, x_unl, test = data(seed, labels_per_class, unlabeled, test_images)

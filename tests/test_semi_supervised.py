@@ -133,6 +133,24 @@ def test_meta_pseudo_labels_teacher_gradient_follows_h():
     assert float(_cross_entropy(pseudo, teacher(x, training=True))) < before
 
 
+def test_steps_are_trained_exactly():
+    """steps=25 trains 25 steps (the split into epochs divides exactly, as fit_bit's does;
+    it once truncated to 2 epochs of 12)."""
+    from keras_bigtransfer.training.semi_supervised import common
+
+    assert common._epochs(25) * (25 // common._epochs(25)) == 25
+    unlabeled, _ = colour_data(64, seed=9)
+    _, record = kb.fit_noisy_student(trained_teacher(), tiny_model(seed=1), colour_data(32, seed=7), unlabeled,
+                                     steps=25, batch_size=8, unlabeled_ratio=1, resolution=16,
+                                     confidence_threshold=0.0, randaugment=None)
+    assert record[0]["steps"] == 25
+    student = tiny_model(seed=2)
+    kb.fit_meta_pseudo_labels(tiny_model(seed=3), student, colour_data(32, seed=7), unlabeled, steps=1,
+                              finetune_steps=25, batch_size=8, unlabeled_ratio=1, resolution=16,
+                              randaugment=None)
+    assert int(student.optimizer.iterations) == 25
+
+
 @pytest.mark.parametrize("recipe", ["noisy_student", "meta_pseudo_labels"])
 def test_same_seed_trains_the_same_student(recipe):
     """RandAugment draws from a stateful generator: mapped in parallel, its draws came in a

@@ -29,12 +29,15 @@ import numpy as np
 import tensorflow as tf
 
 from keras_bigtransfer.training import data as data_lib
-from keras_bigtransfer.training.fit_bit import classifier_head
-from keras_bigtransfer.training.semi_supervised.noisy_student import (
+from keras_bigtransfer.training.semi_supervised.common import (
+    backup_dir,
     evaluate,
+    fit_steps,
     randaugment_layer,
+    shared_classes,
     train_rule,
     unlabeled_images,
+    warmup_cosine,
 )
 
 log = logging.getLogger(__name__)
@@ -42,12 +45,6 @@ log = logging.getLogger(__name__)
 
 def _cross_entropy(targets, logits):
     return tf.reduce_mean(keras.losses.categorical_crossentropy(targets, logits, from_logits=True))
-
-
-def _schedule(learning_rate, steps):
-    return keras.optimizers.schedules.CosineDecay(
-        0.0, decay_steps=max(1, steps), warmup_target=learning_rate, warmup_steps=max(1, steps // 20)
-    )
 
 
 def fit_meta_pseudo_labels(
@@ -107,11 +104,7 @@ def fit_meta_pseudo_labels(
     """
     if not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive integer; got {steps!r}.")
-    num_classes = classifier_head(student).units
-    if classifier_head(teacher).units != num_classes:
-        raise ValueError(
-            f"teacher has {classifier_head(teacher).units} classes, student {num_classes}; they must agree."
-        )
+    num_classes = shared_classes(teacher, student)
     labeled = data_lib.load_source(labeled_data, what="labeled_data")
     images = unlabeled_images(unlabeled_data)
     rule = dataclasses.replace(train_rule(labeled, batch_size, resolution, steps), mixup_alpha=0.0)
@@ -125,8 +118,8 @@ def fit_meta_pseudo_labels(
 
     scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
     with scope:
-        teacher_opt = keras.optimizers.SGD(_schedule(teacher_learning_rate, steps), momentum=0.9)
-        student_opt = keras.optimizers.SGD(_schedule(student_learning_rate, steps), momentum=0.9)
+        teacher_opt = keras.optimizers.SGD(warmup_cosine(teacher_learning_rate, steps), momentum=0.9)
+        student_opt = keras.optimizers.SGD(warmup_cosine(student_learning_rate, steps), momentum=0.9)
         teacher_opt.build(teacher.trainable_variables)
         student_opt.build(student.trainable_variables)
         step = tf.Variable(0, dtype=tf.int64, trainable=False, name="mpl_step")
@@ -206,13 +199,8 @@ def fit_meta_pseudo_labels(
                 optimizer=keras.optimizers.SGD(finetune_learning_rate, momentum=0.9),
                 loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=smooth),
             )
-        callbacks = []
-        if checkpoint_dir is not None:
-            callbacks.append(keras.callbacks.BackupAndRestore(
-                os.path.join(checkpoint_dir, "finetune"), delete_checkpoint=False))
-        epochs = max(1, min(10, finetune_steps // 10))
-        student.fit(data_lib.train_pipeline(labeled, rule, num_classes, seed=seed + 11), epochs=epochs,
-                    steps_per_epoch=finetune_steps // epochs, callbacks=callbacks, verbose=verbose, shuffle=False)
+        fit_steps(student, data_lib.train_pipeline(labeled, rule, num_classes, seed=seed + 11), finetune_steps,
+                  backup_dir=backup_dir(checkpoint_dir, "finetune"), verbose=verbose)
     if validation_data is not None:
         record["val_accuracy"] = evaluate(student, validation_data, rule, num_classes)
     return student, record

@@ -23,27 +23,19 @@ import tensorflow as tf
 from keras_bigtransfer.layers import StochasticDepth
 from keras_bigtransfer.models.base import HEAD_LAYER
 from keras_bigtransfer.training import data as data_lib
-from keras_bigtransfer.training.fit_bit import classifier_head, zero_head
-from keras_bigtransfer.training.hyperrule import hyperrule
+from keras_bigtransfer.training.fit_bit import zero_head
+from keras_bigtransfer.training.semi_supervised.common import (
+    backup_dir,
+    evaluate,
+    fit_steps,
+    randaugment_layer,
+    shared_classes,
+    train_rule,
+    unlabeled_images,
+    warmup_cosine,
+)
 
 log = logging.getLogger(__name__)
-
-
-def unlabeled_images(unlabeled_data):
-    """Images of `unlabeled_data` as a NumPy array: an array, a tuple (images, ignored
-    labels), or a `tf.data.Dataset` of images or of (image, label)."""
-    if isinstance(unlabeled_data, tf.data.Dataset):
-        spec = unlabeled_data.element_spec
-        ds = unlabeled_data.map(lambda image, *_: image) if isinstance(spec, tuple) else unlabeled_data
-        return np.stack(list(ds.as_numpy_iterator()))
-    if isinstance(unlabeled_data, (tuple, list)) and len(unlabeled_data) == 2:
-        unlabeled_data = unlabeled_data[0]
-    images = np.asarray(unlabeled_data)
-    if images.ndim not in (3, 4):
-        raise ValueError(
-            f"unlabeled_data: images must be (N, H, W) or (N, H, W, C); got shape {images.shape}."
-        )
-    return images
 
 
 def pseudo_label(teacher, images, rule, num_classes, batch_size=256):
@@ -124,18 +116,6 @@ def model_noise(model, dropout_rate, stochastic_depth):
             layer.rate = rate
 
 
-def randaugment_layer(randaugment, seed):
-    """Keras' RandAugment from (num_ops, magnitude), magnitude on the released code's
-    level scale (10 = its "max" ranges; Keras cannot go beyond, so higher is clipped).
-
-    Map it over a dataset sequentially: the layer draws from a stateful seed generator,
-    and parallel calls take the draws in a different order on every run."""
-    num_ops, magnitude = randaugment
-    return keras.layers.RandAugment(
-        value_range=(0, 1), num_ops=int(num_ops), factor=min(float(magnitude) / 10.0, 1.0), seed=seed
-    )
-
-
 def student_dataset(labeled, unlabeled_images_, targets, rule, num_classes, *, unlabeled_ratio,
                     label_smoothing, randaugment, seed):
     """Batches of labeled (smoothed one-hot) plus `unlabeled_ratio` times as many
@@ -161,23 +141,6 @@ def student_dataset(labeled, unlabeled_images_, targets, rule, num_classes, *, u
         augment = randaugment_layer(randaugment, seed)
         ds = ds.map(lambda x, y: (augment(x), y))  # sequential: see randaugment_layer
     return ds.prefetch(data_lib.AUTOTUNE)
-
-
-def evaluate(model, validation_data, rule, num_classes, batch_size=256):
-    source = data_lib.load_source(validation_data, what="validation_data")
-    correct = total = 0
-    for x, y in data_lib.eval_pipeline(source, rule, num_classes, batch_size):
-        correct += int(np.sum(np.argmax(np.asarray(model(x, training=False)), 1) == np.argmax(y, 1)))
-        total += int(y.shape[0])
-    return correct / total
-
-
-def train_rule(labeled, batch_size, resolution, steps):
-    """fit_bit's rule for the labeled set, with an optional training resolution."""
-    rule = hyperrule(labeled.num_examples, labeled.image_size, batch_size=batch_size)
-    if resolution is not None:
-        rule = rule.with_resolution(int(resolution))
-    return rule.with_total_steps(int(steps))
 
 
 def fit_noisy_student(
@@ -246,11 +209,7 @@ def fit_noisy_student(
         raise ValueError(f"confidence_threshold must be in [0, 1); got {confidence_threshold!r}.")
     if not isinstance(unlabeled_ratio, int) or unlabeled_ratio < 1:
         raise ValueError(f"unlabeled_ratio must be a positive integer; got {unlabeled_ratio!r}.")
-    num_classes = classifier_head(student).units
-    if classifier_head(teacher).units != num_classes:
-        raise ValueError(
-            f"teacher has {classifier_head(teacher).units} classes, student {num_classes}; they must agree."
-        )
+    num_classes = shared_classes(teacher, student)
     labeled = data_lib.load_source(labeled_data, what="labeled_data")
     images = unlabeled_images(unlabeled_data)
     rule = train_rule(labeled, batch_size, resolution, steps)
@@ -276,27 +235,20 @@ def fit_noisy_student(
                              randaugment=randaugment, seed=seed + iteration)
         with scope:
             zero_head(student)
-            schedule = keras.optimizers.schedules.CosineDecay(
-                0.0, decay_steps=rule.total_steps, warmup_target=learning_rate,
-                warmup_steps=max(1, rule.total_steps // 20),
-            )
             with model_noise(student, dropout_rate, stochastic_depth) as noisy:
-                noisy.compile(optimizer=keras.optimizers.SGD(schedule, momentum=0.9),
+                noisy.compile(optimizer=keras.optimizers.SGD(warmup_cosine(learning_rate, rule.total_steps),
+                                                             momentum=0.9),
                               loss=keras.losses.CategoricalCrossentropy(from_logits=True))
-                callbacks = []
-                if checkpoint_dir is not None:
-                    callbacks.append(keras.callbacks.BackupAndRestore(
-                        os.path.join(checkpoint_dir, f"iteration_{iteration}", "backup"),
-                        delete_checkpoint=False))
-                epochs = max(1, min(10, rule.total_steps // 10))
-                history = noisy.fit(ds, epochs=epochs, steps_per_epoch=rule.total_steps // epochs,
-                                    callbacks=callbacks, verbose=verbose, shuffle=False)
+                history = fit_steps(noisy, ds, rule.total_steps, verbose=verbose,
+                                    backup_dir=backup_dir(checkpoint_dir, f"iteration_{iteration}", "backup"))
+                trained_steps = int(noisy.optimizer.iterations)
         entry = {
             "iteration": iteration,
             "pseudo_labeled": int(np.sum(probabilities.max(1) >= confidence_threshold)),
             "trained_on_unlabeled": int(len(indices)),
             "per_class": np.bincount(probabilities[indices].argmax(1), minlength=num_classes).tolist(),
             "loss": [float(v) for v in history.history["loss"]],
+            "steps": trained_steps,
         }
         if validation_data is not None:
             entry["val_accuracy"] = evaluate(student, validation_data, rule, num_classes)
