@@ -69,7 +69,7 @@ def saved_model_subject(build):
     def make(size, batch):
         import tensorflow as tf
 
-        from keras_bigtransfer.hub import publishing
+        from keras_bigtransfer.tfhub import export as publishing
 
         path = publishing.export(build(size), tempfile.mkdtemp(prefix="bench_sm_"), signature="classification")
         loaded = tf.saved_model.load(path)
@@ -301,7 +301,7 @@ def measure_checkpoint_load(constructor="BiT_M_R101x3"):
 
 def _write_checkpoint(path, constructor):
     import keras_bigtransfer as kb
-    from keras_bigtransfer.hub.convert import bit
+    from keras_bigtransfer.models.bit import convert as bit
 
     bit.save_npz(getattr(kb, constructor)(weights=None), path)
 

@@ -23,7 +23,7 @@ import skimage.data  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import keras_bigtransfer as kb  # noqa: E402
-from keras_bigtransfer.hub.convert import bit as bit_convert  # noqa: E402
+from keras_bigtransfer.models.bit import convert as bit_convert  # noqa: E402
 from keras_bigtransfer.datasets import decode_predictions  # noqa: E402
 from keras_bigtransfer.preprocessing import center_crop  # noqa: E402
 

@@ -11,8 +11,9 @@ import pytest
 import keras_bigtransfer as kb
 from keras_bigtransfer import hub
 from keras_bigtransfer.errors import ChecksumError, DownloadError, OfflineError
-from keras_bigtransfer.hub import download
+from keras_bigtransfer.weights import catalogue, download
 from tests.http_server import serving
+from tests.toys import ROOT
 
 PATH = "/bit_models/BiT-M-R50x1.npz"
 PAYLOAD = os.urandom(3 * 1024 * 1024 + 123)
@@ -50,14 +51,14 @@ def test_catalogue_lists_every_bit_checkpoint():
 
 
 def test_aliases_and_defaults():
-    entry = hub.catalogue.get("BiT-M-R101x3")
+    entry = catalogue.get("BiT-M-R101x3")
     assert entry.tag == "bit_m_r101x3" and entry.pretrained_on == "ImageNet-21k"
     assert entry.num_classes == 21843
     assert kb.BiT_M_R101x3.__kwdefaults__["weights"] == "bit_m_r101x3"
     assert kb.BiT_S_R50x1.__kwdefaults__["weights"] == "bit_s_r50x1"
     assert kb.BiT_L_R152x4.__kwdefaults__["weights"] is None
     with pytest.raises(ValueError, match="not in the weights catalogue"):
-        hub.catalogue.get("bit_m_r999x9")
+        catalogue.get("bit_m_r999x9")
 
 
 def test_wrong_architecture_is_refused_before_download():
@@ -165,10 +166,10 @@ def test_two_processes_end_with_one_good_file(server):
     server.faults[PATH] = ["slow"]
     code = (
         "import os, sys; os.environ['CUDA_VISIBLE_DEVICES']='';"
-        "from keras_bigtransfer.hub import download;"
+        "from keras_bigtransfer.weights import download;"
         f"print(download.fetch('https://x.invalid{PATH}', '{PATH[1:]}', progress=False))"
     )
-    env = dict(os.environ, PYTHONPATH=os.getcwd())
+    env = dict(os.environ, PYTHONPATH=ROOT)
     procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, env=env) for _ in range(2)]
     outputs = [p.communicate(timeout=300)[0].decode().strip().splitlines()[-1] for p in procs]
     assert all(p.returncode == 0 for p in procs)
@@ -180,7 +181,7 @@ def test_two_processes_end_with_one_good_file(server):
 
 
 def test_constructor_with_a_tag_downloads_verifies_and_loads(server, tmp_path, rng):
-    from keras_bigtransfer.hub.convert import bit as bit_convert
+    from keras_bigtransfer.models.bit import convert as bit_convert
 
     source = kb.BiT_M_R50x1(weights=None, num_classes=1000)
     head = source.get_layer("head")
@@ -200,4 +201,4 @@ def test_every_constructor_defaults_to_a_catalogue_entry_of_its_own():
         if name == "BiT_L_R152x4":
             assert tag is None  # never released
             continue
-        assert hub.catalogue.get(tag).constructor == name
+        assert catalogue.get(tag).constructor == name

@@ -10,7 +10,7 @@ import tensorflow as tf
 import keras
 import keras_bigtransfer as kb
 from keras_bigtransfer import hub
-from keras_bigtransfer.models.bit import ResNetV2
+from keras_bigtransfer.models.bit.model import ResNetV2
 from tests import reference
 
 # Folding weight standardization changes float rounding only.

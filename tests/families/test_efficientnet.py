@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import keras_bigtransfer as kb
-from keras_bigtransfer.models import efficientnet as E
+from keras_bigtransfer.models.efficientnet import model as E
 from keras_bigtransfer.preprocessing import center_crop
 
 # Tolerance on logits: max |ours - reference| <= 1e-4 * max |reference|.

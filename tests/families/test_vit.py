@@ -11,8 +11,8 @@ import torch.nn.functional as F
 
 import keras_bigtransfer as kb
 from keras_bigtransfer import layers as kl
-from keras_bigtransfer.hub import catalogue
-from keras_bigtransfer.models import vit
+from keras_bigtransfer.weights import catalogue
+from keras_bigtransfer.models.vit import model as vit
 from tests import reference
 
 # Parameter counts of timm's models with a 1000-class head (built on the meta device).
@@ -149,7 +149,7 @@ def test_exported_saved_model_trains_with_the_models_gradients(tmp_path, rng):
     # a TF Hub user fine-tuning the export gets no gradient at all through the MLP blocks.
     import tensorflow as tf
 
-    from keras_bigtransfer.hub import publishing
+    from keras_bigtransfer.tfhub import export as publishing
 
     model = _small_vit()
     head = model.get_layer("head")
@@ -299,7 +299,7 @@ def test_gap_classifier_matches_timm_global_average_pool(rng, tmp_path):
         patch_size=16, hidden_size=192, mlp_size=768, num_heads=3, num_layers=12, classifier="gap",
         name="vit_ti16_gap",
     )
-    kb.hub.weights.load_weights(model, str(path), family="vit")
+    kb.hub.load_weights(model, str(path), family="vit")
     images = rng.random((1, 224, 224, 3), dtype=np.float32)
     with torch.no_grad():
         theirs = ref(torch.from_numpy((images.transpose(0, 3, 1, 2) - 0.5) / 0.5)).numpy()

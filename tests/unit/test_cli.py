@@ -8,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from keras_bigtransfer.hub.convert import bit as bit_convert
-from keras_bigtransfer.models.bit import ResNetV2
+from keras_bigtransfer.models.bit import convert as bit_convert
+from keras_bigtransfer.models.bit.model import ResNetV2
 
 
 def cli(*args, check=True):

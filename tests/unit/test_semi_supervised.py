@@ -12,7 +12,7 @@ import pytest
 
 import keras_bigtransfer as kb
 from keras_bigtransfer.training.semi_supervised import noisy_student as ns
-from tests.test_fit_bit import colour_data, tiny_model
+from tests.toys import ROOT, colour_data, tiny_model
 
 
 def tiny_residual_model(num_classes=2, seed=0):
@@ -176,7 +176,7 @@ MIRRORED = textwrap.dedent("""
     tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras_bigtransfer as kb
     sys.path.insert(0, {root!r})
-    from tests.test_fit_bit import tiny_model, colour_data
+    from tests.toys import tiny_model, colour_data
     strategy = tf.distribute.MirroredStrategy(["CPU:0", "CPU:1"])
     with strategy.scope():
         teacher, student = tiny_model(seed=0), tiny_model(seed=1)
@@ -194,9 +194,9 @@ MIRRORED = textwrap.dedent("""
 
 def test_both_recipes_run_under_mirrored_strategy(tmp_path):
     script = tmp_path / "mirrored.py"
-    script.write_text(MIRRORED.format(root=os.getcwd()))
+    script.write_text(MIRRORED.format(root=ROOT))
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600,
-                         env=dict(os.environ, PYTHONPATH=os.getcwd()))
+                         env=dict(os.environ, PYTHONPATH=ROOT))
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert np.isfinite(result["mpl_h"]) and np.isfinite(result["ns_loss"])

@@ -14,7 +14,7 @@ import timm.models.vision_transformer as timm_vit
 import torch
 
 import keras_bigtransfer as kb
-from keras_bigtransfer.hub import publishing
+from keras_bigtransfer.tfhub import export as publishing
 from tests import reference
 
 RTOL_LOGITS = 1e-4

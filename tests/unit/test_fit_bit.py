@@ -15,28 +15,7 @@ import tensorflow as tf
 import keras_bigtransfer as kb
 from keras_bigtransfer.models import base
 from keras_bigtransfer.training import data as data_lib
-
-
-def tiny_model(num_classes=2, activation=None, seed=0):
-    """A small model of the package's shape (ImageModel, WSConv2D, GroupNorm, "head")."""
-    keras.utils.set_random_seed(seed)
-    inputs = base.image_inputs((None, None, 3))
-    x = kb.layers.WSConv2D(8, 3, strides=4, use_bias=False)(inputs)
-    x = keras.layers.GroupNormalization(4)(x)
-    x = keras.layers.ReLU()(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    x = keras.layers.Dense(num_classes, activation=activation, name="head")(x)
-    return kb.ImageModel(inputs, x, name="tiny")
-
-
-def colour_data(n, size=16, seed=0):
-    """Class 0 reddish, class 1 bluish, noisy uint8 images: learnable, not trivial."""
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, 2, n)
-    images = rng.integers(0, 120, (n, size, size, 3)).astype(np.uint8)
-    images[labels == 0, ..., 0] += 100
-    images[labels == 1, ..., 2] += 100
-    return images, labels
+from tests.toys import ROOT, colour_data, tiny_model
 
 
 def test_numpy_input_learns_and_runs_exact_step_count():
@@ -203,8 +182,8 @@ RESUMABLE = textwrap.dedent("""
     import os, sys, time
     import numpy as np, keras
     import keras_bigtransfer as kb
-    sys.path.insert(0, {tests!r})
-    from test_fit_bit import tiny_model, colour_data
+    sys.path.insert(0, {root!r})
+    from tests.toys import tiny_model, colour_data
 
     class Slow(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
@@ -220,8 +199,8 @@ RESUMABLE = textwrap.dedent("""
 def test_killed_training_resumes_from_its_checkpoint(tmp_path):
     ckpt = str(tmp_path / "ckpt")
     script = tmp_path / "train.py"
-    script.write_text(RESUMABLE.format(tests=os.path.dirname(__file__), ckpt=ckpt))
-    env = dict(os.environ, STEP_SLEEP="0.3", PYTHONPATH=os.getcwd())
+    script.write_text(RESUMABLE.format(root=ROOT, ckpt=ckpt))
+    env = dict(os.environ, STEP_SLEEP="0.3", PYTHONPATH=ROOT)
     proc = subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.PIPE, text=True)
     deadline = time.time() + 240
     metadata = os.path.join(ckpt, "training_metadata.json")
@@ -248,8 +227,8 @@ MIRRORED = textwrap.dedent("""
     tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras
     import keras_bigtransfer as kb
-    sys.path.insert(0, {tests!r})
-    from test_fit_bit import tiny_model, colour_data
+    sys.path.insert(0, {root!r})
+    from tests.toys import tiny_model, colour_data
 
     class Losses(keras.callbacks.Callback):
         def __init__(self):
@@ -272,9 +251,9 @@ MIRRORED = textwrap.dedent("""
 
 def test_mirrored_strategy_matches_single_device(tmp_path):
     script = tmp_path / "mirrored.py"
-    script.write_text(MIRRORED.format(tests=os.path.dirname(__file__)))
+    script.write_text(MIRRORED.format(root=ROOT))
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600,
-                         env=dict(os.environ, PYTHONPATH=os.getcwd()))
+                         env=dict(os.environ, PYTHONPATH=ROOT))
     assert out.returncode == 0, out.stderr[-3000:]
     import json
 

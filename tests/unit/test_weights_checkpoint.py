@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_bigtransfer.hub import assign, checkpoint
+from keras_bigtransfer.weights import assign, checkpoint
 
 
 @pytest.fixture

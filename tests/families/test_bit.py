@@ -5,8 +5,8 @@ import keras
 import pytest
 
 import keras_bigtransfer as kb
-from keras_bigtransfer.hub.convert import bit as bit_convert
-from keras_bigtransfer.models.bit import ResNetV2
+from keras_bigtransfer.models.bit import convert as bit_convert
+from keras_bigtransfer.models.bit.model import ResNetV2
 from tests import reference
 
 
@@ -102,7 +102,7 @@ def test_npz_round_trip_is_exact(r50, r50_npz, rng):
 
 
 def test_large_arrays_are_assigned_in_slices_exactly(r50, r50_npz, monkeypatch):
-    from keras_bigtransfer.hub import assign
+    from keras_bigtransfer.weights import assign
 
     monkeypatch.setattr(assign, "ASSIGN_CHUNK_BYTES", 4096)  # every kernel goes in slices
     sliced = []

@@ -1,0 +1,33 @@
+"""Tiny models and data for the training tests: they build and train in seconds on a CPU."""
+
+import os
+
+import keras
+import numpy as np
+
+import keras_bigtransfer as kb
+from keras_bigtransfer.models import base
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository
+
+
+def tiny_model(num_classes=2, activation=None, seed=0):
+    """A small model of the package's shape (ImageModel, WSConv2D, GroupNorm, "head")."""
+    keras.utils.set_random_seed(seed)
+    inputs = base.image_inputs((None, None, 3))
+    x = kb.layers.WSConv2D(8, 3, strides=4, use_bias=False)(inputs)
+    x = keras.layers.GroupNormalization(4)(x)
+    x = keras.layers.ReLU()(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    x = keras.layers.Dense(num_classes, activation=activation, name="head")(x)
+    return kb.ImageModel(inputs, x, name="tiny")
+
+
+def colour_data(n, size=16, seed=0):
+    """Class 0 reddish, class 1 bluish, noisy uint8 images: learnable, not trivial."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, n)
+    images = rng.integers(0, 120, (n, size, size, 3)).astype(np.uint8)
+    images[labels == 0, ..., 0] += 100
+    images[labels == 1, ..., 2] += 100
+    return images, labels
