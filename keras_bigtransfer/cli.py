@@ -40,7 +40,8 @@ COMMANDS = {
     "download": ("download TAG", "Download and verify a catalogue checkpoint; print its path.", []),
     "convert": ("convert SRC DST",
                 "Convert SRC (a catalogue tag, published .npz/.h5 checkpoint, SavedModel, TF Hub "
-                "module or URL) into DST: a .keras file, or a published-layout .npz for BiT.", []),
+                "module or URL) into DST: a .keras file, or the family's published format "
+                "(.npz for BiT).", []),
     "export": ("export TAG_OR_FILE DIR [--signature=S] [--archive]",
                "Write a TF Hub reusable SavedModel (weight standardization folded in).",
                ["signature", "archive"]),
@@ -48,7 +49,7 @@ COMMANDS = {
                 "Classify image files and print the top-k classes with probabilities.",
                 ["top_k", "image_size", "labels"]),
     "fit": ("fit MODEL DATA --out=DIR [flags]",
-            "Fine-tune with fit_bit (the BiT-HyperRule). MODEL: a constructor (BiT_M_R50x1), a "
+            "Fine-tune with fit_bit (the BiT-HyperRule). MODEL: a constructor in any case (BiT_M_R50x1), a "
             "catalogue tag or a .keras file; DATA: a TFDS 'name:split' or a directory of class folders.",
             ["out", "validation_data", "num_classes", "num_examples", "image_size", "batch_size",
              "base_lr", "total_steps", "examples_per_class", "checkpoint_dir", "data_dir"]),
@@ -101,22 +102,26 @@ def cmd_download(args):
 
 def cmd_convert(args):
     from keras_bigtransfer import hub
-    from keras_bigtransfer.models.bit import convert as bit
+    from keras_bigtransfer.models import registry
 
     _need(args, 2, "convert")
     src, dst = args
     model = hub.load(src)
-    if dst.endswith(".npz"):
-        if not any(layer.name.startswith("root_block") for layer in model.layers):
-            raise app.UsageError(
-                f"convert: writing .npz is implemented for BiT models (the published BiT layout); "
-                f"{model.name} is not one. Write a .keras file instead."
-            )
-        bit.save_npz(model, dst)
-    elif dst.endswith(".keras"):
+    if dst.endswith(".keras"):
         model.save(dst)
     else:
-        raise app.UsageError(f"convert: DST must end in .keras or .npz; got {dst!r}.")
+        try:
+            family = registry.family_of(model)
+        except ValueError:
+            family = None
+        if family is None or not dst.endswith(family.export_formats):
+            formats = sorted({".keras"} | {f for fam in registry.families() for f in fam.export_formats})
+            raise app.UsageError(
+                f"convert: DST must end in one of {formats}; {getattr(model, 'name', src)} "
+                f"({family.name if family else 'no registered family'}) is written as "
+                f"{['.keras', *family.export_formats] if family else ['.keras']}; got {dst!r}."
+            )
+        family.to_published(model, dst)
     print(dst)
 
 
@@ -160,26 +165,26 @@ def cmd_predict(args):
 def cmd_fit(args):
     import json
 
-    import keras_bigtransfer as kb
     from keras_bigtransfer import hub
+    from keras_bigtransfer.models import registry
     from keras_bigtransfer.training import data as data_lib
+    from keras_bigtransfer.training.fit_bit import fit_bit
 
     _need(args, 2, "fit")
     if not FLAGS.out:
         raise app.UsageError("fit needs --out=DIR.\n\n" + _usage("fit"))
     source, data = args
     num_classes = FLAGS.num_classes or data_lib.load_source(data, data_dir=FLAGS.data_dir).num_classes
-    entry = hub.catalogue.find(source) if not os.path.exists(source) else None
-    if hasattr(kb, source) or entry is not None:
+    known = not os.path.exists(source) and (
+        registry.find_variant(source) is not None or hub.catalogue.find(source) is not None)
+    if known:
         if num_classes is None:
             raise app.UsageError("fit: pass --num_classes; the data does not say how many classes it has.")
-        constructor = getattr(kb, source) if hasattr(kb, source) else getattr(kb, entry.constructor)
-        weights = entry.tag if entry else constructor.__kwdefaults__["weights"]
-        model = constructor(weights=weights, num_classes=num_classes)
+        model = registry.create_model(source, num_classes=num_classes)
     else:
         model = hub.load(source)
     image_size = (FLAGS.image_size, FLAGS.image_size) if FLAGS.image_size else None
-    history = kb.fit_bit(
+    history = fit_bit(
         model, data, FLAGS.validation_data, num_examples=FLAGS.num_examples, image_size=image_size,
         batch_size=FLAGS.batch_size, base_lr=FLAGS.base_lr, total_steps=FLAGS.total_steps,
         checkpoint_dir=FLAGS.checkpoint_dir, examples_per_class=FLAGS.examples_per_class,

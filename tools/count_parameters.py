@@ -2,7 +2,7 @@
 
     python tools/count_parameters.py [family ...] > /tmp/params.json
 
-Each model is built in turn and freed; BiT-x-R152x4 needs about 4 GB.
+Each registered model is built in turn and freed; BiT-x-R152x4 needs about 4 GB.
 """
 
 import gc
@@ -11,25 +11,19 @@ import sys
 
 import keras
 
-import keras_bigtransfer as kb
-from keras_bigtransfer.models import bit, efficientnet, vit
-
-FAMILIES = {  # the public constructors, which build a family's published variants
-    "bit": [name for name in bit.__all__ if name.startswith("BiT_")],
-    "efficientnet": [name for name in efficientnet.__all__ if name.startswith(("EfficientNetB", "EfficientNetLite"))],
-    "vit": [name for name in vit.__all__ if name.startswith("ViT_")],
-}
+from keras_bigtransfer.models import registry
 
 
 def main():
+    families = sys.argv[1:] or [family.name for family in registry.families()]
     counts = {}
-    for family in sys.argv[1:] or FAMILIES:
-        names = FAMILIES[family]
-        for name in names:
-            model = getattr(kb, name)(weights=None)
-            counts[name] = {"family": family, "parameters": model.count_params(),
-                            "classes": int(model.output.shape[-1])}
-            print(name, counts[name], file=sys.stderr, flush=True)
+    for family in families:
+        registry.get_family(family)  # an unknown name fails with the registered ones
+        for variant in registry.variants(family):
+            model = variant.constructor(weights=None)
+            counts[variant.name] = {"family": family, "parameters": model.count_params(),
+                                    "classes": int(model.output.shape[-1])}
+            print(variant.name, counts[variant.name], file=sys.stderr, flush=True)
             del model
             keras.backend.clear_session()
             gc.collect()

@@ -76,3 +76,119 @@ def pool_features(x, pooling, name="pool"):
     if pooling == "max":
         return keras.layers.GlobalMaxPooling2D(name=name)(x)
     return x
+
+
+# The arguments every constructor takes, with the same defaults everywhere.
+COMMON_ARGS = (
+    ("weights", "the variant's default weights"),
+    ("include_top", True),
+    ("num_classes", None),
+    ("input_shape", None),
+    ("pooling", None),
+    ("classifier_activation", None),
+    ("name", None),
+)
+
+COMMON_DOC = """
+    Args:
+        weights: a catalogue tag (default {default!r}, downloaded and verified on first
+            use; `keras_bigtransfer.list_models(pretrained=True)` lists them), None
+            (random init), or a path to a published checkpoint of the family.
+        include_top: add global pooling and a linear classifier head.
+        num_classes: head size. Default: the class count of the weights (the catalogue
+            entry's, or the checkpoint file's head), else {num_classes} (upstream). Asking for
+            another count than the weights' zero-initializes the head, with a warning.
+        input_shape: (height, width, 3){multiple}; default (None, None, 3), any size.
+        pooling: with include_top=False: "avg", "max" or None (the feature map){pooling}.
+        classifier_activation: None returns logits.
+        name: the model's name (default {name!r}).
+{options}
+    Returns:
+        A `keras_bigtransfer.ImageModel` taking float32 RGB images in [0, 1] (uint8 is converted).
+"""
+
+
+def make_constructor(variant, *, summary, options_doc=""):
+    """THE constructor factory: the public constructor of a registered variant.
+
+    Every family's constructors come from here, so they take the same common arguments
+    (`COMMON_ARGS`) with the same defaults, plus the family's options
+    (`variant.options`: ((name, default), ...)), and size the head to their weights.
+
+    Args:
+        variant: a `registry.Variant`.
+        summary: the docstring's first line(s).
+        options_doc: docstring lines (8-space indent) for the family's options.
+    """
+    import inspect
+
+    options = dict(variant.options)
+
+    def constructor(*, weights=variant.default_weights, include_top=True, num_classes=None,
+                    input_shape=None, pooling=None, classifier_activation=None, name=None, **kwargs):
+        unknown = sorted(set(kwargs) - set(options))
+        if unknown:
+            raise TypeError(
+                f"{variant.name}() got unexpected keyword argument(s) {unknown}; it takes "
+                f"{[a for a, _ in COMMON_ARGS] + list(options)}."
+            )
+        return build_variant(
+            variant, weights=weights, include_top=include_top, num_classes=num_classes,
+            input_shape=input_shape, pooling=pooling, classifier_activation=classifier_activation,
+            name=name, **{**options, **kwargs},
+        )
+
+    constructor.__name__ = constructor.__qualname__ = variant.name
+    constructor.__module__ = f"keras_bigtransfer.models.{variant.family}"
+    parameters = [
+        inspect.Parameter(arg, inspect.Parameter.KEYWORD_ONLY,
+                          default=variant.default_weights if arg == "weights" else default)
+        for arg, default in COMMON_ARGS
+    ] + [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=v) for k, v in options.items()]
+    constructor.__signature__ = inspect.Signature(parameters)
+    multiple = f", multiples of {variant.input_multiple}" if variant.input_multiple > 1 else ""
+    constructor.__doc__ = summary.rstrip() + "\n" + COMMON_DOC.format(
+        default=variant.default_weights, num_classes=variant.num_classes, multiple=multiple,
+        pooling=', or "token" (the class token)' if variant.family == "vit" else "",
+        name=variant.default_name, options=options_doc.rstrip() + "\n" if options_doc else "",
+    )
+    return constructor
+
+
+def build_variant(variant, *, weights, include_top, num_classes, input_shape, pooling,
+                  classifier_activation, name, **options):
+    """What every constructor does: check the weights, size the head, build, load."""
+    import os
+
+    from keras_bigtransfer.models import loading, registry
+    from keras_bigtransfer.weights import catalogue
+
+    if weights is not None and variant.weights_unavailable:
+        raise ValueError(variant.weights_unavailable)
+    entry = None
+    if isinstance(weights, str) and not os.path.exists(weights):
+        entry = catalogue.find(weights)
+    if entry is not None:
+        if entry.family != variant.family:
+            raise ValueError(f"{entry.tag} holds {entry.family} weights, not {variant.family} weights.")
+        owner = registry.find_variant(entry.constructor)
+        if owner is None or owner.architecture != variant.architecture:
+            raise ValueError(
+                f"{entry.tag} holds weights for {entry.constructor}, not for a {variant.name} "
+                f"model; use keras_bigtransfer.{entry.constructor}(weights={entry.tag!r})."
+            )
+    if num_classes is None:
+        if include_top and weights is not None:
+            num_classes = entry.num_classes if entry is not None else loading.checkpoint_classes(
+                weights, variant.family)
+        if num_classes is None:
+            num_classes = variant.num_classes
+    family = registry.get_family(variant.family)
+    model = family.build(
+        variant.config, weights_entry=entry, include_top=include_top, num_classes=num_classes,
+        input_shape=input_shape, pooling=pooling, classifier_activation=classifier_activation,
+        name=name or variant.default_name, **options,
+    )
+    if weights is not None:
+        loading.load_weights(model, weights)
+    return model

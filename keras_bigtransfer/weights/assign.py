@@ -86,13 +86,15 @@ def assign(model, converted, unknown_keys=(), *, source, head_layer=HEAD_LAYER, 
         else:
             zero_head = True
             if head_ckpt:
-                log.info(
+                log.warning(
                     "%s: checkpoint head %s does not fit the model's head %s; "
-                    "the head is zero-initialized.",
+                    "the head is zero-initialized (the rest is loaded).",
                     source,
-                    {k: v[1].shape for k, v in head_ckpt.items()},
+                    {k: tuple(v[1].shape) for k, v in head_ckpt.items()},
                     {k: tuple(v.shape) for k, v in head_vars.items()},
                 )
+            else:
+                log.warning("%s has no classifier head; the model's head is zero-initialized.", source)
 
     expected = {p: v for p, v in variables.items() if not (zero_head and p in head_vars)}
     missing = sorted(p for p in expected if p not in body and p not in optional)

@@ -1,4 +1,4 @@
-"""Published BiT checkpoints (google-research/big_transfer) into `models.bit`.
+"""Published BiT checkpoints (google-research/big_transfer) into `models.bit`, and back.
 
 Two formats carry the same names:
 - `.npz` (PyTorch/JAX release): keys like `resnet/block1/unit01/a/standardized_conv2d/kernel`,
@@ -10,10 +10,15 @@ Our layers are named after the canonical key with "/" replaced by "_", so the ke
 mechanical; only the head changes layout (1x1 conv kernel to Dense kernel).
 """
 
+import os
 import re
 
 import numpy as np
 
+from keras_bigtransfer.models.bit.config import DEPTHS
+from keras_bigtransfer.models.bit.model import ResNetV2
+from keras_bigtransfer.weights import assign
+from keras_bigtransfer.weights.atomic import atomic_file
 from keras_bigtransfer.weights.checkpoint import as_float32
 
 # The part of a key (after any prefix such as `resnet/` or an h5 group) that names a weight.
@@ -84,17 +89,51 @@ def to_published(model, prefix="resnet/"):
 
 def save_npz(model, path):
     """Write `to_published(model)` to `path` atomically (temp file, then rename)."""
-    import os
-    import tempfile
-
     path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(suffix=".npz", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **to_published(model))
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with atomic_file(path, suffix=".npz") as tmp:
+        np.savez(tmp, **to_published(model))
     return path
+
+
+def load_arrays(arrays, model, kind=None):
+    """The family's converter for the registry: every BiT format maps by name."""
+    return convert(arrays)
+
+
+def detect(arrays):
+    """Whether {key: array} holds BiT weights under the published names (names only)."""
+    return any(canonical_key(key) == "root_block/standardized_conv2d/kernel" for key in arrays)
+
+
+def head_classes(arrays):
+    """The class count of the checkpoint's head (its bias' length), or None without a head."""
+    for key, array in arrays.items():
+        canonical = canonical_key(key)
+        if canonical is not None and canonical.startswith("head/") and canonical.endswith("/bias"):
+            return int(array.shape[-1])
+    return None
+
+
+def from_checkpoint(arrays, source):
+    """A BiT model built to fit published weights (depth, width and head read off them)."""
+    converted, unknown = convert(arrays)
+    root = converted.get("root_block_standardized_conv2d/kernel")
+    if root is None:
+        raise ValueError(f"{source}: not a BiT checkpoint (no root_block/standardized_conv2d/kernel).")
+    units = {}
+    for p in converted:
+        if p.startswith("block"):
+            block, unit = p.split("_")[:2]
+            units.setdefault(int(block[5:]), set()).add(unit)
+    counts = tuple(len(units[b]) for b in sorted(units))
+    depth = next((d for d, c in DEPTHS.items() if c == counts), None)
+    if depth is None:
+        raise ValueError(f"{source}: BiT weights with units per block {counts} match no ResNet depth.")
+    width = root[1].shape[-1] // 64
+    head = converted.get("head/kernel")
+    model = ResNetV2(
+        depth, width, include_top=head is not None,
+        num_classes=int(head[1].shape[-1]) if head is not None else 1,
+        pooling=None if head is not None else "avg", name=f"bit_r{depth}x{width}",
+    )
+    return assign.assign(model, converted, unknown, source=os.path.basename(str(source)))

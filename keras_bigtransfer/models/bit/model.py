@@ -12,16 +12,7 @@ import keras
 
 from keras_bigtransfer.layers import ChannelsLastGroupNormalization, WSConv2D
 from keras_bigtransfer.models import base
-
-# Units per block for each depth (He et al. 2016).
-DEPTHS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
-
-# Upstream dataset of each BiT flavour and the size of its head.
-FLAVOURS = {
-    "S": ("ILSVRC-2012", 1000),
-    "M": ("ImageNet-21k", 21843),
-    "L": ("JFT-300M", 18291),
-}
+from keras_bigtransfer.models.bit.config import DEPTHS
 
 GROUPS = 32
 GN_EPSILON = 1e-5
@@ -107,75 +98,19 @@ def ResNetV2(
     return base.ImageModel(inputs, x, name=name)
 
 
-def _bit_constructor(flavour, depth, width):
-    architecture = f"R{depth}x{width}"
-    upstream, upstream_classes = FLAVOURS[flavour]
-    published = f"BiT-{flavour}-{architecture}"
-    default_name = published.lower().replace("-", "_")
-
-    default_weights = None if flavour == "L" else default_name
-
-    def constructor(
-        *,
-        weights=default_weights,
-        include_top=True,
-        num_classes=upstream_classes,
-        input_shape=None,
-        pooling=None,
-        classifier_activation=None,
-        name=default_name,
-    ):
-        if flavour == "L" and weights is not None:
-            raise ValueError(
-                f"{published} weights were never released (BiT-L was trained on the "
-                "private JFT-300M dataset); build the architecture with weights=None, "
-                f"or use BiT-M-{architecture} (ImageNet-21k) weights."
-            )
-        model = ResNetV2(
-            depth, width, include_top=include_top, num_classes=num_classes,
-            input_shape=input_shape, pooling=pooling,
-            classifier_activation=classifier_activation, name=name,
-        )
-        if weights is not None:
-            from keras_bigtransfer.models import loading as hub_weights
-
-            hub_weights.load_weights(model, weights, family="bit", architecture=architecture)
-        return model
-
-    constructor.__name__ = constructor.__qualname__ = published.replace("-", "_")
-    constructor.__doc__ = f"""{published}: ResNet-{depth} with width x{width}, pretrained on {upstream}.
-
-    Args:
-        weights: a catalogue tag (default {default_weights!r}, the published
-            {upstream} checkpoint, downloaded and verified on first use), None
-            (random init), or a path to a published BiT checkpoint (.npz or TF2 .h5).
-        include_top: add global pooling and a {upstream_classes}-way (or
-            `num_classes`) linear head. A head whose size differs from the
-            checkpoint's is zero-initialized and the backbone loaded.
-        num_classes: head size; defaults to the upstream {upstream_classes} classes.
-        input_shape: (height, width, 3); default (None, None, 3), any resolution.
-        pooling: "avg", "max" or None, when include_top=False.
-        classifier_activation: None returns logits.
-        name: model name.
-
-    Returns:
-        A Keras model taking float32 RGB images in [0, 1].
-    """
-    return constructor
+def build(config, *, weights_entry=None, include_top=True, num_classes=None, input_shape=None,
+          pooling=None, classifier_activation=None, name=None):
+    """The family's builder for the constructor factory: the ResNetV2 of a `BiTConfig`."""
+    return ResNetV2(
+        config.depth, config.width, include_top=include_top, num_classes=num_classes,
+        input_shape=input_shape, pooling=pooling, classifier_activation=classifier_activation,
+        name=name,
+    )
 
 
-BiT_S_R50x1 = _bit_constructor("S", 50, 1)
-BiT_S_R50x3 = _bit_constructor("S", 50, 3)
-BiT_S_R101x1 = _bit_constructor("S", 101, 1)
-BiT_S_R101x3 = _bit_constructor("S", 101, 3)
-BiT_S_R152x2 = _bit_constructor("S", 152, 2)
-BiT_S_R152x4 = _bit_constructor("S", 152, 4)
-BiT_M_R50x1 = _bit_constructor("M", 50, 1)
-BiT_M_R50x3 = _bit_constructor("M", 50, 3)
-BiT_M_R101x1 = _bit_constructor("M", 101, 1)
-BiT_M_R101x3 = _bit_constructor("M", 101, 3)
-BiT_M_R152x2 = _bit_constructor("M", 152, 2)
-BiT_M_R152x4 = _bit_constructor("M", 152, 4)
-BiT_L_R152x4 = _bit_constructor("L", 152, 4)
+def owns(model):
+    """Whether a built model is a BiT ResNetV2 (its root conv is named after the checkpoints')."""
+    return any(layer.name == "root_block_standardized_conv2d" for layer in model.layers)
 
-__all__ = [n for n in dir() if n.startswith("BiT_")] + ["ResNetV2", "bottleneck_unit"]
+
+__all__ = ["DEPTHS", "ResNetV2", "bottleneck_unit", "build"]

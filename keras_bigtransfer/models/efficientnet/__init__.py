@@ -1,4 +1,77 @@
-"""The efficientnet family."""
+"""EfficientNet B0-B7 and Lite0-4: the family's registration and its constructors.
 
-from keras_bigtransfer.models.efficientnet.model import *  # noqa: F401,F403
-from keras_bigtransfer.models.efficientnet.model import __all__  # noqa: F401
+`config.py` holds the variants (`EfficientNetConfig` rows), `model.py` the compound-scaling
+builder, `convert.py` the published formats (Keras application .h5, EfficientNet-PyTorch
+state dicts, the TF reference's checkpoints and TF Hub modules).
+"""
+
+from keras_bigtransfer.models import base, registry
+from keras_bigtransfer.models.efficientnet import convert
+from keras_bigtransfer.models.efficientnet.config import CONFIGS, EfficientNetConfig, constructor_name
+from keras_bigtransfer.models.efficientnet.model import (
+    EfficientNet,
+    block_names,
+    build,
+    owns,
+    round_filters,
+    round_repeats,
+    stage_plan,
+)
+
+FAMILY = registry.register_family(registry.Family(
+    name="efficientnet",
+    build=build,
+    convert=convert.load_arrays,
+    head_classes=convert.head_classes,
+    owns=owns,
+    detect=convert.detect,
+    from_checkpoint=convert.from_checkpoint,
+))
+
+OPTIONS_DOC = """        drop_connect_rate: stochastic depth of the last block (0 for the first).
+        dropout_rate: dropout before the head (default {dropout}).
+"""
+
+
+def _register(config):
+    """Register one variant; return its constructor (made by `base.make_constructor`)."""
+    series = "Lite" if config.lite else "B"
+    reference = (f"timm:tf_efficientnet_{config.variant}" if config.lite
+                 else f"keras.applications:{config.constructor_name}")
+    variant = registry.Variant(
+        name=config.constructor_name,
+        family="efficientnet",
+        config=config,
+        architecture=config.constructor_name,
+        default_weights=config.default_weights,
+        num_classes=1000,
+        native_resolution=config.resolution,
+        input_multiple=1,
+        reference=reference,
+        default_name="efficientnet_" + config.variant,
+        options=(("drop_connect_rate", 0.2), ("dropout_rate", config.dropout)),
+    )
+    summary = (f"{config.constructor_name}: EfficientNet-{series} width x{config.width}, depth "
+               f"x{config.depth}, native resolution {config.resolution}, ImageNet (1000 classes).")
+    return registry.register_variant(variant, base.make_constructor(
+        variant, summary=summary, options_doc=OPTIONS_DOC.format(dropout=config.dropout)))
+
+
+EfficientNetB0 = _register(CONFIGS["EfficientNetB0"])
+EfficientNetB1 = _register(CONFIGS["EfficientNetB1"])
+EfficientNetB2 = _register(CONFIGS["EfficientNetB2"])
+EfficientNetB3 = _register(CONFIGS["EfficientNetB3"])
+EfficientNetB4 = _register(CONFIGS["EfficientNetB4"])
+EfficientNetB5 = _register(CONFIGS["EfficientNetB5"])
+EfficientNetB6 = _register(CONFIGS["EfficientNetB6"])
+EfficientNetB7 = _register(CONFIGS["EfficientNetB7"])
+EfficientNetLite0 = _register(CONFIGS["EfficientNetLite0"])
+EfficientNetLite1 = _register(CONFIGS["EfficientNetLite1"])
+EfficientNetLite2 = _register(CONFIGS["EfficientNetLite2"])
+EfficientNetLite3 = _register(CONFIGS["EfficientNetLite3"])
+EfficientNetLite4 = _register(CONFIGS["EfficientNetLite4"])
+
+__all__ = list(CONFIGS) + [
+    "CONFIGS", "EfficientNet", "EfficientNetConfig", "block_names", "constructor_name",
+    "round_filters", "round_repeats", "stage_plan",
+]

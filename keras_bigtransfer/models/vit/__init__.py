@@ -1,4 +1,92 @@
-"""The vit family."""
+"""Vision Transformer (ViT) and the R50 hybrid: the family's registration and its constructors.
 
-from keras_bigtransfer.models.vit.model import *  # noqa: F401,F403
-from keras_bigtransfer.models.vit.model import __all__  # noqa: F401
+`config.py` holds the variants (`ViTConfig` rows), `model.py` the builder, `convert.py`
+the published .npz layouts (vision_transformer, big_vision, scanned, prefixed).
+"""
+
+from keras_bigtransfer.models import base, registry
+from keras_bigtransfer.models.vit import convert
+from keras_bigtransfer.models.vit.config import CONFIGS, ViTConfig
+from keras_bigtransfer.models.vit.model import (
+    VisionTransformer,
+    build,
+    encoder_block,
+    hybrid_resnet,
+    hybrid_residual_unit,
+    owns,
+)
+from keras_bigtransfer.weights import catalogue
+
+FAMILY = registry.register_family(registry.Family(
+    name="vit",
+    build=build,
+    convert=convert.load_arrays,
+    head_classes=convert.head_classes,
+    owns=owns,
+    detect=convert.detect,
+    from_checkpoint=convert.from_checkpoint,
+))
+
+OPTIONS = (
+    ("num_register_tokens", 0),
+    ("pos_embed_interpolation", "bilinear"),
+    ("representation_size", None),
+    ("pretrained_resolution", None),
+    ("dropout_rate", 0.0),
+    ("attention_dropout_rate", 0.0),
+    ("stochastic_depth_rate", 0.0),
+    ("gelu_approximate", True),
+)
+
+OPTIONS_DOC = """        num_register_tokens: learned register tokens (0: none). Published ViT
+            checkpoints have none; registers then keep their initialization.
+        pos_embed_interpolation: "bilinear" (the official loader) or "bicubic" (timm's).
+        representation_size: keep the checkpoint's tanh pre_logits layer of this
+            width (i21k checkpoints); None drops it, as the official fine-tuning does.
+        pretrained_resolution: the side the stored position embedding covers for a
+            variable-size model; default the weights' resolution (224 without weights).
+        dropout_rate, attention_dropout_rate, stochastic_depth_rate: regularization.
+        gelu_approximate: tanh GELU (official JAX) or exact (timm).
+"""
+
+
+def _register(config):
+    """Register one variant; return its constructor (made by `base.make_constructor`)."""
+    entry = catalogue.find(config.default_weights) if config.default_weights else None
+    variant = registry.Variant(
+        name=config.constructor_name,
+        family="vit",
+        config=config,
+        architecture=config.constructor_name,
+        default_weights=config.default_weights,
+        num_classes=1000,
+        native_resolution=entry.resolution if entry else 224,
+        input_multiple=config.stride,
+        reference=f"timm:{config.timm_name}" if config.timm_name else None,
+        default_name=config.constructor_name.lower(),
+        options=OPTIONS,
+    )
+    backbone = (
+        "a ResNet-50 stem with stages (3, 4, 9) (the official hybrid) feeding 1x1 patches to ViT-B"
+        if config.resnet_layers else f"{config.patch_size}x{config.patch_size} patches"
+    )
+    summary = (f"{config.published}: width {config.hidden_size}, {config.num_layers} layers, "
+               f"{config.num_heads} heads, MLP {config.mlp_size}; {backbone}.")
+    return registry.register_variant(variant, base.make_constructor(
+        variant, summary=summary, options_doc=OPTIONS_DOC))
+
+
+ViT_Ti16 = _register(CONFIGS["ViT_Ti16"])
+ViT_S16 = _register(CONFIGS["ViT_S16"])
+ViT_S32 = _register(CONFIGS["ViT_S32"])
+ViT_B8 = _register(CONFIGS["ViT_B8"])
+ViT_B16 = _register(CONFIGS["ViT_B16"])
+ViT_B32 = _register(CONFIGS["ViT_B32"])
+ViT_L16 = _register(CONFIGS["ViT_L16"])
+ViT_L32 = _register(CONFIGS["ViT_L32"])
+ViT_H14 = _register(CONFIGS["ViT_H14"])
+ViT_R50_B16 = _register(CONFIGS["ViT_R50_B16"])
+
+__all__ = list(CONFIGS) + [
+    "CONFIGS", "ViTConfig", "VisionTransformer", "encoder_block", "hybrid_resnet", "hybrid_residual_unit",
+]

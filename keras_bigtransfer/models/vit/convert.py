@@ -21,11 +21,14 @@ table, which is resampled to the model's grid when it differs.
 
 import logging
 import math
+import os
 import re
 
 import numpy as np
 
 from keras_bigtransfer.errors import WeightsError
+from keras_bigtransfer.models.vit.model import VisionTransformer
+from keras_bigtransfer.weights import assign
 from keras_bigtransfer.weights.checkpoint import as_float32
 
 log = logging.getLogger(__name__)
@@ -154,3 +157,52 @@ def convert(arrays, model, source="checkpoint"):
         )
     optional = ["registers/tokens"] if "registers" in layer_names else []
     return converted, unknown, optional
+
+
+def load_arrays(arrays, model, kind=None):
+    """The family's converter for the registry: every published layout is an .npz."""
+    return convert(arrays, model)
+
+
+def detect(arrays):
+    """Whether {key: array} is a published ViT checkpoint (any accepted layout)."""
+    return detect_prefix(arrays) is not None
+
+
+def head_classes(arrays):
+    """The class count of the checkpoint's head, or None without one."""
+    prefix = detect_prefix(arrays)
+    head = arrays.get((prefix or "") + "head/bias")
+    return int(head.shape[-1]) if head is not None else None
+
+
+def from_checkpoint(arrays, source):
+    """A ViT (or hybrid) built to fit published .npz weights: every size read off the arrays."""
+    canonical, _ = canonical_arrays(arrays)
+    shape = {name: np.shape(array) for name, (_, array) in canonical.items()}
+    embedding = shape["embedding/kernel"]
+    blocks = {name.split("/")[1] for name in shape if name.startswith("Transformer/encoderblock_")}
+    units = {}
+    for name in shape:
+        if name.startswith("block") and "/unit" in name:
+            block, unit = name.split("/")[:2]
+            units.setdefault(int(block[5:]), set()).add(unit)
+    resnet_layers = tuple(len(units[b]) for b in sorted(units)) or None
+    attention = "Transformer/encoderblock_0/MultiHeadDotProductAttention_1/"
+    head = shape.get("head/kernel")
+    has_class_token = "cls" in shape
+    rows = shape["Transformer/posembed_input/pos_embedding"][-2] - int(has_class_token)
+    stride = embedding[0] * (2 ** (len(resnet_layers) + 1) if resnet_layers else 1)
+    model = VisionTransformer(
+        patch_size=embedding[0], hidden_size=embedding[-1],
+        mlp_size=shape["Transformer/encoderblock_0/MlpBlock_3/Dense_0/kernel"][-1],
+        num_heads=shape[attention + "query/kernel"][1], num_layers=len(blocks),
+        resnet_layers=resnet_layers, include_top=head is not None,
+        num_classes=head[-1] if head is not None else 1, pooling=None if head is not None else "avg",
+        classifier="token" if has_class_token else "gap",
+        representation_size=shape["pre_logits/kernel"][-1] if "pre_logits/kernel" in shape else None,
+        pretrained_resolution=math.isqrt(rows) * stride, name="vit",
+    )
+    name = os.path.basename(str(source))
+    converted, unknown, optional = convert(arrays, model, source=name)
+    return assign.assign(model, converted, unknown, source=name, optional=optional)

@@ -37,21 +37,6 @@ from keras_bigtransfer.models import base
 
 LN_EPSILON = 1e-6
 
-# name: (patch, hidden, mlp, heads, layers), from vit_jax/configs/models.py.
-VARIANTS = {
-    "Ti16": (16, 192, 768, 3, 12),
-    "S16": (16, 384, 1536, 6, 12),
-    "S32": (32, 384, 1536, 6, 12),
-    "B8": (8, 768, 3072, 12, 12),
-    "B16": (16, 768, 3072, 12, 12),
-    "B32": (32, 768, 3072, 12, 12),
-    "L16": (16, 1024, 4096, 16, 24),
-    "L32": (32, 1024, 4096, 16, 24),
-    "H14": (14, 1280, 5120, 16, 32),
-    "R50_B16": (1, 768, 3072, 12, 12),
-}
-HYBRID_RESNET_LAYERS = {"R50_B16": (3, 4, 9)}
-
 # The hybrid's ResNet (vit_jax models_resnet): post-activation bottlenecks with
 # GroupNorm (flax default epsilon) and StdConv (epsilon on the std).
 HYBRID_GN_EPSILON = 1e-6
@@ -241,117 +226,32 @@ def VisionTransformer(
     return base.ImageModel(inputs, x, name=name)
 
 
-# Default weights: ImageNet-21k pretrained, ImageNet fine-tuned, where published
-# (AugReg at 224 where it exists, as timm's defaults; else the original release).
-DEFAULT_WEIGHTS = {
-    "Ti16": "vit_ti16_augreg_in21k_ft_in1k",
-    "S16": "vit_s16_augreg_in21k_ft_in1k",
-    "S32": "vit_s32_augreg_in21k_ft_in1k",
-    "B8": "vit_b8_augreg_in21k_ft_in1k",
-    "B16": "vit_b16_augreg_in21k_ft_in1k",
-    "B32": "vit_b32_augreg_in21k_ft_in1k",
-    "L16": "vit_l16_augreg_in21k_ft_in1k",
-    "L32": "vit_l32_imagenet21k_imagenet2012",
-    "H14": "vit_h14_imagenet21k",
-    "R50_B16": "vit_r50_b16_imagenet21k_imagenet2012",
-}
+def build(config, *, weights_entry=None, include_top=True, num_classes=None, input_shape=None,
+          pooling=None, classifier_activation=None, name=None, num_register_tokens=0,
+          pos_embed_interpolation="bilinear", representation_size=None, pretrained_resolution=None,
+          dropout_rate=0.0, attention_dropout_rate=0.0, stochastic_depth_rate=0.0,
+          gelu_approximate=True):
+    """The family's builder for the constructor factory: the ViT of a `ViTConfig`.
 
-
-def _vit_constructor(variant):
-    patch, hidden, mlp, heads, layers = VARIANTS[variant]
-    resnet_layers = HYBRID_RESNET_LAYERS.get(variant)
-    published = "R50+ViT-B_16" if variant == "R50_B16" else f"ViT-{variant[0:-len(str(patch))]}_{patch}"
-    function_name = f"ViT_{variant}"
-    default_name = function_name.lower()
-
-    def constructor(
-        *,
-        weights=DEFAULT_WEIGHTS[variant],
-        include_top=True,
-        num_classes=None,
-        input_shape=None,
-        pooling=None,
-        classifier_activation=None,
-        num_register_tokens=0,
-        pos_embed_interpolation="bilinear",
-        representation_size=None,
-        pretrained_resolution=None,
-        dropout_rate=0.0,
-        attention_dropout_rate=0.0,
-        stochastic_depth_rate=0.0,
-        gelu_approximate=True,
-        name=default_name,
-    ):
-        from keras_bigtransfer.weights import catalogue
-
-        entry = None
-        if isinstance(weights, str):
-            entry = catalogue.find(weights)
-        if num_classes is None:
-            num_classes = entry.num_classes if entry is not None else 1000
-        if pretrained_resolution is None:
-            pretrained_resolution = entry.resolution if entry is not None else 224
-        model = VisionTransformer(
-            patch_size=patch, hidden_size=hidden, mlp_size=mlp, num_heads=heads, num_layers=layers,
-            resnet_layers=resnet_layers, include_top=include_top, num_classes=num_classes,
-            input_shape=input_shape, pooling=pooling, representation_size=representation_size,
-            num_register_tokens=num_register_tokens, pos_embed_interpolation=pos_embed_interpolation,
-            pretrained_resolution=pretrained_resolution, dropout_rate=dropout_rate,
-            attention_dropout_rate=attention_dropout_rate, stochastic_depth_rate=stochastic_depth_rate,
-            gelu_approximate=gelu_approximate, classifier_activation=classifier_activation, name=name,
-        )
-        if weights is not None:
-            from keras_bigtransfer.models import loading as hub_weights
-
-            hub_weights.load_weights(model, weights, family="vit", architecture=function_name)
-        return model
-
-    constructor.__name__ = constructor.__qualname__ = function_name
-    backbone = (
-        "a ResNet-50 stem with stages (3, 4, 9) (the official hybrid) feeding 1x1 patches to ViT-B"
-        if resnet_layers else f"{patch}x{patch} patches"
-    )
-    constructor.__doc__ = f"""{published}: width {hidden}, {layers} layers, {heads} heads, MLP {mlp}; {backbone}.
-
-    Args:
-        weights: a catalogue tag (default {DEFAULT_WEIGHTS[variant]!r}, downloaded and
-            verified on first use), None (random init), or a path to a published
-            vision_transformer / big_vision .npz checkpoint.
-        include_top: class-token (or mean) pooling and a linear head.
-        num_classes: head size; default the weights' class count (1000 without weights).
-            A head whose size differs from the checkpoint's is zero-initialized.
-        input_shape: (height, width, 3), multiples of the patch size; default
-            (None, None, 3), any size, the position embedding resized at run time.
-            A fixed size different from the weights' resamples it once at load.
-        pooling: with include_top=False, None (patch-token feature map), "token",
-            "avg" or "max".
-        classifier_activation: None returns logits.
-        num_register_tokens: learned register tokens (0: none). Published ViT
-            checkpoints have none; registers then keep their initialization.
-        pos_embed_interpolation: "bilinear" (the official loader) or "bicubic" (timm's).
-        representation_size: keep the checkpoint's tanh pre_logits layer of this
-            width (i21k checkpoints); None drops it, as the official fine-tuning does.
-        pretrained_resolution: the side the stored position embedding covers for a
-            variable-size model; default the weights' resolution (224 without weights).
-        dropout_rate, attention_dropout_rate, stochastic_depth_rate: regularization.
-        gelu_approximate: tanh GELU (official JAX) or exact (timm).
-        name: model name.
-
-    Returns:
-        A Keras model taking float32 RGB images in [0, 1].
+    `pretrained_resolution=None` takes the weights' resolution (224 without a catalogue entry).
     """
-    return constructor
+    if pretrained_resolution is None:
+        pretrained_resolution = weights_entry.resolution if weights_entry is not None else 224
+    return VisionTransformer(
+        patch_size=config.patch_size, hidden_size=config.hidden_size, mlp_size=config.mlp_size,
+        num_heads=config.num_heads, num_layers=config.num_layers, resnet_layers=config.resnet_layers,
+        include_top=include_top, num_classes=num_classes, input_shape=input_shape, pooling=pooling,
+        representation_size=representation_size, num_register_tokens=num_register_tokens,
+        pos_embed_interpolation=pos_embed_interpolation, pretrained_resolution=pretrained_resolution,
+        dropout_rate=dropout_rate, attention_dropout_rate=attention_dropout_rate,
+        stochastic_depth_rate=stochastic_depth_rate, gelu_approximate=gelu_approximate,
+        classifier_activation=classifier_activation, name=name,
+    )
 
 
-ViT_Ti16 = _vit_constructor("Ti16")
-ViT_S16 = _vit_constructor("S16")
-ViT_S32 = _vit_constructor("S32")
-ViT_B8 = _vit_constructor("B8")
-ViT_B16 = _vit_constructor("B16")
-ViT_B32 = _vit_constructor("B32")
-ViT_L16 = _vit_constructor("L16")
-ViT_L32 = _vit_constructor("L32")
-ViT_H14 = _vit_constructor("H14")
-ViT_R50_B16 = _vit_constructor("R50_B16")
+def owns(model):
+    """Whether a built model is a ViT (or hybrid): its position embedding is named after the checkpoints'."""
+    return any(layer.name == "Transformer_posembed_input" for layer in model.layers)
 
-__all__ = [n for n in dir() if n.startswith("ViT_")] + ["VisionTransformer"]
+
+__all__ = ["VisionTransformer", "build", "encoder_block", "hybrid_resnet", "hybrid_residual_unit"]

@@ -1,0 +1,55 @@
+"""BiT variants: one row per published architecture and upstream dataset."""
+
+import dataclasses
+
+# Units per block for each depth (He et al. 2016).
+DEPTHS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
+
+# Upstream dataset of each BiT flavour and the size of its head.
+FLAVOURS = {
+    "S": ("ILSVRC-2012", 1000),
+    "M": ("ImageNet-21k", 21843),
+    "L": ("JFT-300M", 18291),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class BiTConfig:
+    """One BiT variant: a ResNetV2 of `depth` layers and width factor `width`, pretrained
+    on the upstream dataset of `flavour`."""
+
+    flavour: str  # "S", "M" or "L"
+    depth: int  # 50, 101 or 152
+    width: int  # 1, 2, 3 or 4
+
+    @property
+    def architecture(self):
+        return f"R{self.depth}x{self.width}"
+
+    @property
+    def published(self):
+        """The paper's name: "BiT-M-R50x1"."""
+        return f"BiT-{self.flavour}-{self.architecture}"
+
+    @property
+    def constructor_name(self):
+        return self.published.replace("-", "_")
+
+    @property
+    def upstream(self):
+        return FLAVOURS[self.flavour][0]
+
+    @property
+    def upstream_classes(self):
+        return FLAVOURS[self.flavour][1]
+
+
+# The variants: {constructor name: row}.
+CONFIGS = {
+    c.constructor_name: c
+    for c in [
+        BiTConfig(flavour, depth, width)
+        for flavour in ("S", "M")
+        for depth, width in ((50, 1), (50, 3), (101, 1), (101, 3), (152, 2), (152, 4))
+    ] + [BiTConfig("L", 152, 4)]
+}

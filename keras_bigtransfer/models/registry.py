@@ -1,0 +1,234 @@
+"""The model registry: every family registers itself here, and every other part asks it.
+
+A *family* (`Family`) is one folder under `models/` (bit, efficientnet, vit): its builder,
+its checkpoint converter, and how to recognize its checkpoints and models. A *variant*
+(`Variant`) is one public constructor (`BiT_M_R50x1`, `EfficientNetB0`, `ViT_B16`): its
+configuration row, default weights and upstream head. A family's `__init__.py`
+registers both when the package is imported:
+
+    registry.register_family(registry.Family(name="bit", build=..., convert=..., ...))
+    for config in CONFIGS:
+        variant = registry.Variant(name=..., family="bit", config=config, ...)
+        globals()[variant.name] = registry.register_variant(variant, base.make_constructor(variant))
+
+Public API (also at the package top level): `create_model(name, **kwargs)` and
+`list_models(pattern=None, pretrained=False)`.
+
+This module imports nothing from the families: they import it.
+"""
+
+import dataclasses
+import difflib
+import fnmatch
+from typing import Any, Callable, Optional
+
+from keras_bigtransfer.weights import catalogue
+
+_FAMILIES = {}  # name -> Family, in registration order
+_VARIANTS = {}  # constructor name -> Variant, in registration order
+_CONSTRUCTORS = {}  # constructor name -> constructor
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+    """What the rest of the package needs to know about one model family.
+
+    Attributes:
+        name: "bit", "efficientnet", "vit": the `family` of its catalogue entries.
+        build: (config, *, weights_entry, include_top, num_classes, input_shape, pooling,
+            classifier_activation, name, **options) -> a Keras model (random init).
+            `weights_entry` is the catalogue entry of the weights about to load, or None.
+        convert: (arrays, model, kind) -> ({model variable path: (checkpoint key, array)},
+            unknown keys[, model paths the checkpoint may lack]); `kind` is
+            `checkpoint.sniff_format`'s answer ("npz", "h5", "torch", "tf").
+        head_classes: (arrays) -> the class count of a checkpoint's classifier head,
+            or None when it has none. Read off key names and shapes only.
+        owns: (model) -> whether a built model is this family's (read off its layers).
+        detect: (arrays) -> whether a bare checkpoint (or a SavedModel's variables) is in
+            this family's published layout; None when the family cannot say.
+        from_checkpoint: (arrays, source) -> a model built to fit the arrays, loaded;
+            None when the family cannot build one from the arrays alone.
+        to_published: (model, path) -> path: writes the model in the family's published
+            checkpoint format (BiT's .npz); None when there is none.
+        export_formats: file extensions `to_published` writes (".npz",).
+    """
+
+    name: str
+    build: Callable
+    convert: Callable
+    head_classes: Callable
+    owns: Callable
+    detect: Optional[Callable] = None
+    from_checkpoint: Optional[Callable] = None
+    to_published: Optional[Callable] = None
+    export_formats: tuple = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """One public constructor.
+
+    Attributes:
+        name: the constructor's name ("BiT_M_R50x1"); also its attribute on the package.
+        family: the family's name ("bit").
+        config: the family's configuration row (a frozen dataclass from `<family>/config.py`).
+        architecture: variants with the same architecture share checkpoints
+            ("R50x1" for BiT-S-R50x1 and BiT-M-R50x1; the constructor name elsewhere).
+        default_weights: the catalogue tag `weights=` defaults to, or None.
+        num_classes: the upstream head's class count (used without weights).
+        native_resolution: the image side the default weights were trained or fine-tuned at.
+        input_multiple: height and width must be multiples of this (ViT: the patch size
+            times the hybrid stem's stride; 1 for convolutional families).
+        reference: the independent implementation whose parameter count it matches,
+            "timm:<model name>" or "keras.applications:<class name>", or None.
+        default_name: the Keras model name when `name=None` ("bit_m_r50x1").
+        weights_unavailable: when set, passing weights raises ValueError with this message
+            (BiT-L: never released).
+        options: the family-specific keyword arguments and their defaults.
+    """
+
+    name: str
+    family: str
+    config: Any
+    architecture: str
+    default_weights: Optional[str]
+    num_classes: int
+    native_resolution: int
+    input_multiple: int = 1
+    reference: Optional[str] = None
+    default_name: Optional[str] = None
+    weights_unavailable: Optional[str] = None
+    options: tuple = ()  # ((name, default), ...)
+
+    @property
+    def constructor(self):
+        return _CONSTRUCTORS[self.name]
+
+
+def register_family(family):
+    if family.name in _FAMILIES and _FAMILIES[family.name] is not family:
+        raise ValueError(f"model family {family.name!r} is registered twice.")
+    _FAMILIES[family.name] = family
+    return family
+
+
+def register_variant(variant, constructor):
+    """Register `variant` with its constructor (see `base.make_constructor`); return the constructor."""
+    if variant.family not in _FAMILIES:
+        raise ValueError(f"{variant.name}: register family {variant.family!r} first.")
+    key = variant.name.lower()
+    clash = next((n for n in _VARIANTS if n.lower() == key), None)
+    if clash is not None:
+        raise ValueError(f"constructor {variant.name!r} is registered twice (as {clash!r}).")
+    _VARIANTS[variant.name] = variant
+    _CONSTRUCTORS[variant.name] = constructor
+    constructor.variant = variant
+    return constructor
+
+
+def families():
+    """The registered families, in registration order."""
+    return list(_FAMILIES.values())
+
+
+def get_family(name):
+    """The `Family` of that name ("bit"); ValueError listing the known ones."""
+    try:
+        return _FAMILIES[name]
+    except KeyError:
+        raise ValueError(f"unknown model family {name!r}; registered: {sorted(_FAMILIES)}.") from None
+
+
+def variants(family=None):
+    """The registered variants (of one family), in registration order."""
+    return [v for v in _VARIANTS.values() if family is None or v.family == family]
+
+
+def _constructor_key(name):
+    return name.strip().lower().replace("-", "_")
+
+
+def find_variant(name):
+    """The `Variant` of a constructor name in any case ("bit_m_r50x1"), or None."""
+    if name in _VARIANTS:
+        return _VARIANTS[name]
+    key = _constructor_key(name)
+    return next((v for n, v in _VARIANTS.items() if n.lower() == key), None)
+
+
+def _unknown(name, what):
+    candidates = {e.tag: e.tag for e in catalogue.list_models()}
+    candidates.update({n.lower(): n for n in _VARIANTS})
+    close = difflib.get_close_matches(_constructor_key(name), list(candidates), n=5, cutoff=0.5)
+    hint = f" Closest matches: {[candidates[c] for c in close]}." if close else ""
+    return ValueError(
+        f"{name!r} is not a {what}.{hint} keras_bigtransfer.list_models() lists the constructors, "
+        "list_models(pretrained=True) the catalogue tags."
+    )
+
+
+def get_variant(name):
+    """The `Variant` of a constructor name in any case; ValueError with the closest matches."""
+    variant = find_variant(name)
+    if variant is None:
+        raise _unknown(name, "registered model")
+    return variant
+
+
+def create_model(name, **kwargs):
+    """Build a model by constructor name or catalogue tag.
+
+    Args:
+        name: a constructor name in any case ("BiT_M_R50x1", "bit_m_r50x1", "vit_b16"),
+            or a catalogue tag or alias ("bit_m_r50x1_ilsvrc2012"), which also picks
+            those weights and, through them, the head's class count. A constructor name
+            wins where a string is both.
+        **kwargs: the constructor's arguments (`weights=`, `num_classes=`, `input_shape=`,
+            ...); an explicit `weights=` overrides the tag's.
+
+    Raises:
+        ValueError: `name` is neither; the message lists the closest matches.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"create_model: name must be a string; got {type(name).__name__}.")
+    variant = find_variant(name)
+    if variant is not None:
+        return variant.constructor(**kwargs)
+    entry = catalogue.find(name)
+    if entry is not None:
+        kwargs.setdefault("weights", entry.tag)
+        return get_variant(entry.constructor).constructor(**kwargs)
+    raise _unknown(name, "registered model or a catalogue tag")
+
+
+def list_models(pattern=None, pretrained=False):
+    """Sorted constructor names matching a glob, case-insensitively.
+
+    Args:
+        pattern: an `fnmatch` glob ("bit_m_*", "*vit*"); None lists everything.
+        pretrained: list the weights catalogue's tags instead (each builds with
+            `create_model(tag)`).
+    """
+    names = [e.tag for e in catalogue.list_models()] if pretrained else list(_VARIANTS)
+    if pattern is not None:
+        names = [n for n in names if fnmatch.fnmatchcase(n.lower(), pattern.lower())]
+    return sorted(names)
+
+
+def family_of(model):
+    """The `Family` a built model belongs to; ValueError when none claims it."""
+    for family in _FAMILIES.values():
+        if family.owns(model):
+            return family
+    raise ValueError(
+        f"{getattr(model, 'name', model)!r} is not a model of a registered family "
+        f"({', '.join(_FAMILIES)})."
+    )
+
+
+def detect_family(arrays):
+    """The `Family` whose published layout a bare checkpoint's {key: array} follows, or None."""
+    for family in _FAMILIES.values():
+        if family.detect is not None and family.detect(arrays):
+            return family
+    return None
