@@ -20,8 +20,8 @@ import tempfile
 import keras
 import tensorflow as tf
 
-from keras_bigtransfer.layers import WSConv2D
 from keras_bigtransfer.models.base import HEAD_LAYER, ImageModel
+from keras_bigtransfer.models.folding import fold_weight_standardization
 
 SIGNATURES = ("feature_vector", "classification")
 CONFIG_ASSET = "keras_bigtransfer.json"
@@ -49,29 +49,6 @@ def published_submodel(model, signature):
             'export needs pooled features: build it with pooling="avg".'
         )
     return ImageModel(model.input, features, name=model.name)
-
-
-def fold_weight_standardization(model):
-    """A copy of `model` where every WSConv2D is a Conv2D holding its standardized kernel."""
-
-    def clone(layer):
-        if isinstance(layer, WSConv2D):
-            config = layer.get_config()
-            config.pop("epsilon")
-            config.pop("epsilon_mode")
-            return keras.layers.Conv2D.from_config(config)
-        return layer.__class__.from_config(layer.get_config())
-
-    folded = keras.models.clone_model(model, clone_function=clone)
-    for layer in model.layers:
-        target = folded.get_layer(layer.name)
-        if isinstance(layer, WSConv2D):
-            target.kernel.assign(layer.standardized_kernel())
-            if layer.use_bias:
-                target.bias.assign(layer.bias)
-        elif layer.weights:
-            target.set_weights(layer.get_weights())
-    return folded
 
 
 class _ReusableSavedModel(tf.train.Checkpoint):
