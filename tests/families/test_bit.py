@@ -30,9 +30,9 @@ def test_all_constructors_exist_with_upstream_heads():
         for arch in ("R50x1", "R50x3", "R101x1", "R101x3", "R152x2", "R152x4"):
             constructor = getattr(kb, f"BiT_{flavour}_{arch}")
             assert constructor.__name__ == f"BiT_{flavour}_{arch}"
-            assert "num_classes" in constructor.__kwdefaults__
-            assert constructor.__kwdefaults__["num_classes"] == classes
-    assert kb.BiT_L_R152x4.__kwdefaults__["num_classes"] == 18291
+            assert constructor.__kwdefaults__["num_classes"] is None  # the weights' class count
+            assert constructor.variant.num_classes == classes  # without weights: the upstream head
+    assert kb.BiT_L_R152x4.variant.num_classes == 18291
 
 
 def test_bit_l_weights_are_a_clear_error():
@@ -162,7 +162,7 @@ def test_shape_mismatch_names_key_and_both_shapes(r50_npz):
     from keras_bigtransfer.hub import load_weights
 
     with pytest.raises(kb.WeightsError) as info:
-        load_weights(ResNetV2(50, 2, num_classes=1000, name="r50x2"), r50_npz, family="bit")
+        load_weights(ResNetV2(50, 2, num_classes=1000, name="r50x2"), r50_npz)
     text = str(info.value)
     assert "resnet/root_block/standardized_conv2d/kernel: checkpoint (7, 7, 3, 64) vs model (7, 7, 3, 128)" in text
 
