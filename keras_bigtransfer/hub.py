@@ -5,8 +5,11 @@
     hub.load_weights(model, weights)   a checkpoint (tag or path) into a built model
     hub.load(handle)       a tag, checkpoint, SavedModel, TF Hub module or URL as a Keras model
     hub.export(model, path)            a TF Hub reusable SavedModel
+    hub.export(model, path, format="litert", quantize="int8", representative_data=images)
+                                       LiteRT (.tflite), ONNX or OpenVINO (`keras_bigtransfer.deploy`)
 
-`load` and `export` live in `keras_bigtransfer.tfhub` (TensorFlow only), imported on first use.
+`load` and `export` live in `keras_bigtransfer.tfhub` (TensorFlow only) and
+`keras_bigtransfer.deploy`, imported on first use.
 """
 
 from keras_bigtransfer.models.loading import load_weights
@@ -27,11 +30,44 @@ def load(handle_or_path):
     return _load(handle_or_path)
 
 
-def export(model, path, signature="feature_vector", archive=False):
-    """Write `model` as a TF Hub reusable SavedModel at `path`.
+def export(model, path, format="saved_model", quantize=None, representative_data=None,
+           input_shape=None, signature=None, archive=False):
+    """Write `model` for serving or deployment at `path`; return the path written.
 
-    See `keras_bigtransfer.tfhub.export.export` for the arguments.
+    Weight standardization is folded into plain convolutions in every format.
+
+    Args:
+        model: a keras_bigtransfer model.
+        path: where to write: the SavedModel directory, or the .tflite / .onnx / .xml file
+            (the extension is appended when `path` has none).
+        format: "saved_model" (a TF Hub reusable SavedModel, see
+            `keras_bigtransfer.tfhub.export.export`), "litert" (a .tflite file), "onnx" or
+            "openvino" (an .xml graph with its .bin weights). See `keras_bigtransfer.deploy.export`.
+        quantize: LiteRT only: None (float32), "float16", "dynamic_int8" (int8 weights) or
+            "int8" (full integer, calibrated on `representative_data`).
+        representative_data: calibration images for quantize="int8" in [0, 1]: an array
+            (N, H, W, 3), a tf.data dataset or a directory of images.
+        input_shape: (height, width): the fixed input size of a LiteRT, ONNX or OpenVINO export
+            (default: the model's; a ViT built for any size needs it).
+        signature: saved_model: "feature_vector" (default) or "classification". Other formats
+            export the model's own output (logits when it has a head); "feature_vector" or
+            "classification" selects as for the SavedModel.
+        archive: saved_model: also write `<path>.tar.gz`.
     """
-    from keras_bigtransfer.tfhub.export import export as _export
+    if format == "saved_model":
+        if quantize is not None or representative_data is not None or input_shape is not None:
+            raise ValueError('quantize, representative_data and input_shape apply to format="litert", '
+                             '"onnx" and "openvino"; a SavedModel keeps the model\'s own input size and float32.')
+        from keras_bigtransfer.tfhub.export import export as _export
 
-    return _export(model, path, signature=signature, archive=archive)
+        return _export(model, path, signature=signature or "feature_vector", archive=archive)
+    from keras_bigtransfer import deploy
+
+    if archive:
+        raise ValueError(f"archive=True makes a TF Hub .tar.gz of a SavedModel; format={format!r} writes one file.")
+    if format in deploy.FORMATS and signature is not None:
+        from keras_bigtransfer.tfhub.export import published_submodel
+
+        model = published_submodel(model, signature)
+    return deploy.export(model, path, format=format, quantize=quantize,
+                         representative_data=representative_data, input_shape=input_shape)
