@@ -181,7 +181,7 @@ def build_variant(variant, *, weights, include_top, num_classes, input_shape, po
         if include_top and weights is not None:
             num_classes = entry.num_classes if entry is not None else loading.checkpoint_classes(
                 weights, variant.family)
-        if num_classes is None:
+        if not num_classes:  # no weights, or weights without a head (a `_notop` entry has 0)
             num_classes = variant.num_classes
     family = registry.get_family(variant.family)
     model = family.build(

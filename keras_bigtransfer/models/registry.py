@@ -181,8 +181,9 @@ def create_model(name, **kwargs):
     Args:
         name: a constructor name in any case ("BiT_M_R50x1", "bit_m_r50x1", "vit_b16"),
             or a catalogue tag or alias ("bit_m_r50x1_ilsvrc2012"), which also picks
-            those weights and, through them, the head's class count. A constructor name
-            wins where a string is both.
+            those weights and, through them, the head's class count (a headless `*_notop`
+            tag gives the backbone with average pooling). A constructor name wins where
+            a string is both.
         **kwargs: the constructor's arguments (`weights=`, `num_classes=`, `input_shape=`,
             ...); an explicit `weights=` overrides the tag's.
 
@@ -197,6 +198,10 @@ def create_model(name, **kwargs):
     entry = catalogue.find(name)
     if entry is not None:
         kwargs.setdefault("weights", entry.tag)
+        if entry.num_classes == 0 and kwargs["weights"] == entry.tag:
+            # A headless checkpoint (`*_notop`): the backbone with average pooling.
+            kwargs.setdefault("include_top", False)
+            kwargs.setdefault("pooling", "avg")
         return get_variant(entry.constructor).constructor(**kwargs)
     raise _unknown(name, "registered model or a catalogue tag")
 
