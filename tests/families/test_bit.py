@@ -214,3 +214,20 @@ def test_exported_npz_loads_in_timm_with_the_same_logits(r50, r50_npz, rng):
         theirs = timm_model(torch.from_numpy((images.transpose(0, 3, 1, 2) - 0.5) / 0.5)).numpy()
     ours = np.asarray(r50(images))
     assert np.max(np.abs(ours - theirs)) <= 1e-4 * np.max(np.abs(theirs))
+
+
+@pytest.mark.parametrize("how", ["constructor", "create_model"])
+def test_ilsvrc2012_weights_by_tag_load_with_their_1000_way_head(r50, r50_npz, how, monkeypatch, rng):
+    """Issue 16: BiT_M_R50x1(weights="bit_m_r50x1_ilsvrc2012") built a 21843-way head, zeroed it
+    and returned constant logits. The tag's class count sizes the head now, and it loads."""
+    from tests.http_server import serving
+
+    with serving() as server:
+        server.files["/bit_models/BiT-M-R50x1-ILSVRC2012.npz"] = open(r50_npz, "rb").read()
+        monkeypatch.setenv("KERAS_BIGTRANSFER_MIRROR", server.url)
+        monkeypatch.setenv("KERAS_BIGTRANSFER_OFFLINE", "0")
+        tag = "bit_m_r50x1_ilsvrc2012"
+        model = kb.BiT_M_R50x1(weights=tag) if how == "constructor" else kb.create_model(tag)
+    assert model.get_layer("head").units == 1000
+    images = _images(rng)
+    np.testing.assert_array_equal(np.asarray(model(images)), np.asarray(r50(images)))

@@ -2,8 +2,8 @@
 
 * no import circle: the module-level imports form no cycle (importing a submodule counts as
   importing every package `__init__` on its path that the importer is not already inside);
-* imports run one way, function-level (lazy) imports included: cli, then hub, then training and
-  tfhub, then models, then weights, layers, datasets and preprocessing, then errors. The package
+* imports run one way, function-level (lazy) imports included: cli, then hub, then training,
+  tfhub and deploy, then models, then weights, layers, datasets and preprocessing, then errors. The package
   root (`keras_bigtransfer/__init__.py`) may import anything, and only the CLI imports it;
 * TensorFlow-only subpackages stay out of the module-level imports of the layers below them.
 """
@@ -27,6 +27,7 @@ RANK = {
     "models": 2,
     "training": 3,
     "tfhub": 3,
+    "deploy": 3,
     "hub": 4,
     "cli": 5,
 }
