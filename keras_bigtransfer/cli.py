@@ -4,6 +4,7 @@
     keras-bigtransfer download TAG
     keras-bigtransfer convert SRC DST
     keras-bigtransfer export TAG_OR_FILE DIR [--signature=feature_vector] [--archive]
+    keras-bigtransfer export TAG_OR_FILE OUT --format=litert [--quantize=int8 --calibration_dir=DIR] [--image_size=224]
     keras-bigtransfer predict MODEL IMAGE... [--top_k=5] [--image_size=224]
     keras-bigtransfer fit MODEL DATA --out=DIR [--total_steps=N] [--batch_size=B] [--base_lr=LR] ...
 
@@ -20,6 +21,11 @@ flags.DEFINE_string("family", None, "list: only this family (bit, efficientnet, 
 flags.DEFINE_enum("signature", "feature_vector", ["feature_vector", "classification"],
                   "export: publish pre-logits (feature_vector) or logits (classification).")
 flags.DEFINE_boolean("archive", False, "export: also write DIR.tar.gz, the TF Hub module form.")
+flags.DEFINE_enum("format", "saved_model", ["saved_model", "litert", "onnx", "openvino"],
+                  "export: a TF Hub SavedModel directory, a LiteRT .tflite, an .onnx or an OpenVINO .xml file.")
+flags.DEFINE_enum("quantize", None, ["float16", "dynamic_int8", "int8"],
+                  "export --format=litert: float16 or int8 weights, or int8 everywhere (needs --calibration_dir).")
+flags.DEFINE_string("calibration_dir", None, "export --quantize=int8: a directory of images to calibrate on.")
 flags.DEFINE_integer("top_k", 5, "predict: how many classes to print per image.")
 flags.DEFINE_integer("image_size", None, "predict: resize images to this square size "
                      "(default: the catalogue's resolution for a tag, else 224).")
@@ -42,9 +48,11 @@ COMMANDS = {
                 "Convert SRC (a catalogue tag, published .npz/.h5 checkpoint, SavedModel, TF Hub "
                 "module or URL) into DST: a .keras file, or the family's published format "
                 "(.npz for BiT).", []),
-    "export": ("export TAG_OR_FILE DIR [--signature=S] [--archive]",
-               "Write a TF Hub reusable SavedModel (weight standardization folded in).",
-               ["signature", "archive"]),
+    "export": ("export TAG_OR_FILE OUT [--format=F] [--quantize=Q --calibration_dir=DIR] [--image_size=N] "
+               "[--signature=S] [--archive]",
+               "Write a TF Hub reusable SavedModel, or a LiteRT, ONNX or OpenVINO file (weight "
+               "standardization folded in). --image_size fixes the input size of a file export.",
+               ["format", "quantize", "calibration_dir", "image_size", "signature", "archive"]),
     "predict": ("predict MODEL IMAGE... [--top_k=K] [--image_size=N] [--labels=FILE]",
                 "Classify image files and print the top-k classes with probabilities.",
                 ["top_k", "image_size", "labels"]),
@@ -129,7 +137,17 @@ def cmd_export(args):
     from keras_bigtransfer import hub
 
     _need(args, 2, "export")
-    written = hub.export(hub.load(args[0]), args[1], signature=FLAGS.signature, archive=FLAGS.archive)
+    if FLAGS.format != "saved_model" or FLAGS.quantize or FLAGS.calibration_dir:
+        from keras_bigtransfer import deploy
+
+        deploy.check_options(FLAGS.format, FLAGS.quantize, FLAGS.calibration_dir)  # before any download
+    if FLAGS.format == "saved_model":
+        written = hub.export(hub.load(args[0]), args[1], signature=FLAGS.signature, archive=FLAGS.archive)
+    else:
+        signature = FLAGS.signature if FLAGS["signature"].present else None
+        size = (FLAGS.image_size, FLAGS.image_size) if FLAGS.image_size else None
+        written = hub.export(hub.load(args[0]), args[1], format=FLAGS.format, quantize=FLAGS.quantize,
+                             representative_data=FLAGS.calibration_dir, input_shape=size, signature=signature)
     print("\n".join(written) if isinstance(written, tuple) else written)
 
 

@@ -27,7 +27,7 @@ SUFFIXES = {"litert": ".tflite", "onnx": ".onnx", "openvino": ".xml"}
 CONVERTER_PACKAGES = {"litert": ("tensorflow", "tensorflow"), "onnx": ("tf2onnx", "tf2onnx"),
                       "openvino": ("openvino", "openvino")}
 
-__all__ = ["FORMATS", "QUANTIZATIONS", "export", "resolve_input_shape", "output_path"]
+__all__ = ["FORMATS", "QUANTIZATIONS", "check_options", "export", "output_path", "resolve_input_shape"]
 
 
 def export(model, path, format, quantize=None, representative_data=None, input_shape=None):
@@ -56,20 +56,9 @@ def export(model, path, format, quantize=None, representative_data=None, input_s
             op the runtime's builtin op set lacks, named. ImportError: the converter package
             is not installed (`pip install keras_bigtransfer[deploy]`).
     """
-    if format not in FORMATS:
-        raise ValueError(f"format must be one of {('saved_model',) + FORMATS}; got {format!r}.")
-    if quantize not in QUANTIZATIONS:
-        raise ValueError(f"quantize must be one of {QUANTIZATIONS}; got {quantize!r}.")
-    if quantize is not None and format != "litert":
-        raise ValueError(f'quantize={quantize!r} is a LiteRT option (format="litert"); '
-                         f"{format} files are exported in float32.")
-    if quantize == "int8" and representative_data is None:
-        raise ValueError(
-            'quantize="int8" (full integer) needs representative_data to calibrate the activation '
-            "ranges: an array of images (N, H, W, 3) in [0, 1], a tf.data dataset or a directory "
-            "of images of the deployment domain (a few dozen to a few hundred).")
-    if representative_data is not None and quantize != "int8":
-        raise ValueError(f'representative_data calibrates quantize="int8" only; got quantize={quantize!r}.')
+    if format == "saved_model":
+        raise ValueError('A SavedModel is written by keras_bigtransfer.hub.export(model, path) (format="saved_model").')
+    check_options(format, quantize, representative_data)
     path = output_path(path, format)
     shape = resolve_input_shape(model, input_shape)
     _require(format)
@@ -91,6 +80,35 @@ def export(model, path, format, quantize=None, representative_data=None, input_s
     from keras_bigtransfer.deploy.openvino import export_openvino
 
     return export_openvino(folded, path, shape)
+
+
+def check_options(format, quantize=None, representative_data=None):
+    """Raise ValueError for options no export can take (no model needed: callers check first).
+
+    `format` may also be "saved_model" (hub.export's default), which takes neither option.
+    """
+    if format == "saved_model" and (quantize is not None or representative_data is not None):
+        raise ValueError('quantize and representative_data are LiteRT options (format="litert"); '
+                         "a SavedModel is exported in float32.")
+    if format == "saved_model":
+        return
+    if format not in FORMATS:
+        raise ValueError(f"format must be one of {('saved_model',) + FORMATS}; got {format!r}.")
+    if quantize not in QUANTIZATIONS:
+        raise ValueError(f"quantize must be one of {QUANTIZATIONS}; got {quantize!r}.")
+    if quantize is not None and format != "litert":
+        raise ValueError(f'quantize={quantize!r} is a LiteRT option (format="litert"); '
+                         f"{format} files are exported in float32.")
+    if quantize == "int8" and representative_data is None:
+        raise ValueError(
+            'quantize="int8" (full integer) needs representative_data to calibrate the activation '
+            "ranges: an array of images (N, H, W, 3) in [0, 1], a tf.data dataset or a directory "
+            "of images of the deployment domain (a few dozen to a few hundred).")
+    if representative_data is not None and quantize != "int8":
+        raise ValueError(f'representative_data calibrates quantize="int8" only; got quantize={quantize!r}.')
+    if isinstance(representative_data, (str, os.PathLike)) and not os.path.isdir(representative_data):
+        raise ValueError(f"representative_data: {os.fspath(representative_data)!r} is not a directory "
+                         "(of calibration images).")
 
 
 def output_path(path, format):

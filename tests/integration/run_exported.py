@@ -3,7 +3,8 @@ keras_bigtransfer nor TensorFlow (test_deploy.py runs this file as a script).
 
     python run_exported.py FORMAT INPUTS.npy OUT_DIR MODEL_FILE...
 
-Writes OUT_DIR/<model file name>.npy with the outputs for INPUTS (float32, N x H x W x 3),
+Writes OUT_DIR/<model file name>.npy with the outputs for INPUTS (N x H x W x 3, float32 in
+[0, 1] or uint8), run 100 images at a time,
 then prints the modules it had loaded that it must not have.
 """
 
@@ -14,6 +15,12 @@ import sys
 import numpy as np
 
 THREADS = 2
+CHUNK = 100  # images per call
+
+
+def _float(images):
+    """uint8 images (0-255) become [0, 1], the package's convention."""
+    return images.astype(np.float32) / 255.0 if images.dtype == np.uint8 else images.astype(np.float32)
 
 
 def run_litert(path, images):
@@ -51,9 +58,11 @@ RUNNERS = {"litert": run_litert, "onnx": run_onnx, "openvino": run_openvino}
 
 def main(argv):
     fmt, inputs, out_dir, files = argv[1], argv[2], argv[3], argv[4:]
-    images = np.load(inputs).astype(np.float32)
+    images = np.load(inputs)
     for path in files:
-        outputs = np.asarray(RUNNERS[fmt](path, images), dtype=np.float32)
+        outputs = np.concatenate([
+            np.asarray(RUNNERS[fmt](path, _float(images[i:i + CHUNK])), dtype=np.float32)
+            for i in range(0, len(images), CHUNK)])
         np.save(os.path.join(out_dir, os.path.basename(path) + ".npy"), outputs)
     forbidden = sorted(m for m in sys.modules if m.split(".")[0] in ("keras_bigtransfer", "tensorflow", "keras"))
     print(json.dumps({"forbidden_modules": forbidden}))
