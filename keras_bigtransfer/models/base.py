@@ -87,7 +87,13 @@ COMMON_ARGS = (
     ("pooling", None),
     ("classifier_activation", None),
     ("name", None),
+    # Multi-scale feature maps (models/features.py): timm's names.
+    ("features_only", False),
+    ("out_indices", None),
+    ("feature_norm", False),
+    ("output_dict", False),
 )
+FEATURE_ARGS = ("features_only", "out_indices", "feature_norm", "output_dict")
 
 COMMON_DOC = """
     Args:
@@ -102,6 +108,12 @@ COMMON_DOC = """
         pooling: with include_top=False: "avg", "max" or None (the feature map){pooling}.
         classifier_activation: None returns logits.
         name: the model's name (default {name!r}).
+        features_only: return the multi-scale feature maps instead (a list, one per
+            selected stage; see `keras_bigtransfer.models.features`): the head and
+            `pooling` are dropped, `model.feature_info` describes each map.
+        out_indices: with features_only: the stages (timm's meaning; None: the family's default).
+        feature_norm: with features_only: the final norm on the maps (timm's `norm=True`).
+        output_dict: with features_only: a dict keyed "P2", ... (keras-hub's `pyramid_outputs`).
 {options}
     Returns:
         A `keras_bigtransfer.ImageModel` taking float32 RGB images in [0, 1] (uint8 is converted).
@@ -126,6 +138,7 @@ def make_constructor(variant, *, summary, options_doc=""):
 
     def constructor(*, weights=variant.default_weights, include_top=True, num_classes=None,
                     input_shape=None, pooling=None, classifier_activation=None, name=None, **kwargs):
+        features = {arg: kwargs.pop(arg) for arg in FEATURE_ARGS if arg in kwargs}
         unknown = sorted(set(kwargs) - set(options))
         if unknown:
             raise TypeError(
@@ -135,7 +148,7 @@ def make_constructor(variant, *, summary, options_doc=""):
         return build_variant(
             variant, weights=weights, include_top=include_top, num_classes=num_classes,
             input_shape=input_shape, pooling=pooling, classifier_activation=classifier_activation,
-            name=name, **{**options, **kwargs},
+            name=name, **features, **{**options, **kwargs},
         )
 
     constructor.__name__ = constructor.__qualname__ = variant.name
@@ -156,9 +169,22 @@ def make_constructor(variant, *, summary, options_doc=""):
 
 
 def build_variant(variant, *, weights, include_top, num_classes, input_shape, pooling,
-                  classifier_activation, name, **options):
+                  classifier_activation, name, features_only=False, out_indices=None,
+                  feature_norm=False, output_dict=False, **options):
     """What every constructor does: check the weights, size the head, build, load."""
     import os
+
+    if features_only:  # the backbone, loaded, then its maps (models/features.py)
+        from keras_bigtransfer.models import features
+
+        features.feature_info(variant, out_indices)  # bad out_indices fail before a download
+        backbone = build_variant(variant, weights=weights, include_top=False, num_classes=None,
+                                 input_shape=input_shape, pooling=None, classifier_activation=None,
+                                 name=name, **options)
+        return features.features_model(backbone, variant, out_indices=out_indices,
+                                       feature_norm=feature_norm, output_dict=output_dict)
+    if out_indices is not None or feature_norm or output_dict:
+        raise ValueError(f"{variant.name}: out_indices, feature_norm and output_dict need features_only=True.")
 
     from keras_bigtransfer.models import loading, registry
     from keras_bigtransfer.weights import catalogue

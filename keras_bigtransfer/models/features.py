@@ -1,0 +1,247 @@
+"""Multi-scale feature maps from every family: backbones for detection and segmentation.
+
+Every constructor and `create_model` take timm's `features_only=True` and `out_indices=`:
+the model then returns a list of feature maps, one per selected stage, NHWC, and takes
+images as every model of the package does (float32 RGB in [0, 1], uint8 converted):
+
+    backbone = keras_bigtransfer.BiT_S_R50x1(features_only=True)       # 5 maps, strides 2..32
+    backbone.feature_info.channels()     # [64, 256, 512, 1024, 2048]
+    backbone.feature_info.reduction()    # [2, 4, 8, 16, 32]
+    c2, c3, c4, c5 = keras_bigtransfer.BiT_S_R50x1(features_only=True, out_indices=(1, 2, 3, 4))(images)
+    keras_bigtransfer.create_model("vit_b16", features_only=True, out_indices=(3, 7, 11))
+
+The stages are timm's (`feature_info` of the same model there, same order and strides):
+- BiT (timm `resnetv2`): the root conv (stride 2, before the max-pool) and the output of each
+  of the four blocks (strides 4, 8, 16, 32). `feature_norm=True` applies the final
+  GroupNorm+ReLU to the last block's map, as timm's `forward_intermediates(norm=True)`.
+- EfficientNet (timm `efficientnet`, the TF reference's `reduction_1` ... `reduction_5`):
+  the last block before each drop in resolution, and the last block (strides 2 ... 32).
+- ViT and the R50 hybrid (timm `forward_intermediates`): the output of selected encoder
+  blocks, the patch tokens (class token and registers dropped) as (h, w, D) maps at the
+  model's stride, at any resolution the model accepts; `feature_norm=True` applies the
+  final LayerNorm to each. Default: the last three blocks (timm's default).
+
+`out_indices` as timm: None the family's default (every stage; ViT: the last three blocks),
+an int n the last n stages, a sequence of indices (negative ones count from the end).
+`output_dict=True` returns a dict instead, keyed as keras-hub's `pyramid_outputs`: "P1" ...
+"P5" for strides 2 ... 32 (convolutional families), "block0" ... for ViT blocks. Either way
+the model carries `pyramid_outputs` ({key: symbolic map}) and `feature_info` (a
+`FeatureInfo`: one dict per output with timm's keys `num_chs`, `reduction`, `module`, plus
+`index`, `name` (the key) and `layer` (our layer whose output, or whose input tokens, it is)).
+
+Pretrained weights load as for the classifier (the head is dropped); the maps share the
+backbone's variables, so a head on top fine-tunes as any Keras model does.
+
+Each family's stages are data next to its configuration: `models/<family>/features.py`
+(`stages(config)`: every map, `DEFAULT_OUT_INDICES`, `maps(model, stages, feature_norm)`).
+"""
+
+import collections.abc
+import dataclasses
+import importlib
+
+import keras
+
+from keras_bigtransfer.models import base
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    """One feature map a family offers.
+
+    Attributes:
+        layer: the layer (of the full backbone) whose output is the map, or (ViT) whose
+            token output is reshaped into it.
+        num_chs: channels.
+        reduction: the stride: input side / map side (rounded up).
+        name: the key of the map in a dict ("P2"; "block11").
+        module: the same map's module in timm ("stages.0"), for the reader.
+    """
+
+    layer: str
+    num_chs: int
+    reduction: int
+    name: str
+    module: str
+
+
+class FeatureInfo(collections.abc.Sequence):
+    """What a `features_only` model returns, one dict per output, in order (timm's `feature_info`).
+
+    Each dict: `index` (the stage's index among the family's stages), `num_chs`, `reduction`,
+    `module` (timm's), `name` (the dict / `pyramid_outputs` key), `layer` (ours).
+    """
+
+    def __init__(self, dicts=()):
+        self._dicts = tuple(dict(d) for d in dicts)
+
+    def __getitem__(self, i):
+        return self._dicts[i]
+
+    def __len__(self):
+        return len(self._dicts)
+
+    def __eq__(self, other):
+        return list(self) == list(other)
+
+    def __repr__(self):
+        return f"FeatureInfo({list(self._dicts)!r})"
+
+    def channels(self):
+        return [f["num_chs"] for f in self]
+
+    def reduction(self):
+        return [f["reduction"] for f in self]
+
+    def module_name(self):
+        return [f["module"] for f in self]
+
+    def names(self):
+        return [f["name"] for f in self]
+
+    def layer_names(self):
+        return [f["layer"] for f in self]
+
+    def get_dicts(self):
+        return [dict(f) for f in self]
+
+
+def family_module(family):
+    """The family's `features` module (`keras_bigtransfer.models.<family>.features`)."""
+    try:
+        return importlib.import_module(f"keras_bigtransfer.models.{family}.features")
+    except ModuleNotFoundError:
+        raise ValueError(f"model family {family!r} offers no feature maps (features_only).") from None
+
+
+def take_indices(num_stages, out_indices):
+    """timm's `feature_take_indices`: None all, int n the last n, a sequence as given (negatives from the end)."""
+    if out_indices is None:
+        out_indices = num_stages
+    if isinstance(out_indices, bool):
+        raise ValueError(f"out_indices must be an int or a sequence of ints; got {out_indices!r}.")
+    if isinstance(out_indices, int):
+        if not 0 < out_indices <= num_stages:
+            raise ValueError(f"out_indices={out_indices} (the last n stages) must be in 1..{num_stages}.")
+        return list(range(num_stages - out_indices, num_stages))
+    taken = []
+    for i in out_indices:
+        if isinstance(i, bool) or not isinstance(i, int) or not -num_stages <= i < num_stages:
+            raise ValueError(
+                f"out_indices={tuple(out_indices)}: each index must be an int in "
+                f"{-num_stages}..{num_stages - 1} (this model has {num_stages} stages)."
+            )
+        taken.append(i % num_stages)
+    if not taken:
+        raise ValueError("out_indices selects no stage.")
+    return taken
+
+
+def _variant(name_or_variant):
+    if isinstance(name_or_variant, str):
+        from keras_bigtransfer.models import registry
+
+        return registry.get_variant(name_or_variant)
+    return name_or_variant
+
+
+def feature_info(name_or_variant, out_indices=None):
+    """The `FeatureInfo` a `features_only` model of a variant would have, without building it.
+
+    Args:
+        name_or_variant: a constructor name in any case ("BiT_S_R50x1") or a `registry.Variant`.
+        out_indices: as the constructors' (None: the family's default).
+    """
+    variant = _variant(name_or_variant)
+    module = family_module(variant.family)
+    stages = module.stages(variant.config)
+    default = module.DEFAULT_OUT_INDICES
+    indices = take_indices(len(stages), default if out_indices is None else out_indices)
+    return FeatureInfo(
+        dict(index=i, num_chs=stages[i].num_chs, reduction=stages[i].reduction,
+             module=stages[i].module, name=stages[i].name, layer=stages[i].layer)
+        for i in indices
+    )
+
+
+def endpoint(model, layer):
+    """The symbolic output of a layer of `model`; a clear error when the layout changed."""
+    try:
+        return model.get_layer(layer).output
+    except ValueError:
+        raise ValueError(f"{model.name}: no layer {layer!r}; the family's feature stages no longer "
+                         "match its builder.") from None
+
+
+@keras.saving.register_keras_serializable(package="keras_bigtransfer")
+class FeatureModel(base.ImageModel):
+    """An `ImageModel` returning feature maps; `feature_info` and `pyramid_outputs` describe them."""
+
+    def get_config(self):
+        config = super().get_config()
+        config["feature_info"] = [dict(f) for f in getattr(self, "feature_info", [])]
+        return config
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        info = config.pop("feature_info", [])
+        model = super().from_config(config, custom_objects=custom_objects)
+        _describe(model, FeatureInfo(info))
+        return model
+
+
+def _describe(model, info):
+    # Plain attributes: Keras would track a list or dict (as TrackedList / TrackedDict).
+    object.__setattr__(model, "feature_info", info)
+    outputs = model.output
+    if isinstance(outputs, dict):
+        pyramid = {n: outputs[n] for n in info.names()}
+    else:
+        outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+        pyramid = {f["name"]: t for f, t in zip(info, outputs)}
+    object.__setattr__(model, "pyramid_outputs", pyramid)
+    return model
+
+
+def features_model(backbone, variant, *, out_indices=None, feature_norm=False, output_dict=False, name=None):
+    """The multi-scale feature extractor of a built backbone (shares its variables).
+
+    Args:
+        backbone: the variant's model, built with include_top=False, pooling=None.
+        variant: its `registry.Variant` (or constructor name).
+        out_indices, feature_norm, output_dict: see the module docstring.
+        name: the model's name (default the backbone's).
+    """
+    variant = _variant(variant)
+    module = family_module(variant.family)
+    stages = module.stages(variant.config)
+    info = feature_info(variant, out_indices)
+    selected = [stages[f["index"]] for f in info]
+    is_last = [f["index"] == len(stages) - 1 for f in info]
+    maps = module.maps(backbone, selected, is_last, feature_norm=feature_norm)
+    for f, tensor in zip(info, maps):
+        if tensor.shape[-1] != f["num_chs"]:
+            raise ValueError(f"{backbone.name}: the map at {f['layer']} has {tensor.shape[-1]} channels, "
+                             f"its stage says {f['num_chs']}.")
+    outputs = {f["name"]: t for f, t in zip(info, maps)} if output_dict else list(maps)
+    if len(set(info.names())) != len(info) and output_dict:
+        raise ValueError(f"output_dict=True needs distinct stages; out_indices={out_indices!r} repeats one.")
+    model = FeatureModel(backbone.input, outputs, name=name or backbone.name)
+    return _describe(model, info)
+
+
+def table(variants):
+    """Markdown rows `| variant | stage: channels @ stride ... |` of every stage, for the docs."""
+    rows = []
+    for variant in variants:
+        variant = _variant(variant)
+        module = family_module(variant.family)
+        info = feature_info(variant, len(module.stages(variant.config)))
+        default = [f["index"] for f in feature_info(variant)]
+        cells = [f"{f['name']}: {f['num_chs']} @ /{f['reduction']}" for f in info]
+        rows.append((variant.name, cells, default))
+    return rows
+
+
+__all__ = ["FeatureInfo", "FeatureModel", "Stage", "feature_info", "features_model", "take_indices"]
