@@ -155,9 +155,13 @@ _LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\n"  # pickle protocol 2, then torch's magic
 
 
 def sniff_kind(path):
-    """'npz', 'h5', 'torch', 'keras' (a Keras 3 zip), 'gzip' or 'unknown', by content."""
+    """'npz', 'h5', 'torch', 'keras' (a Keras 3 zip), 'gzip', 'safetensors' or 'unknown', by content."""
+    from keras_bigtransfer.weights import safetensors
+
     with open(path, "rb") as f:
         head = f.read(8)
+    if safetensors.is_safetensors(path):
+        return "safetensors"
     if head == _HDF5_MAGIC:
         return "h5"
     if head[:2] == b"\x1f\x8b":
@@ -196,14 +200,14 @@ def tf_checkpoint_prefix(path):
 
 
 def sniff_format(path):
-    """'npz', 'h5', 'torch', 'tf' or raise: decided by the file's content, not its name."""
+    """'npz', 'h5', 'torch', 'safetensors', 'tf' or raise: decided by the file's content, not its name."""
     path = os.fspath(path)
     if not os.path.isfile(path) or path.endswith(".index"):  # a directory, prefix or .index
         if tf_checkpoint_prefix(path) is not None:
             return "tf"
         raise ValueError(f"{path} is neither a checkpoint file nor a TF checkpoint (no .index found).")
     kind = sniff_kind(path)
-    if kind in ("npz", "h5", "torch"):
+    if kind in ("npz", "h5", "torch", "safetensors"):
         return kind
     with open(path, "rb") as f:
         head = f.read(8)
@@ -235,6 +239,10 @@ def read_arrays(path, lazy=False):
         return _read_tf(tf_checkpoint_prefix(path))
     if fmt == "torch":
         return _read_torch(path)
+    if fmt == "safetensors":
+        from keras_bigtransfer.weights import safetensors
+
+        return safetensors.read(path, lazy=lazy)
     if fmt == "npz" and lazy:
         return _npz_lazy(path)
     if fmt == "npz":

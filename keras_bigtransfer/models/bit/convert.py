@@ -96,17 +96,22 @@ def save_npz(model, path):
 
 
 def load_arrays(arrays, model, kind=None):
-    """The family's converter for the registry: every BiT format maps by name."""
-    return convert(arrays)
+    """The family's converter for the registry: every BiT format maps by name
+    (timm's names, from the Hugging Face Hub or a local .safetensors, first to the published ones)."""
+    arrays, unknown = from_timm(arrays)
+    converted, more = convert(arrays)
+    return converted, unknown + more
 
 
 def detect(arrays):
-    """Whether {key: array} holds BiT weights under the published names (names only)."""
-    return any(canonical_key(key) == "root_block/standardized_conv2d/kernel" for key in arrays)
+    """Whether {key: array} holds BiT weights under the published names, or timm's (names only)."""
+    return is_timm(arrays) or any(canonical_key(key) == "root_block/standardized_conv2d/kernel" for key in arrays)
 
 
 def head_classes(arrays):
     """The class count of the checkpoint's head (its bias' length), or None without a head."""
+    if TIMM_HEAD_BIAS in arrays:
+        return int(arrays[TIMM_HEAD_BIAS].shape[-1])
     for key, array in arrays.items():
         canonical = canonical_key(key)
         if canonical is not None and canonical.startswith("head/") and canonical.endswith("/bias"):
@@ -116,7 +121,9 @@ def head_classes(arrays):
 
 def from_checkpoint(arrays, source):
     """A BiT model built to fit published weights (depth, width and head read off them)."""
+    arrays, timm_unknown = from_timm(arrays)
     converted, unknown = convert(arrays)
+    unknown = timm_unknown + unknown
     root = converted.get("root_block_standardized_conv2d/kernel")
     if root is None:
         raise ValueError(f"{source}: not a BiT checkpoint (no root_block/standardized_conv2d/kernel).")
@@ -137,3 +144,40 @@ def from_checkpoint(arrays, source):
         pooling=None if head is not None else "avg", name=f"bit_r{depth}x{width}",
     )
     return assign.assign(model, converted, unknown, source=os.path.basename(str(source)))
+
+
+# timm's ResNetV2 names (`resnetv2_*_bit`: the Hugging Face Hub copies `timm/resnetv2_50x1_bit.*`,
+# timm's checkpoint_filter_fn) -> the published .npz names. (pattern, target, transform): see
+# `weights.keymap`. timm counts stages and blocks from 0 and letters convs 1-3.
+TIMM_KEYS = (
+    (r"stem\.conv\.weight", "resnet/root_block/standardized_conv2d/kernel", "hwio"),
+    (r"stages\.(?P<s>\d+)\.blocks\.(?P<b>\d+)\.conv(?P<c>[123])\.weight",
+     "resnet/block{s!n}/unit{b!n:02d}/{c!L}/standardized_conv2d/kernel", "hwio"),
+    (r"stages\.(?P<s>\d+)\.blocks\.(?P<b>\d+)\.norm(?P<c>[123])\.weight",
+     "resnet/block{s!n}/unit{b!n:02d}/{c!L}/group_norm/gamma", None),
+    (r"stages\.(?P<s>\d+)\.blocks\.(?P<b>\d+)\.norm(?P<c>[123])\.bias",
+     "resnet/block{s!n}/unit{b!n:02d}/{c!L}/group_norm/beta", None),
+    (r"stages\.(?P<s>\d+)\.blocks\.(?P<b>\d+)\.downsample\.conv\.weight",
+     "resnet/block{s!n}/unit{b!n:02d}/a/proj/standardized_conv2d/kernel", "hwio"),
+    (r"norm\.weight", "resnet/group_norm/gamma", None),
+    (r"norm\.bias", "resnet/group_norm/beta", None),
+    (r"head\.fc\.weight", "resnet/head/conv2d/kernel", "hwio"),  # a 1x1 conv, as published
+    (r"head\.fc\.bias", "resnet/head/conv2d/bias", None),
+)
+TIMM_ROOT = "stem.conv.weight"
+TIMM_HEAD_BIAS = "head.fc.bias"
+
+
+def is_timm(arrays):
+    """Whether {key: array} is in timm's ResNetV2 names (not a hybrid ViT's backbone)."""
+    return TIMM_ROOT in arrays
+
+
+def from_timm(arrays):
+    """timm-named arrays -> ({published key: array}, timm keys no rule knows); others unchanged."""
+    if not is_timm(arrays):
+        return arrays, []
+    from keras_bigtransfer.weights import keymap
+
+    renamed, unknown = keymap.rename(arrays, TIMM_KEYS)
+    return {key: array for key, (_, array) in renamed.items()}, unknown

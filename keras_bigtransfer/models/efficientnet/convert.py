@@ -181,6 +181,8 @@ def tf_layout_variant(names):
 def load_arrays(arrays, model, kind):
     """The family's converter for the registry: the reader's kind picks the key map."""
     names = model_block_names(model)
+    if is_timm(arrays):  # the Hugging Face Hub copies, a local timm .safetensors or .pth
+        return from_timm(arrays)
     if kind == "torch":
         return convert_pytorch(arrays, names)
     if kind == "tf":
@@ -188,7 +190,8 @@ def load_arrays(arrays, model, kind):
     return convert_keras_h5(arrays)
 
 
-_HEAD_BIAS = re.compile(r"(?:^|/)(?:predictions|probs)/(?:.*/)?bias(?::0)?$|^_fc\.bias$|(?:^|/)head/dense/bias$")
+_HEAD_BIAS = re.compile(
+    r"(?:^|/)(?:predictions|probs)/(?:.*/)?bias(?::0)?$|^_fc\.bias$|(?:^|/)head/dense/bias$|^classifier\.bias$")
 
 
 def head_classes(arrays):
@@ -217,3 +220,66 @@ def from_checkpoint(arrays, source):
     )
     converted, unknown = convert_tf_checkpoint(arrays, model_block_names(model))
     return assign.assign(model, converted, unknown, source=os.path.basename(str(source)))
+
+
+# timm's EfficientNet names (`tf_efficientnet_*`, `tf_efficientnet_lite*`: the Hugging Face Hub
+# copies `timm/tf_efficientnet_*`) -> our variable paths. timm indexes blocks per stage
+# (`blocks.<stage>.<block>`), as our names do (`block<stage + 1><letter>`). The first stage
+# (expand ratio 1) is timm's DepthwiseSeparableConv (conv_dw, bn1, se, conv_pw, bn2); the
+# others are InvertedResidual (conv_pw, bn1, conv_dw, bn2, se, conv_pwl, bn3).
+# (pattern, target, transform): see `weights.keymap`.
+_BN_WEIGHTS = (("weight", "gamma"), ("bias", "beta"), ("running_mean", "moving_mean"),
+               ("running_var", "moving_variance"))
+_FIRST = r"blocks\.(?P<s>0)\.(?P<j>\d+)\."
+_LATER = r"blocks\.(?P<s>[1-9]\d*)\.(?P<j>\d+)\."
+_OUR = "block{s!n}{j!l}_"
+
+
+def _bn_rules(source, target):
+    return tuple((source + r"\." + w, target + "/" + ours, None) for w, ours in _BN_WEIGHTS) + (
+        (source + r"\.num_batches_tracked", None, None),)
+
+
+def _se_rules(prefix):
+    return (
+        (prefix + r"se\.conv_reduce\.weight", _OUR + "se_reduce/kernel", "hwio"),
+        (prefix + r"se\.conv_reduce\.bias", _OUR + "se_reduce/bias", None),
+        (prefix + r"se\.conv_expand\.weight", _OUR + "se_expand/kernel", "hwio"),
+        (prefix + r"se\.conv_expand\.bias", _OUR + "se_expand/bias", None),
+    )
+
+
+TIMM_KEYS = (
+    (r"conv_stem\.weight", "stem_conv/kernel", "hwio"),
+    *_bn_rules(r"bn1", "stem_bn"),
+    (r"conv_head\.weight", "top_conv/kernel", "hwio"),
+    *_bn_rules(r"bn2", "top_bn"),
+    (r"classifier\.weight", "head/kernel", "transpose"),
+    (r"classifier\.bias", "head/bias", None),
+    (_FIRST + r"conv_dw\.weight", _OUR + "dwconv/kernel", "hwio_depthwise"),
+    *_bn_rules(_FIRST + "bn1", _OUR + "bn"),
+    *_se_rules(_FIRST),
+    (_FIRST + r"conv_pw\.weight", _OUR + "project_conv/kernel", "hwio"),
+    *_bn_rules(_FIRST + "bn2", _OUR + "project_bn"),
+    (_LATER + r"conv_pw\.weight", _OUR + "expand_conv/kernel", "hwio"),
+    *_bn_rules(_LATER + "bn1", _OUR + "expand_bn"),
+    (_LATER + r"conv_dw\.weight", _OUR + "dwconv/kernel", "hwio_depthwise"),
+    *_bn_rules(_LATER + "bn2", _OUR + "bn"),
+    *_se_rules(_LATER),
+    (_LATER + r"conv_pwl\.weight", _OUR + "project_conv/kernel", "hwio"),
+    *_bn_rules(_LATER + "bn3", _OUR + "project_bn"),
+)
+
+
+def is_timm(arrays):
+    """Whether {key: array} is in timm's EfficientNet names."""
+    return "conv_stem.weight" in arrays
+
+
+def from_timm(arrays):
+    """timm-named arrays -> ({our path: (key, array)}, unknown keys)."""
+    from keras_bigtransfer.weights import keymap
+    from keras_bigtransfer.weights.checkpoint import as_float32
+
+    renamed, unknown = keymap.rename(arrays, TIMM_KEYS)
+    return {path: (key, as_float32(array)) for path, (key, array) in renamed.items()}, unknown

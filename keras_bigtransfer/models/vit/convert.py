@@ -160,8 +160,11 @@ def convert(arrays, model, source="checkpoint"):
 
 
 def load_arrays(arrays, model, kind=None):
-    """The family's converter for the registry: every published layout is an .npz."""
-    return convert(arrays, model)
+    """The family's converter for the registry: every published layout is an .npz; timm's
+    names (the Hugging Face Hub copies, a local .safetensors) are renamed to them first."""
+    arrays, unknown = from_timm(arrays)
+    converted, more, optional = convert(arrays, model)
+    return fit_attention(converted, model), unknown + more, optional
 
 
 def detect(arrays):
@@ -171,6 +174,9 @@ def detect(arrays):
 
 def head_classes(arrays):
     """The class count of the checkpoint's head, or None without one."""
+    if is_timm(arrays):
+        head = arrays.get("head.bias")
+        return int(head.shape[-1]) if head is not None else None
     prefix = detect_prefix(arrays)
     head = arrays.get((prefix or "") + "head/bias")
     return int(head.shape[-1]) if head is not None else None
@@ -206,3 +212,96 @@ def from_checkpoint(arrays, source):
     name = os.path.basename(str(source))
     converted, unknown, optional = convert(arrays, model, source=name)
     return assign.assign(model, converted, unknown, source=name, optional=optional)
+
+
+# timm's VisionTransformer names (`vit_*`, the R50 hybrids `vit_base_r50_s16_*`: the Hugging
+# Face Hub copies `timm/vit_*`) -> the vision_transformer release's names. timm's fused
+# `attn.qkv` becomes `.../qkv/{kernel,bias}`, split by `split_qkv`; attention kernels are then
+# shaped to the model's heads by `fit_attention`. (pattern, target, transform): `weights.keymap`.
+_BLOCK = r"blocks\.(?P<i>\d+)\."
+_ENC = "Transformer/encoderblock_{i}/"
+_RES = r"patch_embed\.backbone\.stages\.(?P<s>\d+)\.blocks\.(?P<b>\d+)\."
+TIMM_KEYS = (
+    (r"cls_token", "cls", None),
+    (r"pos_embed", "Transformer/posembed_input/pos_embedding", None),
+    (r"patch_embed\.proj\.weight", "embedding/kernel", "hwio"),
+    (r"patch_embed\.proj\.bias", "embedding/bias", None),
+    (_BLOCK + r"norm1\.weight", _ENC + "LayerNorm_0/scale", None),
+    (_BLOCK + r"norm1\.bias", _ENC + "LayerNorm_0/bias", None),
+    (_BLOCK + r"norm2\.weight", _ENC + "LayerNorm_2/scale", None),
+    (_BLOCK + r"norm2\.bias", _ENC + "LayerNorm_2/bias", None),
+    (_BLOCK + r"attn\.qkv\.weight", _ENC + "MultiHeadDotProductAttention_1/qkv/kernel", "transpose"),
+    (_BLOCK + r"attn\.qkv\.bias", _ENC + "MultiHeadDotProductAttention_1/qkv/bias", None),
+    (_BLOCK + r"attn\.proj\.weight", _ENC + "MultiHeadDotProductAttention_1/out/kernel", "transpose"),
+    (_BLOCK + r"attn\.proj\.bias", _ENC + "MultiHeadDotProductAttention_1/out/bias", None),
+    (_BLOCK + r"mlp\.fc1\.weight", _ENC + "MlpBlock_3/Dense_0/kernel", "transpose"),
+    (_BLOCK + r"mlp\.fc1\.bias", _ENC + "MlpBlock_3/Dense_0/bias", None),
+    (_BLOCK + r"mlp\.fc2\.weight", _ENC + "MlpBlock_3/Dense_1/kernel", "transpose"),
+    (_BLOCK + r"mlp\.fc2\.bias", _ENC + "MlpBlock_3/Dense_1/bias", None),
+    (r"norm\.weight", "Transformer/encoder_norm/scale", None),
+    (r"norm\.bias", "Transformer/encoder_norm/bias", None),
+    (r"head\.weight", "head/kernel", "transpose"),
+    (r"head\.bias", "head/bias", None),
+    # The hybrid's ResNet (timm ResNetV2, preact=False): vit_jax's names.
+    (r"patch_embed\.backbone\.stem\.conv\.weight", "conv_root/kernel", "hwio"),
+    (r"patch_embed\.backbone\.stem\.norm\.weight", "gn_root/scale", None),
+    (r"patch_embed\.backbone\.stem\.norm\.bias", "gn_root/bias", None),
+    (_RES + r"conv(?P<r>[123])\.weight", "block{s!n}/unit{b!n}/conv{r}/kernel", "hwio"),
+    (_RES + r"norm(?P<r>[123])\.weight", "block{s!n}/unit{b!n}/gn{r}/scale", None),
+    (_RES + r"norm(?P<r>[123])\.bias", "block{s!n}/unit{b!n}/gn{r}/bias", None),
+    (_RES + r"downsample\.conv\.weight", "block{s!n}/unit{b!n}/conv_proj/kernel", "hwio"),
+    (_RES + r"downsample\.norm\.weight", "block{s!n}/unit{b!n}/gn_proj/scale", None),
+    (_RES + r"downsample\.norm\.bias", "block{s!n}/unit{b!n}/gn_proj/bias", None),
+)
+
+
+def is_timm(arrays):
+    """Whether {key: array} is in timm's VisionTransformer names."""
+    return "patch_embed.proj.weight" in arrays
+
+
+def _lazy_slice(array, index, axis, parts=3):
+    from keras_bigtransfer.weights.checkpoint import LazyArray
+
+    shape = list(array.shape)
+    size = shape[axis] // parts
+    shape[axis] = size
+    take = (slice(None),) * (axis % len(array.shape)) + (slice(index * size, (index + 1) * size),)
+    return LazyArray(lambda: np.ascontiguousarray(np.asarray(array)[take]), shape, array.dtype)
+
+
+def split_qkv(arrays):
+    """`.../qkv/kernel` (D, 3D) and `.../qkv/bias` (3D,) -> query, key and value (lazily)."""
+    out = {}
+    for key, array in arrays.items():
+        scope, _, weight = key.rpartition("/qkv/")
+        if not _:
+            out[key] = array
+            continue
+        for index, part in enumerate(("query", "key", "value")):
+            out[f"{scope}/{part}/{weight}"] = _lazy_slice(array, index, axis=-1)
+    return out
+
+
+def from_timm(arrays):
+    """timm-named arrays -> ({published key: array}, timm keys no rule knows); others unchanged."""
+    if not is_timm(arrays):
+        return arrays, []
+    from keras_bigtransfer.weights import keymap
+
+    renamed, unknown = keymap.rename(arrays, TIMM_KEYS)
+    return split_qkv({key: array for key, (_, array) in renamed.items()}), unknown
+
+
+def fit_attention(converted, model):
+    """Attention kernels and biases given flat ((D, D), (D,): timm's) shaped to the model's
+    heads ((D, H, Dh), (H, Dh), (H, Dh, D)); the published layouts already are."""
+    shapes = {v.path: tuple(v.shape) for v in model.weights}
+    out = {}
+    for path, (key, array) in converted.items():
+        want = shapes.get(path)
+        if ("MultiHeadDotProductAttention" in path and want is not None and tuple(array.shape) != want
+                and int(np.prod(array.shape)) == int(np.prod(want))):
+            array = array.reshape(want)
+        out[path] = (key, array)
+    return out

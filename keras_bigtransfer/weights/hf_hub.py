@@ -1,0 +1,136 @@
+"""Weights from the Hugging Face Hub: timm's handles, through `huggingface_hub` and its cache.
+
+    hf-hub:timm/resnetv2_50x1_bit.goog_in21k_ft_in1k      (timm's handle)
+    hf://timm/vit_base_patch16_224.augreg2_in21k_ft_in1k   (the same, URL style)
+    hf-hub:timm/tf_efficientnet_b0.ns_jft_in1k@<revision>  (a branch, tag or commit)
+
+`download(handle)` returns the local path of the repository's weights: `model.safetensors`
+when the repository has it, else `pytorch_model.bin` (read with `torch.load(weights_only=True)`).
+Files live in the Hub's own cache (`HF_HUB_CACHE`, or `HF_HOME/hub`, default
+`~/.cache/huggingface/hub`: `models--<org>--<name>/snapshots/<commit>/...`, `refs/<branch>`),
+shared with timm, transformers and every other Hub user. `HF_HUB_OFFLINE=1` (or
+`KERAS_BIGTRANSFER_OFFLINE=1`) reads that cache only; both are read at call time.
+
+This module names no family: the arrays keep timm's key names, and each family's
+`convert.py` maps them.
+"""
+
+import json
+import os
+
+from keras_bigtransfer.errors import DownloadError, OfflineError
+
+PREFIXES = ("hf-hub:", "hf://")
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+def is_handle(value):
+    """Whether `value` is a Hugging Face Hub handle (`hf-hub:org/name` or `hf://org/name`)."""
+    return isinstance(value, str) and value.strip().lower().startswith(PREFIXES)
+
+
+def parse(handle, revision=None):
+    """`hf-hub:org/name[@revision]` -> (repo_id, revision or None).
+
+    An explicit `revision=` wins over one written in the handle.
+    """
+    value = handle.strip()
+    prefix = next((p for p in PREFIXES if value.lower().startswith(p)), None)
+    if prefix is None:
+        raise ValueError(f"{handle!r} is not a Hugging Face Hub handle (hf-hub:org/name or hf://org/name).")
+    rest = value[len(prefix):].strip("/")
+    rest, _, pinned = rest.partition("@")
+    parts = rest.split("/")
+    if len(parts) != 2 or not all(parts):
+        raise ValueError(
+            f"{handle!r}: a Hugging Face Hub handle names one repository, org/name "
+            "(e.g. hf-hub:timm/resnetv2_50x1_bit.goog_in21k_ft_in1k)."
+        )
+    return rest, revision or pinned or None
+
+
+def _env_true(name):
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def offline():
+    """`HF_HUB_OFFLINE` (huggingface_hub's switch) or `KERAS_BIGTRANSFER_OFFLINE`, read now."""
+    return _env_true("HF_HUB_OFFLINE") or _env_true("TRANSFORMERS_OFFLINE") or _env_true("KERAS_BIGTRANSFER_OFFLINE")
+
+
+def cache_dir():
+    """The Hub cache, from the environment as it is now (huggingface_hub reads it at import)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return os.path.expanduser(os.environ["HF_HUB_CACHE"])
+    if os.environ.get("HUGGINGFACE_HUB_CACHE"):
+        return os.path.expanduser(os.environ["HUGGINGFACE_HUB_CACHE"])
+    home = os.environ.get("HF_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "huggingface")
+    return os.path.join(os.path.expanduser(home), "hub")
+
+
+def _hub():
+    try:
+        import huggingface_hub
+    except ImportError:
+        raise ImportError(
+            "Hugging Face Hub handles need huggingface_hub: pip install 'keras_bigtransfer[hf]'."
+        ) from None
+    return huggingface_hub
+
+
+def _fetch(repo_id, filename, revision):
+    """One file of the repository through huggingface_hub; None when the repository lacks it."""
+    hub = _hub()
+    from huggingface_hub import errors
+
+    try:
+        return hub.hf_hub_download(
+            repo_id, filename, revision=revision, cache_dir=cache_dir(), local_files_only=offline(),
+            library_name="keras_bigtransfer",
+        )
+    except errors.LocalEntryNotFoundError:
+        return None  # not in the cache (offline), or the repository has no such file
+    except errors.EntryNotFoundError:
+        return None
+    except (errors.RepositoryNotFoundError, errors.RevisionNotFoundError) as e:
+        raise ValueError(f"hf-hub:{repo_id}{'@' + revision if revision else ''}: {e}") from None
+    except errors.HfHubHTTPError as e:
+        raise DownloadError(f"hf-hub:{repo_id}: {e}") from e
+
+
+def download(handle, revision=None):
+    """The local path of a Hub repository's weights (`model.safetensors`, else `pytorch_model.bin`).
+
+    Args:
+        handle: `hf-hub:org/name[@revision]` or `hf://org/name[@revision]`.
+        revision: a branch, tag or commit (default: the handle's, else `main`).
+
+    Raises:
+        OfflineError: offline and neither file is in the cache; says where it would be.
+        ValueError: the repository or revision does not exist.
+        DownloadError: the Hub kept failing.
+    """
+    repo_id, revision = parse(handle, revision)
+    for filename in WEIGHT_FILES:
+        path = _fetch(repo_id, filename, revision)
+        if path is not None:
+            return path
+    where = os.path.join(cache_dir(), "models--" + repo_id.replace("/", "--"))
+    if offline():
+        raise OfflineError(
+            f"hf-hub:{repo_id}: offline (HF_HUB_OFFLINE / KERAS_BIGTRANSFER_OFFLINE) and neither "
+            f"{' nor '.join(WEIGHT_FILES)} of revision {revision or 'main'} is in the Hugging Face "
+            f"cache ({where}). Download it once online, e.g. `hf download {repo_id}`."
+        )
+    raise ValueError(f"hf-hub:{repo_id}: the repository has neither {' nor '.join(WEIGHT_FILES)}.")
+
+
+def config(handle, revision=None):
+    """The repository's `config.json` (timm's: architecture, num_classes, pretrained_cfg), or None."""
+    repo_id, revision = parse(handle, revision)
+    path = _fetch(repo_id, "config.json", revision)
+    if path is None:
+        return None
+    with open(path) as f:
+        return json.load(f)

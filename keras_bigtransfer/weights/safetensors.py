@@ -1,0 +1,122 @@
+"""A reader of `.safetensors` files (the Hugging Face Hub's, timm's), with no dependency.
+
+The format (huggingface/safetensors `docs/` and `safetensors/src/tensor.rs`): an 8-byte
+little-endian header length N, N bytes of UTF-8 JSON {name: {"dtype", "shape",
+"data_offsets": [begin, end]}, optionally "__metadata__": {str: str}}, then the raw
+little-endian tensor bytes, offsets counted from the end of the header. Nothing is
+executed or unpickled, so reading one is safe by construction.
+
+Arrays come back as `LazyArray`s read straight from the file at their offsets, one at a
+time (and row blocks at a time for `row_blocks`): loading EfficientNet-L2 holds one
+array beside the model's variables, not a second copy of the checkpoint.
+"""
+
+import json
+import os
+import struct
+
+import numpy as np
+
+from keras_bigtransfer.weights.checkpoint import LazyArray
+
+# safetensors dtype names -> NumPy (little-endian). BF16 is widened to float32 on read.
+DTYPES = {
+    "F64": "<f8", "F32": "<f4", "F16": "<f2", "BF16": "<u2",
+    "I64": "<i8", "I32": "<i4", "I16": "<i2", "I8": "i1", "U8": "u1", "BOOL": "?",
+}
+MAX_HEADER = 100 * 1024 * 1024  # the reference implementation's limit
+
+
+def read_header(path):
+    """(header dict without `__metadata__`, metadata dict, byte offset of the data)."""
+    path = os.fspath(path)
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        raw = f.read(8)
+        if len(raw) != 8:
+            raise ValueError(f"{path}: too short for a safetensors file.")
+        (length,) = struct.unpack("<Q", raw)
+        if length > min(MAX_HEADER, size - 8):
+            raise ValueError(f"{path}: not a safetensors file (header length {length}).")
+        try:
+            header = json.loads(f.read(length).decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ValueError(f"{path}: not a safetensors file (bad JSON header: {e}).") from None
+    if not isinstance(header, dict):
+        raise ValueError(f"{path}: not a safetensors file (the header is not a JSON object).")
+    metadata = header.pop("__metadata__", None) or {}
+    start = 8 + length
+    for name, info in header.items():
+        try:
+            dtype, shape, (begin, end) = info["dtype"], info["shape"], info["data_offsets"]
+        except (KeyError, TypeError, ValueError):
+            raise ValueError(f"{path}: tensor {name!r} has a malformed header entry.") from None
+        if dtype not in DTYPES:
+            raise ValueError(f"{path}: tensor {name!r} has dtype {dtype!r}, which this reader does not know.")
+        expected = int(np.prod(shape, dtype=np.int64)) * np.dtype(DTYPES[dtype]).itemsize
+        if not 0 <= begin <= end or end - begin != expected or start + end > size:
+            raise ValueError(
+                f"{path}: tensor {name!r} ({dtype}, shape {shape}) has offsets {begin}..{end} that do "
+                f"not fit its size or the file (truncated file?)."
+            )
+    return header, metadata, start
+
+
+def is_safetensors(path):
+    """Whether `path` starts like a safetensors file (header length, then a JSON object)."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(9)
+        if len(raw) < 9 or raw[8:9] != b"{":
+            return False
+        (length,) = struct.unpack("<Q", raw[:8])
+        return 2 <= length <= min(MAX_HEADER, os.path.getsize(path) - 8)
+    except OSError:
+        return False
+
+
+def _lazy(path, start, dtype_name, shape, begin, end):
+    stored = np.dtype(DTYPES[dtype_name])
+    total = int(np.prod(shape, dtype=np.int64))
+    wide = np.float32 if dtype_name == "BF16" else stored
+
+    def widen(raw):
+        if dtype_name == "BF16":  # the upper half of a float32
+            return (raw.astype(np.uint32) << 16).view(np.float32)
+        return raw
+
+    def load():
+        with open(path, "rb") as f:
+            f.seek(start + begin)
+            raw = np.frombuffer(f.read(end - begin), dtype=stored, count=total)
+        return widen(raw).reshape(shape)
+
+    def flat_chunks(elements):
+        with open(path, "rb") as f:
+            f.seek(start + begin)
+            for first in range(0, total, elements):
+                count = min(elements, total - first)
+                data = f.read(count * stored.itemsize)
+                if len(data) != count * stored.itemsize:
+                    raise ValueError(f"{path}: a tensor ends early (truncated file?).")
+                yield widen(np.frombuffer(data, dtype=stored))
+
+    return LazyArray(load, shape, wide, flat_chunks if shape else None)
+
+
+def read(path, lazy=True):
+    """{tensor name: array} of a safetensors file (`LazyArray`s unless lazy=False)."""
+    path = os.fspath(path)
+    header, _, start = read_header(path)
+    arrays = {}
+    for name, info in header.items():
+        begin, end = info["data_offsets"]
+        arrays[name] = _lazy(path, start, info["dtype"], tuple(info["shape"]), begin, end)
+    if not lazy:
+        arrays = {name: np.asarray(array) for name, array in arrays.items()}
+    return arrays
+
+
+def metadata(path):
+    """The file's `__metadata__` (timm writes {"format": "pt"})."""
+    return read_header(path)[1]
