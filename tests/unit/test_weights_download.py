@@ -61,9 +61,11 @@ def test_aliases_and_defaults():
         catalogue.get("bit_m_r999x9")
 
 
-def test_wrong_architecture_is_refused_before_download():
+def test_wrong_architecture_is_refused_before_download(server):
+    # The constructor factory checks the tag's architecture (the weights layer names no family).
     with pytest.raises(ValueError, match="BiT_M_R101x3"):
-        hub.resolve("bit_m_r101x3", architecture="R50x1")
+        kb.BiT_M_R50x1(weights="bit_m_r101x3")
+    assert server.requests == []  # nothing was downloaded
 
 
 # --- downloads ---------------------------------------------------------------------------
