@@ -19,8 +19,8 @@ def _efficientnet(arrays, model, kind):
     return efficientnet.convert_keras_h5(arrays)
 
 
-def _vit(arrays, model, kind):
-    return vit.convert(arrays, model)
+def _vit(arrays, model, kind, position_grid=None, source="checkpoint"):
+    return vit.convert(arrays, model, source=source, position_grid=position_grid)
 
 
 # family -> f(arrays, model, file kind) ->
@@ -32,8 +32,11 @@ CONVERTERS = {
 }
 
 
-def load_weights(model, weights, *, family, architecture=None, strict=True):
-    """Load `weights` (a local checkpoint path or a catalogue tag) into `model`.
+def load_weights(model, weights, *, family, architecture=None, strict=True, position_grid=None):
+    """Load `weights` (a local checkpoint path or a catalogue tag) into `model`, all or nothing.
+
+    Names, shapes and dtypes are checked from the file's headers, then every array is
+    read and checked, and only then is the model changed: on any error it is as before.
 
     Args:
         model: a model of `family`.
@@ -42,18 +45,30 @@ def load_weights(model, weights, *, family, architecture=None, strict=True):
         architecture: e.g. "R50x1"; a catalogue entry for another architecture is
             refused before anything is downloaded.
         strict: raise `WeightsError` on any missing, unused or mis-shaped key.
+        position_grid: ViT only: (rows, cols) of the stored position-embedding grid,
+            needed when it is not square and differs from the model's grid.
+
+    Raises:
+        WeightsError: the file cannot be read or does not fit (one line naming the file
+            for unreadable files; every problem listed for files that do not fit).
     """
     if family not in CONVERTERS:
         raise ValueError(f"No converter for family {family!r}; known: {sorted(CONVERTERS)}.")
+    if position_grid is not None and family != "vit":
+        raise ValueError(f"position_grid applies to ViT weights only, not to family {family!r}.")
     path = os.fspath(weights)
     if not os.path.exists(path) and checkpoint.tf_checkpoint_prefix(path) is None:
         path = resolve(path, family=family, architecture=architecture)
-    arrays = checkpoint.read_arrays(path, lazy=True)
-    converted, unknown, *optional = CONVERTERS[family](arrays, model, checkpoint.sniff_format(path))
-    return assign.assign(
-        model, converted, unknown, source=os.path.basename(path), strict=strict,
-        optional=optional[0] if optional else (),
-    )
+    options = {"position_grid": position_grid, "source": os.path.basename(path)} if family == "vit" else {}
+    with checkpoint.reading(path):
+        arrays = checkpoint.read_arrays(path, lazy=True)
+        converted, unknown, *optional = CONVERTERS[family](
+            arrays, model, checkpoint.sniff_format(path), **options
+        )
+        return assign.assign(
+            model, converted, unknown, source=os.path.basename(path), strict=strict,
+            optional=optional[0] if optional else (), stored=arrays,
+        )
 
 
 def resolve(tag, *, family=None, architecture=None, progress=True):

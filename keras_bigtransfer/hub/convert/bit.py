@@ -14,7 +14,8 @@ import re
 
 import numpy as np
 
-from keras_bigtransfer.hub.checkpoint import as_float32
+from keras_bigtransfer.atomic import atomic_file
+from keras_bigtransfer.hub.checkpoint import as_float32, put
 
 # The part of a key (after any prefix such as `resnet/` or an h5 group) that names a weight.
 CANONICAL = re.compile(
@@ -49,7 +50,7 @@ def convert(arrays):
             continue
         if canonical.startswith("head/") and canonical.endswith("kernel") and array.ndim == 4:
             array = array.reshape(array.shape[-2:])  # 1x1 conv (1, 1, C, K) -> Dense (C, K)
-        converted[model_path(canonical)] = (key, as_float32(array))
+        put(converted, model_path(canonical), key, as_float32(array))
     return converted, unknown
 
 
@@ -83,18 +84,8 @@ def to_published(model, prefix="resnet/"):
 
 
 def save_npz(model, path):
-    """Write `to_published(model)` to `path` atomically (temp file, then rename)."""
-    import os
-    import tempfile
-
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(suffix=".npz", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **to_published(model))
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    """Write `to_published(model)` to `path` atomically (whole or not at all)."""
+    arrays = to_published(model)
+    with atomic_file(path, suffix=".npz") as tmp:
+        np.savez(tmp, **arrays)
     return path

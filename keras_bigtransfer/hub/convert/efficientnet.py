@@ -14,6 +14,8 @@ import re
 
 import numpy as np
 
+from keras_bigtransfer.hub.checkpoint import as_float32, put
+
 # Arrays that exist in the published files but that our models do not hold as weights.
 KERAS_IGNORED = re.compile(r"^(normalization|rescaling)(_\d+)?/")
 
@@ -45,7 +47,7 @@ def convert_keras_h5(arrays):
             layer = "head"
         if weight == "depthwise_kernel":
             weight = "kernel"
-        converted[f"{layer}/{weight}"] = (key, _f32(array))
+        put(converted, f"{layer}/{weight}", key, as_float32(array))
     return converted, unknown
 
 
@@ -95,7 +97,7 @@ def convert_pytorch(arrays, names):
             array, weight = _conv(value, depthwise=layer.endswith("dwconv")), "kernel"
         else:
             array = _f32(value)
-        converted[f"{layer}/{weight}"] = (key, array)
+        put(converted, f"{layer}/{weight}", key, array)
     return converted, unknown
 
 
@@ -132,7 +134,7 @@ def convert_tf_checkpoint(arrays, names):
         if path is None:
             unknown.append(key)
         else:
-            converted[path] = (key, _f32(value))
+            put(converted, path, key, as_float32(value))
     return converted, unknown
 
 

@@ -26,7 +26,7 @@ import re
 import numpy as np
 
 from keras_bigtransfer.errors import WeightsError
-from keras_bigtransfer.hub.checkpoint import as_float32
+from keras_bigtransfer.hub.checkpoint import as_float32, put
 
 log = logging.getLogger(__name__)
 
@@ -72,9 +72,9 @@ def canonical_arrays(arrays):
         if name.startswith("Transformer/encoderblock/"):  # scanned: one array for all layers
             rest = name[len("Transformer/encoderblock/"):]
             for i, layer_array in enumerate(np.asarray(array)):
-                canonical[f"Transformer/encoderblock_{i}/{rest}"] = (key, layer_array)
+                put(canonical, f"Transformer/encoderblock_{i}/{rest}", key, layer_array)
             continue
-        canonical[name] = (key, array)
+        put(canonical, name, key, array)
     return canonical, unknown
 
 
@@ -98,21 +98,54 @@ def _grid_of(rows):
     return (side, side) if side * side == rows else None
 
 
-def fit_position_table(table, layer, source="checkpoint"):
-    """A published (1, [1 +] N, D) table made to fit `layer` (a PositionEmbedding)."""
+def stored_grid(rows, grid_size, num_prefix_tokens, position_grid=None, source="checkpoint"):
+    """(grid, prefix rows) of a stored position table of `rows` rows.
+
+    The rule, in order: an explicit `position_grid` (rows, cols), with or without a
+    class row; else the model's own grid `grid_size`, when the rows match it (with the
+    model's prefix count first, then the other); else a square grid (without, then with
+    a class row). A non-square grid that differs from the model's cannot be told from
+    its row count alone (280 = 14 x 20 = 10 x 28), so it needs `position_grid`.
+    `grid_size` None: no model grid to match (a model built from the checkpoint).
+    """
+    if position_grid is not None:
+        grid = tuple(int(s) for s in position_grid)
+        if len(grid) != 2 or min(grid) < 1:
+            raise WeightsError(f"{source}: position_grid must be (rows, cols) of positive integers; "
+                               f"got {position_grid!r}.")
+        prefix = rows - grid[0] * grid[1]
+        if prefix not in (0, 1):
+            raise WeightsError(
+                f"{source}: position_grid {grid[0]}x{grid[1]} has {grid[0] * grid[1]} cells but the "
+                f"stored position embedding has {rows} rows (expected the cells, plus 1 with a class row)."
+            )
+        return grid, prefix
+    for prefix in (num_prefix_tokens, 1 - num_prefix_tokens) if grid_size is not None else ():
+        if rows - prefix == grid_size[0] * grid_size[1]:
+            return tuple(grid_size), prefix
+    for prefix in (0, 1):
+        grid = _grid_of(rows - prefix)
+        if grid is not None:
+            return grid, prefix
+    model = f"the model's {grid_size[0]}x{grid_size[1]} grid nor " if grid_size is not None else ""
+    raise WeightsError(
+        f"{source}: position embedding of {rows} rows is neither {model}a square grid (with or "
+        "without a class row); pass position_grid=(rows, cols), the grid it was trained at "
+        "(e.g. (14, 20) for 224x320 images at patch 16)."
+    )
+
+
+def fit_position_table(table, layer, source="checkpoint", position_grid=None):
+    """A published (1, [1 +] N, D) table made to fit `layer` (a PositionEmbedding).
+
+    The stored grid is found by `stored_grid`'s rule and resampled (square or not) to
+    the layer's grid when they differ.
+    """
     from keras_bigtransfer.layers.position_embedding import resample_table
 
     table = np.asarray(table, dtype=np.float32).reshape((1, -1, table.shape[-1]))
-    rows = table.shape[1]
-    grid, prefix = _grid_of(rows), 0
-    if grid is None:
-        grid, prefix = _grid_of(rows - 1), 1
-    if grid is None:
-        raise WeightsError(
-            f"{source}: position embedding of {rows} rows is neither a square grid nor a class "
-            "row plus a square grid; published ViT checkpoints are one of the two."
-        )
     wanted = layer.num_prefix_tokens
+    grid, prefix = stored_grid(table.shape[1], layer.grid_size, wanted, position_grid, source)
     if prefix < wanted:  # big_vision: the class token had no position embedding
         table = np.concatenate([np.zeros_like(table[:, :1]), table], axis=1)
     elif prefix > wanted:
@@ -126,8 +159,11 @@ def fit_position_table(table, layer, source="checkpoint"):
     return table
 
 
-def convert(arrays, model, source="checkpoint"):
+def convert(arrays, model, source="checkpoint", position_grid=None):
     """Map published ViT arrays to `model`.
+
+    `position_grid`: (rows, cols) of the stored position grid, when it is not square
+    and differs from the model's (see `stored_grid`).
 
     Returns ({model path: (key, array)}, unknown keys, paths the checkpoint may lack).
     """
@@ -139,12 +175,17 @@ def convert(arrays, model, source="checkpoint"):
             # Official fine-tuning drops the i21k representation layer; so do we unless asked.
             log.info("%s: %s dropped (the model has no pre_logits layer).", source, key)
             continue
-        converted[model_path(name)] = (key, as_float32(array))
+        if "/" not in name and name != "cls":  # no layer/weight name: not one of ours
+            unknown.append(key)
+            continue
+        put(converted, model_path(name), key, as_float32(array))
 
     position_key = POSITION_LAYER + "/pos_embedding"
     if position_key in converted and POSITION_LAYER in layer_names:
         key, table = converted[position_key]
-        converted[position_key] = (key, fit_position_table(table, model.get_layer(POSITION_LAYER), source))
+        converted[position_key] = (
+            key, fit_position_table(table, model.get_layer(POSITION_LAYER), source, position_grid)
+        )
 
     head = converted.get("head/kernel")
     if head is not None and not np.any(np.asarray(head[1])):
