@@ -291,3 +291,18 @@ def dataclasses_replace(source, **changes):
     import dataclasses
 
     return dataclasses.replace(source, **changes)
+
+
+def test_meta_pseudo_labels_crops_to_the_vits_patch_multiple():
+    labeled, unlabeled = images_labels(8), images_labels(8, seed=1)[0]
+    student, _ = kb.fit_meta_pseudo_labels(tiny_vit(14), tiny_vit(14), labeled, unlabeled, steps=1,
+                                           batch_size=4, unlabeled_ratio=1, resolution=30)
+    assert student.name == "vit_tiny"  # 30 is no multiple of 14: it ran at 28
+
+
+def test_noisy_student_crops_to_the_vits_patch_multiple():
+    labeled, unlabeled = images_labels(8), images_labels(8, seed=1)[0]
+    _, records = kb.fit_noisy_student(tiny_vit(14), tiny_vit(14), labeled, unlabeled, steps=1, batch_size=4,
+                                      unlabeled_ratio=1, randaugment=None, confidence_threshold=0.0,
+                                      resolution=30, iterations=np.int64(1))
+    assert len(records) == 1

@@ -72,12 +72,12 @@ def check_fit_arguments(*, num_examples, image_size, batch_size, base_lr, total_
     check_int("resolution", resolution, minimum=8, optional=True)
 
 
-def patch_multiple(model):
-    """The multiple of which a model's image sides must be: the patch size of its
-    ViT patch embedding (1 for models without one, which take any size)."""
+def patch_multiple(*models):
+    """The multiple of which the models' image sides must be: the patch size of their
+    ViT patch embeddings (1 for models without one, which take any size)."""
     from keras_bigtransfer.layers.patch_embedding import PatchEmbedding
 
-    multiple, pending = 1, [model]
+    multiple, pending = 1, list(models)
     while pending:
         layer = pending.pop()
         if isinstance(layer, PatchEmbedding):
@@ -135,9 +135,9 @@ class HyperRule:
         return dataclasses.replace(self, crop_size=crop,
                                    crop_rounded_from=self.crop_rounded_from or self.crop_size)
 
-    def for_model(self, model):
-        """The same rule with a crop `model` can take (see `with_patch_multiple`)."""
-        return self.with_patch_multiple(patch_multiple(model))
+    def for_model(self, *models):
+        """The same rule with a crop every one of `models` can take (see `with_patch_multiple`)."""
+        return self.with_patch_multiple(patch_multiple(*models))
 
     def with_total_steps(self, total_steps):
         """The same rule stretched to `total_steps`: warmup and boundaries scale in proportion."""
