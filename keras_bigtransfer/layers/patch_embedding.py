@@ -26,11 +26,14 @@ class PatchEmbedding(keras.layers.Conv2D):
 
     def _check_sides(self, shape):
         sides = [s for s in shape[1:3] if s is not None]
-        if any(int(s) % self.patch_size for s in sides):
+        bad = [int(s) for s in sides if int(s) % self.patch_size]
+        if bad:
+            p = self.patch_size
+            nearest = " or ".join(str(m) for m in (bad[0] // p * p, (bad[0] // p + 1) * p) if m)
             raise ValueError(
                 f"{self.name}: image height and width must be multiples of the patch size "
-                f"{self.patch_size}; got {tuple(shape[1:3])}. Resize or crop the images to "
-                f"a multiple of {self.patch_size} (e.g. 224 or 384 for patch 16)."
+                f"{p}; got {tuple(shape[1:3])}. Resize or crop the images to a multiple of "
+                f"{p} (e.g. {nearest} instead of {bad[0]})."
             )
 
     def build(self, input_shape):
