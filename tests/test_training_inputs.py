@@ -306,3 +306,11 @@ def test_noisy_student_crops_to_the_vits_patch_multiple():
                                       unlabeled_ratio=1, randaugment=None, confidence_threshold=0.0,
                                       resolution=30, iterations=np.int64(1))
     assert len(records) == 1
+
+
+def test_few_shot_with_one_hot_labels():
+    images, labels = images_labels(12)
+    source = data_lib.load_source((images, np.eye(2, dtype="float32")[labels]))
+    picked = data_lib.few_shot(source, 3, 2, seed=1)
+    classes = sorted(int(np.argmax(y)) for _, y in picked.dataset.as_numpy_iterator())
+    assert picked.num_examples == 6 and classes == [0, 0, 0, 1, 1, 1]
