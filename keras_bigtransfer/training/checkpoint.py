@@ -19,6 +19,7 @@ import os
 import shutil
 import tempfile
 
+import h5py
 import keras
 import numpy as np
 
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 
 RECORD = "run.json"
 BACKUP = "backup.weights.h5"
+RANDOM_STATE = "keras_bigtransfer_random_state"  # an extra h5 group; Keras' load_weights ignores it
 FORMAT = 1
 
 
@@ -219,16 +221,33 @@ def restore(model, directory):
             f"checkpoint_dir: the backup {path} does not load into {model.name} ({str(e)[:300]}). "
             "Pass a new checkpoint_dir, or overwrite=True to discard it and start afresh."
         ) from e
+    with h5py.File(path, "r") as f:
+        saved = f.get(RANDOM_STATE)
+        states = random_states(model)
+        if saved is not None and len(saved) == len(states):
+            for i, variable in enumerate(states):
+                variable.assign(saved[str(i)][()])
     step = int(model.optimizer.iterations)
     log.info("resuming %s from %s at step %d", model.name, path, step)
     return step
 
 
+def random_states(model):
+    """The states of the model's seed generators (dropout, stochastic depth): variables that
+    `save_weights` leaves out, but that a resumed run needs to draw what an uninterrupted one does."""
+    weights = {id(v) for v in model.weights}
+    return [v for v in model.variables if id(v) not in weights]
+
+
 def save(model, directory):
-    """Write `model`'s weights and optimizer state to `directory` in one atomic step."""
+    """Write `model`'s weights, optimizer and seed-generator states to `directory` in one atomic step."""
     path = os.path.join(directory, BACKUP)
     with atomic_file(path, suffix=".weights.h5") as tmp:
         model.save_weights(tmp, overwrite=True)
+        with h5py.File(tmp, "a") as f:
+            group = f.create_group(RANDOM_STATE)
+            for i, variable in enumerate(random_states(model)):
+                group[str(i)] = np.asarray(variable)
 
 
 class EpochBackup(keras.callbacks.Callback):
