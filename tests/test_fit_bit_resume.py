@@ -88,6 +88,7 @@ KILLED = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["weights", "record"])
 def test_kill_inside_a_backup_write_still_resumes(tmp_path, uninterrupted, where):
     ckpt = str(tmp_path / "ckpt")
