@@ -37,6 +37,9 @@ def test_imagenet21k_names_ship_in_head_order():
     index = {s: i for i, s in enumerate(synsets)}
     assert [s for s, _ in in1k if s not in index] == ["n04399382"]
     assert all(names[index[s]] == name for s, name in in1k if s in index)
+    # timm labels its BiT/ViT "goog_in21k" heads with the same list.
+    timm_data = pytest.importorskip("timm.data")
+    assert list(names) == list(timm_data.ImageNetInfo("imagenet21k_goog").label_descriptions())
 
 
 def test_decode_predictions_names_both_heads():
