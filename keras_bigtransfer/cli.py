@@ -2,22 +2,40 @@
 
     keras-bigtransfer list [--family=bit]
     keras-bigtransfer download TAG
-    keras-bigtransfer convert SRC DST
-    keras-bigtransfer export TAG_OR_FILE DIR [--signature=feature_vector] [--archive]
+    keras-bigtransfer convert SRC DST [--overwrite]
+    keras-bigtransfer export TAG_OR_FILE DIR [--signature=feature_vector] [--archive] [--overwrite]
     keras-bigtransfer export TAG_OR_FILE OUT --format=litert [--quantize=int8 --calibration_dir=DIR] [--image_size=224]
-    keras-bigtransfer predict MODEL IMAGE... [--top_k=5] [--image_size=224]
+    keras-bigtransfer predict MODEL IMAGE... [--top_k=5] [--image_size=224] [--labels=FILE]
     keras-bigtransfer fit MODEL DATA --out=DIR [--total_steps=N] [--batch_size=B] [--base_lr=LR] ...
 
-`keras-bigtransfer COMMAND --help` describes one command.
+`keras-bigtransfer COMMAND --help` describes one command. Errors print one line;
+--debug (or KERAS_BIGTRANSFER_DEBUG=1) shows the traceback instead.
 """
 
+import math
 import os
 import sys
 
 from absl import app, flags
 
+PROG = "keras-bigtransfer"
+ENV_DEBUG = "KERAS_BIGTRANSFER_DEBUG"
+
+def _families():
+    """The catalogue's families (the --family choices): read off the catalogue, not listed here."""
+    from keras_bigtransfer.weights import catalogue
+
+    return sorted({entry.family for entry in catalogue.list_models()})
+
+
+# What `fit --out=DIR` writes; a directory holding only these is an earlier run of ours.
+FIT_OUTPUTS = ("model.keras", "saved_model", "history.json")
+# The view `predict` takes of a photo: the same as preprocessing.center_crop, the API's.
+PREDICT_CROP_PCT = 0.875
+PREDICT_INTERPOLATION = "bicubic"
+
 FLAGS = flags.FLAGS
-flags.DEFINE_string("family", None, "list: only this family (bit, efficientnet, vit).")
+flags.DEFINE_enum("family", None, _families(), "list: only this family.")
 flags.DEFINE_enum("signature", "feature_vector", ["feature_vector", "classification"],
                   "export: publish pre-logits (feature_vector) or logits (classification).")
 flags.DEFINE_boolean("archive", False, "export: also write DIR.tar.gz, the TF Hub module form.")
@@ -26,66 +44,149 @@ flags.DEFINE_enum("format", "saved_model", ["saved_model", "litert", "onnx", "op
 flags.DEFINE_enum("quantize", None, ["float16", "dynamic_int8", "int8"],
                   "export --format=litert: float16 or int8 weights, or int8 everywhere (needs --calibration_dir).")
 flags.DEFINE_string("calibration_dir", None, "export --quantize=int8: a directory of images to calibrate on.")
-flags.DEFINE_integer("top_k", 5, "predict: how many classes to print per image.")
-flags.DEFINE_integer("image_size", None, "predict: resize images to this square size "
-                     "(default: the catalogue's resolution for a tag, else 224).")
-flags.DEFINE_string("labels", None, "predict: a text file with one class name per line.")
+flags.DEFINE_boolean("overwrite", False, "convert, export, fit: replace existing outputs that are not "
+                     "earlier outputs of this tool (without it, they are refused).")
+flags.DEFINE_integer("top_k", 5, "predict: how many classes to print per image.", lower_bound=1)
+flags.DEFINE_integer("image_size", None, "predict: the side of the centre crop the model sees "
+                     "(default: the catalogue's resolution for a tag, the model's input size if fixed, "
+                     "else 224); fit: the training resolution; export --format=litert/onnx/openvino: "
+                     "the fixed input size.", lower_bound=1)
+flags.DEFINE_string("labels", None, "predict: a text file with one class name per line, one per class "
+                    "(default: ImageNet's names for 1000- and 21843-way heads).")
 flags.DEFINE_string("out", None, "fit: output directory (model.keras, saved_model/, history.json).")
 flags.DEFINE_string("validation_data", None, "fit: held-out data, same kinds as DATA.")
-flags.DEFINE_integer("num_classes", None, "fit: classes (default: read off the data).")
-flags.DEFINE_integer("num_examples", None, "fit: dataset size, where the data cannot tell.")
-flags.DEFINE_integer("batch_size", 512, "fit: global batch size.")
+flags.DEFINE_integer("num_classes", None, "fit: classes (default: read off the data).", lower_bound=1)
+flags.DEFINE_integer("num_examples", None, "fit: dataset size, where the data cannot tell.", lower_bound=1)
+flags.DEFINE_integer("batch_size", 512, "fit: global batch size.", lower_bound=1)
 flags.DEFINE_float("base_lr", 0.003, "fit: learning rate at batch 512.")
-flags.DEFINE_integer("total_steps", None, "fit: override the HyperRule's length.")
-flags.DEFINE_integer("examples_per_class", None, "fit: few-shot, k examples per class.")
+flags.DEFINE_integer("total_steps", None, "fit: override the HyperRule's length.", lower_bound=1)
+flags.DEFINE_integer("examples_per_class", None, "fit: few-shot, k examples per class.", lower_bound=1)
 flags.DEFINE_string("checkpoint_dir", None, "fit: back up every epoch; rerun to resume.")
 flags.DEFINE_string("data_dir", None, "fit: TFDS data directory.")
+flags.DEFINE_boolean("debug", False, "any command: show the full traceback of an error.")
+flags.register_validator("base_lr", lambda v: v is None or (math.isfinite(v) and v > 0),
+                         message="--base_lr must be a finite number > 0")
 
 COMMANDS = {
     "list": ("list [--family=F]", "Print the weights catalogue.", ["family"]),
     "download": ("download TAG", "Download and verify a catalogue checkpoint; print its path.", []),
-    "convert": ("convert SRC DST",
+    "convert": ("convert SRC DST [--overwrite]",
                 "Convert SRC (a catalogue tag, published .npz/.h5 checkpoint, SavedModel, TF Hub "
                 "module or URL) into DST: a .keras file, or the family's published format "
-                "(.npz for BiT).", []),
+                "(.npz for BiT). An existing DST is refused without --overwrite.", ["overwrite"]),
     "export": ("export TAG_OR_FILE OUT [--format=F] [--quantize=Q --calibration_dir=DIR] [--image_size=N] "
-               "[--signature=S] [--archive]",
+               "[--signature=S] [--archive] [--overwrite]",
                "Write a TF Hub reusable SavedModel, or a LiteRT, ONNX or OpenVINO file (weight "
-               "standardization folded in). --image_size fixes the input size of a file export.",
-               ["format", "quantize", "calibration_dir", "image_size", "signature", "archive"]),
+               "standardization folded in). --image_size fixes the input size of a file export. A "
+               "SavedModel DIR (and DIR.tar.gz) may exist only empty or as an earlier export, unless "
+               "--overwrite.",
+               ["format", "quantize", "calibration_dir", "image_size", "signature", "archive", "overwrite"]),
     "predict": ("predict MODEL IMAGE... [--top_k=K] [--image_size=N] [--labels=FILE]",
-                "Classify image files and print the top-k classes with probabilities.",
+                "Classify image files (the centre crop, as preprocessing.center_crop) and print "
+                "the top-k classes with probabilities.",
                 ["top_k", "image_size", "labels"]),
     "fit": ("fit MODEL DATA --out=DIR [flags]",
             "Fine-tune with fit_bit (the BiT-HyperRule). MODEL: a constructor in any case (BiT_M_R50x1), a "
-            "catalogue tag or a .keras file; DATA: a TFDS 'name:split' or a directory of class folders.",
+            "catalogue tag or a .keras file; DATA: a TFDS 'name:split' or a directory of class folders. "
+            "An earlier run's outputs in DIR are replaced; other existing outputs need --overwrite.",
             ["out", "validation_data", "num_classes", "num_examples", "image_size", "batch_size",
-             "base_lr", "total_steps", "examples_per_class", "checkpoint_dir", "data_dir"]),
+             "base_lr", "total_steps", "examples_per_class", "checkpoint_dir", "data_dir", "overwrite"]),
 }
+_OUR_FLAGS = sorted({name for _, _, names in COMMANDS.values() for name in names})
 
 
 def _usage(command=None):
     if command is None:
         return __doc__
     usage, text, names = COMMANDS[command]
-    lines = [f"usage: keras-bigtransfer {usage}", "", text]
+    lines = [f"usage: {PROG} {usage}", "", text]
     if names:
         lines += ["", "flags:"] + [f"  --{n}: {FLAGS[n].help}" for n in names]
     return "\n".join(lines) + "\n"
 
 
+def _fail(message, code=1):
+    """Print `keras-bigtransfer: error: MESSAGE` on one line and exit with `code`."""
+    text = " ".join(line.strip() for line in str(message).splitlines() if line.strip())
+    sys.stderr.write(f"{PROG}: error: {text}\n")
+    sys.exit(code)
+
+
+def _debug():
+    return FLAGS.is_parsed() and FLAGS.debug or os.environ.get(ENV_DEBUG, "").strip().lower() in (
+        "1", "true", "yes", "on")
+
+
 def parse_flags(argv):
-    """absl parsing, plus `COMMAND --help` for one command's usage."""
+    """absl parsing, plus `COMMAND --help` for one command's usage; a bad flag is one line."""
     if len(argv) > 1 and argv[1] in COMMANDS and any(a in ("--help", "-h", "--helpshort") for a in argv[2:]):
         sys.stdout.write(_usage(argv[1]))
         sys.exit(0)
-    return FLAGS(argv)
+    try:
+        return FLAGS(argv)
+    except flags.Error as e:
+        if "--debug" in argv or _debug():
+            raise
+        command = f"{argv[1]} " if len(argv) > 1 and argv[1] in COMMANDS else ""
+        _fail(f"{e}. Run '{PROG} {command}--help'.", code=2)
 
 
 def _need(args, count, command, at_least=False):
     if len(args) < count or (not at_least and len(args) != count):
         raise app.UsageError(f"{command} expects {'at least ' if at_least else ''}{count} argument(s); "
-                             f"got {len(args)}.\n\n" + _usage(command))
+                             f"got {len(args)}.")
+
+
+# Output checks: cheap, so they run before anything is loaded, downloaded or trained.
+
+def _check_writable(path, what):
+    """`path` can be created or replaced: its nearest existing ancestor is a writable directory."""
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise NotADirectoryError(f"{what} {path}: {parent} is a file, not a directory.")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise PermissionError(f"{what} {path}: {parent} is not writable.")
+
+
+def _check_output_file(path, extensions, what):
+    if not path.endswith(extensions):
+        raise app.UsageError(f"{what} must end in {' or '.join(extensions)}; got {path!r}.")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{what} {path} is a directory; give a file name ending in "
+                                f"{' or '.join(extensions)}.")
+    if os.path.lexists(path) and not FLAGS.overwrite:
+        raise FileExistsError(f"{what} {path} exists; pass --overwrite to replace it.")
+    _check_writable(path, what)
+
+
+def _check_fit_out(out, checkpoint_dir):
+    if out.endswith((".keras", ".h5", ".npz", ".json")):
+        raise app.UsageError(f"--out is a directory (model.keras, saved_model/ and history.json go in it); "
+                             f"got {out!r}, a file name.")
+    if os.path.lexists(out) and not os.path.isdir(out):
+        raise FileExistsError(f"--out={out} exists and is not a directory.")
+    if os.path.isdir(out):
+        if not os.access(out, os.W_OK | os.X_OK):
+            raise PermissionError(f"--out={out} is not writable.")
+        ours = set(FIT_OUTPUTS)
+        if checkpoint_dir and os.path.dirname(os.path.abspath(checkpoint_dir)) == os.path.abspath(out):
+            ours.add(os.path.basename(os.path.abspath(checkpoint_dir)))
+        foreign = sorted(set(os.listdir(out)) - ours)
+        present = [name for name in FIT_OUTPUTS if os.path.lexists(os.path.join(out, name))]
+        if present and foreign and not FLAGS.overwrite:
+            raise FileExistsError(
+                f"--out={out} holds {', '.join(present)} next to other files ({', '.join(foreign[:3])}"
+                f"{', ...' if len(foreign) > 3 else ''}), so it is not an earlier fit run's output; "
+                "pass --overwrite to replace those outputs, or choose a new --out.")
+        saved = os.path.join(out, "saved_model")
+        if os.path.lexists(saved):
+            from keras_bigtransfer.tfhub.export import check_export_target
+
+            check_export_target(saved, overwrite=FLAGS.overwrite)
+    else:
+        _check_writable(out, "--out")
 
 
 def cmd_list(args):
@@ -108,93 +209,179 @@ def cmd_download(args):
     print(hub.resolve(args[0]))
 
 
-def cmd_convert(args):
-    from keras_bigtransfer import hub
+def _convert_formats():
+    """The extensions `convert` writes: .keras, and each family's published format."""
     from keras_bigtransfer.models import registry
 
+    return (".keras",) + tuple(sorted({f for fam in registry.families() for f in fam.export_formats}))
+
+
+def _writers(extension):
+    """The families whose published format ends in `extension`, and a constructor of one."""
+    from keras_bigtransfer.models import registry
+
+    names = [fam.name for fam in registry.families() if extension in fam.export_formats]
+    example = next((v.name for v in registry.variants(names[0])), names[0]) if names else None
+    return names, example
+
+
+def cmd_convert(args):
     _need(args, 2, "convert")
     src, dst = args
+    _check_output_file(dst, _convert_formats(), "convert: DST")
+
+    from keras_bigtransfer import hub
+    from keras_bigtransfer.models import registry
+    from keras_bigtransfer.weights.atomic import atomic_file
+
+    extension = os.path.splitext(dst)[1]
+    entry = hub.catalogue.find(src) if not os.path.exists(src) else None
+    if extension != ".keras" and entry is not None:
+        names, example = _writers(extension)
+        if entry.family not in names:
+            raise app.UsageError(
+                f"convert: {extension} is the published layout of {', '.join(names)} models "
+                f"(e.g. {example}); {src} is a {entry.family} checkpoint. Write a .keras file instead.")
     model = hub.load(src)
     if dst.endswith(".keras"):
-        model.save(dst)
+        with atomic_file(dst, suffix=".keras") as tmp:
+            model.save(tmp)
     else:
         try:
             family = registry.family_of(model)
         except ValueError:
             family = None
         if family is None or not dst.endswith(family.export_formats):
-            formats = sorted({".keras"} | {f for fam in registry.families() for f in fam.export_formats})
+            names, example = _writers(extension)
             raise app.UsageError(
-                f"convert: DST must end in one of {formats}; {getattr(model, 'name', src)} "
-                f"({family.name if family else 'no registered family'}) is written as "
-                f"{['.keras', *family.export_formats] if family else ['.keras']}; got {dst!r}."
+                f"convert: {extension} is the published layout of {', '.join(names)} models "
+                f"(e.g. {example}); {getattr(model, 'name', src)} "
+                f"({family.name if family else 'no registered family'}) is not one. Write a .keras file instead."
             )
-        family.to_published(model, dst)
+        family.to_published(model, dst)  # atomic, as every writer of the package
     print(dst)
 
 
 def cmd_export(args):
+    _need(args, 2, "export")
+    source, target = args
     from keras_bigtransfer import hub
 
-    _need(args, 2, "export")
     if FLAGS.format != "saved_model" or FLAGS.quantize or FLAGS.calibration_dir:
         from keras_bigtransfer import deploy
 
         deploy.check_options(FLAGS.format, FLAGS.quantize, FLAGS.calibration_dir)  # before any download
     if FLAGS.format == "saved_model":
-        written = hub.export(hub.load(args[0]), args[1], signature=FLAGS.signature, archive=FLAGS.archive)
+        from keras_bigtransfer.tfhub.export import check_export_target
+
+        check_export_target(target, archive=FLAGS.archive, overwrite=FLAGS.overwrite)
+        written = hub.export(hub.load(source), target, signature=FLAGS.signature, archive=FLAGS.archive,
+                             overwrite=FLAGS.overwrite)
     else:
+        _check_writable(target, "export: OUT")
         signature = FLAGS.signature if FLAGS["signature"].present else None
         size = (FLAGS.image_size, FLAGS.image_size) if FLAGS.image_size else None
-        written = hub.export(hub.load(args[0]), args[1], format=FLAGS.format, quantize=FLAGS.quantize,
+        written = hub.export(hub.load(source), target, format=FLAGS.format, quantize=FLAGS.quantize,
                              representative_data=FLAGS.calibration_dir, input_shape=size, signature=signature)
     print("\n".join(written) if isinstance(written, tuple) else written)
 
 
+def _read_image(path):
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except UnidentifiedImageError:
+        raise ValueError(f"predict: {path} is not an image file PIL can read.") from None
+    except (OSError, SyntaxError) as e:  # PIL reports truncated or corrupt files either way
+        if isinstance(e, (FileNotFoundError, IsADirectoryError, PermissionError)):
+            raise
+        raise ValueError(f"predict: {path} is a damaged image ({e}).") from None
+
+
+def _read_labels(path):
+    with open(path, encoding="utf-8") as f:
+        labels = [line.strip() for line in f]
+    while labels and not labels[-1]:
+        labels.pop()
+    if not labels:
+        raise ValueError(f"--labels={path} is empty; it needs one class name per line.")
+    return labels
+
+
+def _class_name(index, labels, names):
+    if labels:
+        return labels[index]
+    return f"{index} {names[index]}" if names else str(index)
+
+
 def cmd_predict(args):
-    import keras
-    import numpy as np
-
-    from keras_bigtransfer import hub
-
     _need(args, 2, "predict", at_least=True)
     source, paths = args[0], args[1:]
-    size = FLAGS.image_size
-    if size is None:
-        entry = hub.catalogue.find(source) if not os.path.exists(source) else None
-        size = entry.resolution if entry else 224
+    import numpy as np
+
+    # Everything the user gave is read before the (slow) model load.
+    labels = _read_labels(FLAGS.labels) if FLAGS.labels else None
+    photos = [np.asarray(_read_image(path)) for path in paths]
+
+    import keras
+
+    from keras_bigtransfer import hub
+    from keras_bigtransfer.datasets import class_names
+    from keras_bigtransfer.preprocessing import eval_transform
+
+    entry = hub.catalogue.find(source) if not os.path.exists(source) else None
     model = hub.load(source)
-    labels = None
-    if FLAGS.labels:
-        with open(FLAGS.labels) as f:
-            labels = [line.strip() for line in f]
-    for path in paths:
-        image = keras.utils.img_to_array(keras.utils.load_img(path, target_size=(size, size)))
-        outputs = model(image[None] / 255.0)
+    fixed = None
+    if getattr(model, "inputs", None):
+        shape = tuple(model.inputs[0].shape)
+        fixed = shape[1:3] if len(shape) == 4 and None not in shape[1:3] else None
+    size = FLAGS.image_size or (entry.resolution if entry else None) or fixed or 224
+    if fixed and FLAGS.image_size and tuple(fixed) != (size, size):
+        raise ValueError(f"predict: {source} takes {fixed[0]}x{fixed[1]} images; --image_size={size} "
+                         "does not fit it (leave --image_size out to use the model's size).")
+
+    for path, photo in zip(paths, photos):
+        image = eval_transform(photo, size, crop_pct=PREDICT_CROP_PCT, interpolation=PREDICT_INTERPOLATION)
+        outputs = model(image[None])
         if isinstance(outputs, dict):  # a foreign SavedModel's signature, wrapped in a TFSMLayer
             outputs = next(iter(outputs.values()))
         logits = np.asarray(outputs)
+        if logits.ndim != 2:
+            raise ValueError(f"predict: {source} outputs shape {logits.shape[1:]} per image, not class "
+                             "scores; predict needs a classifier (include_top=True).")
+        num_classes = logits.shape[1]
+        if labels is not None and len(labels) != num_classes:
+            raise ValueError(f"--labels={FLAGS.labels} names {len(labels)} classes but {source} has "
+                             f"{num_classes}; give one name per class, in the head's order.")
+        names = labels or class_names(num_classes)
         probs = np.asarray(keras.ops.softmax(logits[0]))
         top = np.argsort(probs)[::-1][: FLAGS.top_k]
-        ranked = ", ".join(f"{labels[i] if labels else i} ({probs[i]:.4f})" for i in top)
-        print(f"{path}: {ranked}")
+        print(f"{path}: " + "; ".join(f"{_class_name(i, labels, names)} ({probs[i]:.4f})" for i in top))
 
 
 def cmd_fit(args):
+    _need(args, 2, "fit")
+    if not FLAGS.out:
+        raise app.UsageError("fit needs --out=DIR.")
+    source, data = args
+    _check_fit_out(FLAGS.out, FLAGS.checkpoint_dir)
+
     import json
 
+    import keras_bigtransfer as kb
     from keras_bigtransfer import hub
     from keras_bigtransfer.models import registry
     from keras_bigtransfer.training import data as data_lib
-    from keras_bigtransfer.training.fit_bit import fit_bit
+    from keras_bigtransfer.weights.atomic import atomic_file
 
-    _need(args, 2, "fit")
-    if not FLAGS.out:
-        raise app.UsageError("fit needs --out=DIR.\n\n" + _usage("fit"))
-    source, data = args
-    num_classes = FLAGS.num_classes or data_lib.load_source(data, data_dir=FLAGS.data_dir).num_classes
     known = not os.path.exists(source) and (
         registry.find_variant(source) is not None or hub.catalogue.find(source) is not None)
+    if not (known or os.path.exists(source)):
+        raise ValueError(f"fit: MODEL {source!r} is neither a constructor (e.g. BiT_M_R50x1), a catalogue tag "
+                         f"({PROG} list) nor an existing file.")
+    num_classes = FLAGS.num_classes or data_lib.load_source(data, data_dir=FLAGS.data_dir).num_classes
     if known:
         if num_classes is None:
             raise app.UsageError("fit: pass --num_classes; the data does not say how many classes it has.")
@@ -202,30 +389,53 @@ def cmd_fit(args):
     else:
         model = hub.load(source)
     image_size = (FLAGS.image_size, FLAGS.image_size) if FLAGS.image_size else None
-    history = fit_bit(
+    history = kb.fit_bit(
         model, data, FLAGS.validation_data, num_examples=FLAGS.num_examples, image_size=image_size,
         batch_size=FLAGS.batch_size, base_lr=FLAGS.base_lr, total_steps=FLAGS.total_steps,
         checkpoint_dir=FLAGS.checkpoint_dir, examples_per_class=FLAGS.examples_per_class,
         data_dir=FLAGS.data_dir, verbose=2,
     )
-    os.makedirs(FLAGS.out, exist_ok=True)
-    model.save(os.path.join(FLAGS.out, "model.keras"))
-    hub.export(model, os.path.join(FLAGS.out, "saved_model"), signature="classification")
-    with open(os.path.join(FLAGS.out, "history.json"), "w") as f:
-        json.dump({"rule": history.rule.__dict__, "history": history.history}, f, indent=1)
+    # Each output appears whole or not at all; the saved_model replaces only an earlier export.
+    with atomic_file(os.path.join(FLAGS.out, "model.keras"), suffix=".keras") as tmp:
+        model.save(tmp)
+    hub.export(model, os.path.join(FLAGS.out, "saved_model"), signature="classification",
+               overwrite=FLAGS.overwrite)
+    with atomic_file(os.path.join(FLAGS.out, "history.json")) as tmp:
+        with open(tmp, "w") as f:
+            json.dump({"rule": history.rule.__dict__, "history": history.history}, f, indent=1)
     print(FLAGS.out)
 
 
 def main(argv):
+    """Run one command; every user error (bad input, a missing or bad file, offline, a
+    failed download or checksum) is one line on stderr and exit status 1 (2 for usage)."""
     if len(argv) < 2 or argv[1] not in COMMANDS:
-        raise app.UsageError(_usage())
+        sys.stderr.write(_usage())
+        _fail(f"unknown command {argv[1]!r}" if len(argv) > 1 else "no command given", code=2)
+    command = argv[1]
     try:
-        globals()["cmd_" + argv[1]](argv[2:])
-    except (ValueError, OSError) as e:  # bad input or a failed download: say what, no traceback
-        sys.exit(f"keras-bigtransfer {argv[1]}: {e}")
+        stray = [n for n in _OUR_FLAGS if FLAGS[n].present and n not in COMMANDS[command][2]]
+        if stray:
+            raise app.UsageError(f"{command} does not take --{', --'.join(stray)}.")
+        globals()["cmd_" + command](argv[2:])
+    except app.UsageError as e:
+        if _debug():
+            raise
+        _fail(f"{e} Run '{PROG} {command} --help'.", code=2)
+    except (ValueError, OSError) as e:
+        # ValueError: bad input, WeightsError, ChecksumError; OSError: missing files,
+        # OfflineError, DownloadError, permissions.
+        if _debug():
+            raise
+        _fail(f"{command}: {e}")
+    except KeyboardInterrupt:
+        if _debug():
+            raise
+        _fail("interrupted", code=130)
 
 
 def run():
+    """The `keras-bigtransfer` entry point."""
     app.run(main, flags_parser=parse_flags)
 
 

@@ -1,10 +1,13 @@
-"""Real datasets available offline on these machines, and ImageNet's class names."""
+"""Real datasets available offline on these machines, and ImageNet's class names
+(ILSVRC-2012's 1000 and ImageNet-21k's 21,843)."""
 
 import functools
 import os
 import shutil
 
 import numpy as np
+
+from keras_bigtransfer.weights.atomic import atomic_file
 
 FASHION_MNIST_SYSTEM_DIR = "/usr/share/datasets/fashion-mnist"  # Debian's dataset-fashion-mnist
 FASHION_MNIST_FILES = (
@@ -46,11 +49,38 @@ def fashion_mnist(system_dir=FASHION_MNIST_SYSTEM_DIR):
             )
         if absent:
             return keras.datasets.fashion_mnist.load_data()
-        os.makedirs(target, exist_ok=True)
         for name in missing:
-            shutil.copyfile(os.path.join(system_dir, name), os.path.join(target, name) + ".tmp")
-            os.replace(os.path.join(target, name) + ".tmp", os.path.join(target, name))
+            with atomic_file(os.path.join(target, name)) as tmp:
+                shutil.copyfile(os.path.join(system_dir, name), tmp)
     return keras.datasets.fashion_mnist.load_data()
+
+
+def load_tfds(name, split, data_dir=None):
+    """`tfds.load(name, split=split, as_supervised=True, with_info=True)` that honours
+    `KERAS_BIGTRANSFER_OFFLINE`: offline, a dataset not yet prepared in `data_dir`
+    raises `OfflineError` instead of being downloaded.
+
+    Returns:
+        (dataset, info), as `tfds.load` returns them.
+    """
+    import tensorflow_datasets as tfds
+
+    from keras_bigtransfer.errors import OfflineError
+    from keras_bigtransfer.weights.download import ENV_OFFLINE, offline
+
+    try:
+        return tfds.load(name, split=split, data_dir=data_dir, as_supervised=True, with_info=True,
+                         download=not offline())
+    except tfds.core.DatasetNotFoundError:
+        raise ValueError(f"TFDS has no dataset {name!r} (tensorflow_datasets.list_builders() lists them).") from None
+    except AssertionError as e:  # what tfds raises for unprepared data with download=False
+        if not offline():
+            raise
+        raise OfflineError(
+            f"TFDS dataset {name!r} is not prepared (tfds: {e}) and {ENV_OFFLINE} is set, so it is not "
+            "downloaded: prepare it online first (tfds build, or tfds.load with download=True), or pass "
+            "the data_dir that holds it."
+        ) from None
 
 
 def per_class_subset(images, labels, per_class, seed=0):
@@ -62,6 +92,17 @@ def per_class_subset(images, labels, per_class, seed=0):
     return images[index], labels[index]
 
 
+IMAGENET_CLASSES = 1000
+IMAGENET21K_CLASSES = 21843
+
+
+def _read_names(filename):
+    # "synset<TAB>lemma" per line, in head order.
+    path = os.path.join(os.path.dirname(__file__), "data", filename)
+    with open(path, encoding="utf-8") as f:
+        return tuple(line.rstrip("\n").split("\t", 1)[1] for line in f)
+
+
 @functools.lru_cache(maxsize=1)
 def imagenet_class_names():
     """The 1000 ILSVRC-2012 class names in the order of every ImageNet head here.
@@ -69,23 +110,56 @@ def imagenet_class_names():
     Returns:
         A tuple of 1000 strings, e.g. index 281 is "tabby, tabby cat".
     """
-    path = os.path.join(os.path.dirname(__file__), "data", "imagenet_classes.txt")
-    with open(path, encoding="utf-8") as f:
-        return tuple(line.rstrip("\n").split("\t", 1)[1] for line in f)
+    return _read_names("imagenet_classes.txt")
+
+
+@functools.lru_cache(maxsize=1)
+def imagenet21k_class_names():
+    """The 21,843 ImageNet-21k (fall 2011) class names in the order of every 21k head here.
+
+    The heads of BiT-M and of the ViT i21k checkpoints order the classes by sorted
+    WordNet synset id; the names are WordNet's lemmas for those synsets (the list
+    timm ships as `imagenet21k_goog_synsets.txt` and `imagenet_synset_to_lemma.txt`).
+
+    Returns:
+        A tuple of 21843 strings, e.g. index 9514 is "projectile, missile".
+    """
+    return _read_names("imagenet21k_classes.txt")
+
+
+def class_names(num_classes):
+    """The ImageNet class names for a head of `num_classes` outputs (1000 or 21843), else None."""
+    if num_classes == IMAGENET_CLASSES:
+        return imagenet_class_names()
+    if num_classes == IMAGENET21K_CLASSES:
+        return imagenet21k_class_names()
+    return None
 
 
 def decode_predictions(logits, top=5):
-    """The `top` ImageNet classes of each row of (batch, 1000) logits or probabilities.
+    """The `top` ImageNet classes of each row of (batch, 1000) or (batch, 21843) scores.
+
+    Args:
+        logits: logits or probabilities of an ILSVRC-2012 (1000) or ImageNet-21k
+            (21843) head.
+        top: how many classes per row.
 
     Returns:
         One list per row of (class index, class name, probability), best first;
         probabilities are the softmax of the row (rows that already sum to 1 are kept).
     """
     scores = np.asarray(logits, dtype="float64")
-    if scores.ndim != 2 or scores.shape[1] != 1000:
-        raise ValueError(f"decode_predictions expects (batch, 1000) ImageNet scores; got shape {scores.shape}.")
+    if scores.ndim != 2 or class_names(scores.shape[1]) is None:
+        raise ValueError(
+            f"decode_predictions expects (batch, {IMAGENET_CLASSES}) ILSVRC-2012 or (batch, "
+            f"{IMAGENET21K_CLASSES}) ImageNet-21k scores; got shape {scores.shape}."
+        )
+    if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1:
+        raise ValueError(f"decode_predictions: top must be a positive integer; got {top!r}.")
+    if not np.all(np.isfinite(scores)):
+        raise ValueError("decode_predictions: the scores contain NaN or Inf.")
     if not (np.all(scores >= 0) and np.allclose(scores.sum(axis=1), 1.0, atol=1e-3)):
         scores = np.exp(scores - scores.max(axis=1, keepdims=True))
         scores /= scores.sum(axis=1, keepdims=True)
-    names = imagenet_class_names()
+    names = class_names(scores.shape[1])
     return [[(int(i), names[i], float(row[i])) for i in np.argsort(row)[::-1][:top]] for row in scores]

@@ -20,18 +20,19 @@ from keras_bigtransfer.weights.resolve import resolve
 __all__ = ["Entry", "catalogue", "export", "list_models", "load", "load_weights", "resolve"]
 
 
-def load(handle_or_path):
+def load(handle_or_path, *, position_grid=None):
     """Load a model as a native, editable Keras model where we implement its family.
 
-    See `keras_bigtransfer.tfhub.load.load` for what `handle_or_path` may be.
+    See `keras_bigtransfer.tfhub.load.load` for what `handle_or_path` may be;
+    `position_grid` (rows, cols) builds a ViT checkpoint with a non-square stored grid.
     """
     from keras_bigtransfer.tfhub.load import load as _load
 
-    return _load(handle_or_path)
+    return _load(handle_or_path, position_grid=position_grid)
 
 
 def export(model, path, format="saved_model", quantize=None, representative_data=None,
-           input_shape=None, signature=None, archive=False):
+           input_shape=None, signature=None, archive=False, overwrite=False):
     """Write `model` for serving or deployment at `path`; return the path written.
 
     Weight standardization is folded into plain convolutions in every format.
@@ -53,6 +54,9 @@ def export(model, path, format="saved_model", quantize=None, representative_data
             export the model's own output (logits when it has a head); "feature_vector" or
             "classification" selects as for the SavedModel.
         archive: saved_model: also write `<path>.tar.gz`.
+        overwrite: saved_model: replace whatever is at `path` (and `<path>.tar.gz`). Without
+            it, an existing target is replaced only when it is empty or an earlier export of
+            ours; anything else raises `FileExistsError` before any work.
     """
     if format == "saved_model":
         if quantize is not None or representative_data is not None or input_shape is not None:
@@ -60,7 +64,8 @@ def export(model, path, format="saved_model", quantize=None, representative_data
                              '"onnx" and "openvino"; a SavedModel keeps the model\'s own input size and float32.')
         from keras_bigtransfer.tfhub.export import export as _export
 
-        return _export(model, path, signature=signature or "feature_vector", archive=archive)
+        return _export(model, path, signature=signature or "feature_vector", archive=archive,
+                       overwrite=overwrite)
     from keras_bigtransfer import deploy
 
     if archive:

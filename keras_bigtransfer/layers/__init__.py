@@ -2,6 +2,7 @@
 
 from keras_bigtransfer.layers.activations import GELU
 from keras_bigtransfer.layers.group_norm import ChannelsLastGroupNormalization
+from keras_bigtransfer.layers.image_input import ImageInput
 from keras_bigtransfer.layers.patch_embedding import PatchEmbedding
 from keras_bigtransfer.layers.position_embedding import PositionEmbedding, resize_grid
 from keras_bigtransfer.layers.stochastic_depth import StochasticDepth
@@ -11,6 +12,7 @@ from keras_bigtransfer.layers.ws_conv import WSConv2D
 __all__ = [
     "ChannelsLastGroupNormalization",
     "GELU",
+    "ImageInput",
     "LearnedTokens",
     "PatchEmbedding",
     "PositionEmbedding",

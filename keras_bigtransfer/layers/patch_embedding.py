@@ -10,7 +10,9 @@ class PatchEmbedding(keras.layers.Conv2D):
     Output is the token grid `(batch, height / patch, width / patch, hidden)`;
     the grid shape is what the position embedding resizes to. Image sides that
     are not a multiple of the patch size raise a `ValueError` (silently dropping
-    the last pixels, as a VALID conv would, hides a preprocessing mistake).
+    the last pixels, as a VALID conv would, hides a preprocessing mistake); in a
+    TensorFlow graph traced with unknown sizes (a `tf.function`, an exported
+    SavedModel) the same rule is checked when the images arrive.
     """
 
     def __init__(self, hidden_size, patch_size, **kwargs):
@@ -24,11 +26,14 @@ class PatchEmbedding(keras.layers.Conv2D):
 
     def _check_sides(self, shape):
         sides = [s for s in shape[1:3] if s is not None]
-        if any(int(s) % self.patch_size for s in sides):
+        bad = [int(s) for s in sides if int(s) % self.patch_size]
+        if bad:
+            p = self.patch_size
+            nearest = " or ".join(str(m) for m in (bad[0] // p * p, (bad[0] // p + 1) * p) if m)
             raise ValueError(
                 f"{self.name}: image height and width must be multiples of the patch size "
-                f"{self.patch_size}; got {tuple(shape[1:3])}. Resize or crop the images to "
-                f"a multiple of {self.patch_size} (e.g. 224 or 384 for patch 16)."
+                f"{p}; got {tuple(shape[1:3])}. Resize or crop the images to a multiple of "
+                f"{p} (e.g. {nearest} instead of {bad[0]})."
             )
 
     def build(self, input_shape):
@@ -37,7 +42,29 @@ class PatchEmbedding(keras.layers.Conv2D):
 
     def call(self, inputs):
         self._check_sides(inputs.shape)
+        if self.patch_size > 1 and None in tuple(inputs.shape[1:3]):
+            inputs = self._check_sides_at_run_time(inputs)
         return super().call(inputs)
+
+    def _check_sides_at_run_time(self, inputs):
+        """The same rule where the sides were unknown when traced (tf.function, SavedModel).
+
+        Only TensorFlow traces graphs with unknown sizes (JAX and torch trace concrete
+        ones) and keras.ops has no assertion, so this is TensorFlow's, imported here
+        only under that backend. It fails with `tf.errors.InvalidArgumentError`.
+        """
+        if keras.backend.backend() != "tensorflow":
+            return inputs
+        import tensorflow as tf
+
+        sides = tf.shape(inputs)[1:3]
+        message = (
+            f"{self.name}: image height and width must be multiples of the patch size "
+            f"{self.patch_size}; resize or crop the images. Got (height, width):"
+        )
+        check = tf.debugging.Assert(tf.reduce_all(sides % self.patch_size == 0), [message, sides])
+        with tf.control_dependencies([check]):
+            return tf.identity(inputs)
 
     def compute_output_shape(self, input_shape):
         self._check_sides(input_shape)

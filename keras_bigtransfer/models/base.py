@@ -1,50 +1,64 @@
 """What every model in the package shares: the input convention, the common
 constructor arguments, and the model class that enforces both."""
 
+import numbers
+
 import numpy as np
 import keras
-from keras import ops
+
+from keras_bigtransfer.layers.image_input import ImageInput, check_images, to_unit_range
 
 POOLING_CHOICES = ("avg", "max", None)
 
 # Every family names its linear classifier this; training, export and loading find it by name.
 HEAD_LAYER = "head"
 
+# The first layer of every model: the input contract (layers/image_input.py) in the graph.
+IMAGE_INPUT_LAYER = "image_input"
+
 
 @keras.saving.register_keras_serializable(package="keras_bigtransfer")
 class ImageModel(keras.Model):
     """A functional Keras model that takes RGB images in [0, 1], batch-first NHWC.
 
-    This is the TF Hub image convention. uint8 images are converted (divided by
-    255) before they enter the graph; any other rank or channel count raises a
-    `ValueError` naming the expected shape. The normalization the weights
-    expect is a layer inside the model, so callers never normalize.
+    This is the TF Hub image convention. uint8 images are divided by 255; other
+    integer dtypes, and images without exactly 3 channels, raise a `ValueError`
+    that says what to pass instead; float images far outside [0, 1] are warned
+    about in eager calls. The contract is the model's first layer (`ImageInput`),
+    so it holds in nested, functional and exported uses too; `call` converts
+    uint8 before Keras casts it to the float32 `Input` (which would make 255 of
+    it 255.0). The normalization the weights expect is a layer inside the model,
+    so callers never normalize.
     """
 
     def __call__(self, inputs, *args, **kwargs):
-        return super().__call__(self._to_unit_range(inputs), *args, **kwargs)
-
-    def _to_unit_range(self, images):
-        shape = getattr(images, "shape", None)
+        # Before Keras' own input checks, whose messages do not say what to pass.
+        shape = getattr(inputs, "shape", None)
         if shape is None:
-            images = np.asarray(images)
-            shape = images.shape
+            inputs = np.asarray(inputs)
+            shape = inputs.shape
+        if getattr(inputs, "dtype", None) is not None:
+            check_images(shape, inputs.dtype, self._where())
+        return super().__call__(inputs, *args, **kwargs)
+
+    def call(self, inputs, *args, **kwargs):
+        # Runs on every call, nested ones included (a model inside another model's graph).
+        return super().call(to_unit_range(inputs, self._where()), *args, **kwargs)
+
+    def _where(self):
         expected = tuple(self.inputs[0].shape)
-        if len(shape) != 4 or (shape[-1] is not None and shape[-1] != expected[-1]):
-            raise ValueError(
-                f"{self.name} expects a batch of RGB images of shape (batch, height, "
-                f"width, {expected[-1]}) (the model's input shape is {expected}), "
-                f"float32 in [0, 1] or uint8 in [0, 255]; got shape {tuple(shape)}. "
-                "Add a batch axis with images[None] for a single image."
-            )
-        dtype = keras.backend.standardize_dtype(images.dtype)
-        if dtype == "uint8":
-            return ops.cast(images, "float32") / 255.0
-        return images
+        return f"{self.name} (input shape {expected})"
+
+
+def integer_arg(value, what, name, minimum=1):
+    """`value` as an int if it is an integral number >= minimum (NumPy integers too), else a ValueError."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name}: {what} must be an integer >= {minimum}; got {value!r}.")
+    return int(value)
 
 
 def validate_common_args(*, include_top, num_classes, input_shape, pooling, name):
-    """Check the arguments every constructor takes; return the input shape."""
+    """Check the arguments every constructor takes; return (input_shape, num_classes)."""
     if input_shape is None:
         input_shape = (None, None, 3)
     input_shape = tuple(input_shape)
@@ -57,17 +71,19 @@ def validate_common_args(*, include_top, num_classes, input_shape, pooling, name
         raise ValueError(
             f"{name}: pooling must be one of {POOLING_CHOICES}; got {pooling!r}."
         )
-    if include_top and (not isinstance(num_classes, int) or num_classes < 1):
-        raise ValueError(
-            f"{name}: include_top=True needs a positive integer num_classes; "
-            f"got {num_classes!r}."
-        )
-    return input_shape
+    if include_top:
+        num_classes = integer_arg(num_classes, "num_classes (with include_top=True)", name)
+    return input_shape, num_classes
 
 
 def image_inputs(input_shape):
     """The model's input tensor: float32 images in [0, 1]."""
     return keras.Input(shape=input_shape, dtype="float32", name="images")
+
+
+def input_contract(inputs):
+    """`inputs` through the contract layer; every model's graph starts with it."""
+    return ImageInput(name=IMAGE_INPUT_LAYER)(inputs)
 
 
 def pool_features(x, pooling, name="pool"):

@@ -12,7 +12,8 @@ from keras_bigtransfer.layers import WSConv2D
 
 
 def fold_weight_standardization(model):
-    """A copy of `model` where every WSConv2D is a Conv2D holding its standardized kernel."""
+    """A copy of `model` where every WSConv2D is a Conv2D holding its standardized kernel
+    (nested functional models are folded too)."""
 
     def clone(layer):
         if isinstance(layer, WSConv2D):
@@ -20,16 +21,21 @@ def fold_weight_standardization(model):
             config.pop("epsilon")
             config.pop("epsilon_mode")
             return keras.layers.Conv2D.from_config(config)
+        if isinstance(layer, keras.Model) and getattr(layer, "inputs", None):
+            return fold_weight_standardization(layer)  # copies its own weights
         return layer.__class__.from_config(layer.get_config())
 
     folded = keras.models.clone_model(model, clone_function=clone)
     for layer in model.layers:
+        # Input layers hold nothing (and clone_model may rename them).
+        if not layer.weights or isinstance(layer, keras.Model):
+            continue
         target = folded.get_layer(layer.name)
         if isinstance(layer, WSConv2D):
             target.kernel.assign(layer.standardized_kernel())
             if layer.use_bias:
                 target.bias.assign(layer.bias)
-        elif layer.weights:
+        else:
             target.set_weights(layer.get_weights())
     return folded
 

@@ -5,6 +5,7 @@ all come from the registry; the file work (catalogue, download, readers, assignm
 from the weights layer, which names no family.
 """
 
+import contextlib
 import os
 
 from keras_bigtransfer.models import registry
@@ -31,10 +32,28 @@ def checkpoint_classes(weights, family):
     return registry.get_family(family).head_classes(checkpoint.read_arrays(path, lazy=True))
 
 
-def load_weights(model, weights, *, strict=True):
-    """Load `weights` (a local checkpoint path or a catalogue tag) into `model`.
+def _converter_options(family, position_grid, source):
+    """Keyword arguments for `family.convert`: `position_grid` and `source` where it takes them."""
+    import inspect
 
-    The model's family (from the registry) picks the key map. A classifier head whose
+    parameters = inspect.signature(family.convert).parameters
+    if position_grid is not None and "position_grid" not in parameters:
+        raise ValueError(
+            f"position_grid applies to ViT weights only (models with a position-embedding grid), "
+            f"not to {family.name} weights."
+        )
+    options = {"source": source} if "source" in parameters else {}
+    if "position_grid" in parameters:
+        options["position_grid"] = position_grid
+    return options
+
+
+def load_weights(model, weights, *, strict=True, position_grid=None):
+    """Load `weights` (a local checkpoint path or a catalogue tag) into `model`, all or nothing.
+
+    The model's family (from the registry) picks the key map. Names, shapes and dtypes
+    are checked from the file's headers, then every array is read and checked, and only
+    then is the model changed: on any error it is as before. A classifier head whose
     class count differs from the checkpoint's is zero-initialized, with a warning; the
     rest loads.
 
@@ -42,43 +61,61 @@ def load_weights(model, weights, *, strict=True):
         model: a model of a registered family.
         weights: path to a checkpoint file (or TF checkpoint), or a catalogue tag / alias.
         strict: raise `WeightsError` on any missing, unused or mis-shaped key.
+        position_grid: ViT only: (rows, cols) of the stored position-embedding grid,
+            needed when it is not square and differs from the model's grid.
+
+    Raises:
+        WeightsError: the file cannot be read or does not fit (one line naming the file
+            for unreadable files; every problem listed for files that do not fit).
     """
     family = registry.family_of(model)
+    _converter_options(family, position_grid, None)  # refuse a misplaced position_grid first
     if isinstance(weights, str) and not os.path.exists(weights):
         entry = catalogue.find(weights)
         if entry is not None and entry.family != family.name:
             raise ValueError(f"{entry.tag} holds {entry.family} weights, not {family.name} weights.")
     path = local_path(weights)
-    arrays = checkpoint.read_arrays(path, lazy=True)
+    source = os.path.basename(os.fspath(path).rstrip(os.sep))
+    arrays = checkpoint.read_arrays(path, lazy=True)  # headers only; a WeightsError names the file
     other = registry.detect_family(arrays)
     if other is not None and other is not family:
         raise ValueError(
             f"{os.path.basename(os.fspath(path))} holds {other.name} weights; {model.name} is a "
             f"{family.name} model."
         )
-    converted, unknown, *optional = family.convert(arrays, model, checkpoint.sniff_format(path))
-    return assign.assign(
-        model, converted, unknown, source=os.path.basename(os.fspath(path).rstrip(os.sep)),
-        strict=strict, optional=optional[0] if optional else (),
-    )
+    with checkpoint.reading(path):  # converting and assigning read the data
+        converted, unknown, *optional = family.convert(
+            arrays, model, checkpoint.sniff_format(path),
+            **_converter_options(family, position_grid, source),
+        )
+        return assign.assign(
+            model, converted, unknown, source=source,
+            strict=strict, optional=optional[0] if optional else (), stored=arrays,
+        )
 
 
-def model_from_checkpoint(path_or_arrays, source=None):
+def model_from_checkpoint(path_or_arrays, source=None, *, position_grid=None):
     """A model built to fit a bare checkpoint (every size read off the arrays), loaded.
 
     Args:
         path_or_arrays: a checkpoint file, or {key: array} (a SavedModel's variables).
         source: the name used in messages (default: the file's name).
+        position_grid: for a ViT checkpoint whose position grid is not square, its
+            (rows, cols): the model is then built for images of that grid.
 
     Raises:
         ValueError: no registered family recognizes the checkpoint.
+        WeightsError: the file cannot be read, or its arrays do not fit.
     """
     if isinstance(path_or_arrays, dict):
-        arrays = path_or_arrays
-        source = source or "checkpoint"
-    else:
-        source = source or os.fspath(path_or_arrays)
-        arrays = checkpoint.read_arrays(path_or_arrays)
+        return _from_arrays(path_or_arrays, source or "checkpoint", position_grid)
+    source = source or os.fspath(path_or_arrays)
+    # Lazy: names and shapes are checked (and the model built) before data is read.
+    arrays = checkpoint.read_arrays(path_or_arrays, lazy=True)
+    return _from_arrays(arrays, source, position_grid, reading=checkpoint.reading(path_or_arrays))
+
+
+def _from_arrays(arrays, source, position_grid, reading=None):
     family = registry.detect_family(arrays)
     if family is None or family.from_checkpoint is None:
         known = [f.name for f in registry.families() if f.detect is not None]
@@ -86,4 +123,15 @@ def model_from_checkpoint(path_or_arrays, source=None):
             f"{source}: the checkpoint is in no published layout a registered family recognizes "
             f"({', '.join(known)}); build the model with its constructor and pass weights= instead."
         )
-    return family.from_checkpoint(arrays, source)
+    options = {}
+    if position_grid is not None:
+        import inspect
+
+        if "position_grid" not in inspect.signature(family.from_checkpoint).parameters:
+            raise ValueError(
+                f"position_grid applies to ViT weights only (models with a position-embedding grid), "
+                f"not to {family.name} weights."
+            )
+        options["position_grid"] = position_grid
+    with reading if reading is not None else contextlib.nullcontext():
+        return family.from_checkpoint(arrays, source, **options)

@@ -15,30 +15,127 @@ import json
 import os
 import shutil
 import tarfile
-import tempfile
 
 import keras
 import tensorflow as tf
 
 from keras_bigtransfer.models.base import HEAD_LAYER, ImageModel
 from keras_bigtransfer.models.folding import fold_weight_standardization
+from keras_bigtransfer.weights.atomic import atomic_directory, atomic_file
 
 SIGNATURES = ("feature_vector", "classification")
+# assets/keras_bigtransfer.json marks a SavedModel (and an archive of one) as ours, so a
+# later export may replace it without asking.
 CONFIG_ASSET = "keras_bigtransfer.json"
+EXPORT_FORMAT = "keras_bigtransfer/1"
+# What tf.saved_model.save writes at the top of a SavedModel directory.
+_SAVED_MODEL_ENTRIES = {"saved_model.pb", "variables", "assets", "assets.extra", "fingerprint.pb"}
+_MARKER_MEMBER = "assets/" + CONFIG_ASSET
+
+
+def _is_marker(data):
+    try:
+        return str(json.loads(data).get("format", "")).startswith("keras_bigtransfer/")
+    except (ValueError, AttributeError, UnicodeDecodeError):
+        return False
+
+
+def is_our_export(path):
+    """Whether `path` is a SavedModel directory an earlier `export` wrote (and nothing else)."""
+    try:
+        entries = set(os.listdir(path))
+        if "saved_model.pb" not in entries or not entries <= _SAVED_MODEL_ENTRIES:
+            return False
+        with open(os.path.join(path, "assets", CONFIG_ASSET), "rb") as f:
+            return _is_marker(f.read(1 << 20))
+    except OSError:
+        return False
+
+
+def is_our_archive(path):
+    """Whether `path` is a .tar.gz module an earlier `export(archive=True)` wrote.
+
+    Only the first members are read: ours come sorted, the marker second.
+    """
+    try:
+        with tarfile.open(path, "r:gz") as tar:
+            for count, member in enumerate(tar):
+                if count >= 16:
+                    return False
+                if member.name.lstrip("./") == _MARKER_MEMBER and member.isfile():
+                    return _is_marker(tar.extractfile(member).read(1 << 20))
+    except (tarfile.TarError, OSError, EOFError, ValueError):
+        return False
+    return False
+
+
+def _writable_parent(path):
+    """Raise unless `path` could be created: its nearest existing ancestor is a writable directory."""
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise NotADirectoryError(f"cannot write {path}: {parent} is a file, not a directory.")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise PermissionError(f"cannot write {path}: {parent} is not writable.")
+
+
+def check_export_target(path, archive=False, overwrite=False):
+    """Raise before any work if `export(model, path, archive=archive)` may not write there.
+
+    A target directory may be replaced when it is empty or an earlier export of ours;
+    the archive `<path>.tar.gz` when it is an earlier archive of ours. Anything else
+    raises `FileExistsError` unless `overwrite=True`. The parent must be writable.
+    """
+    path = os.path.abspath(os.fspath(path)).rstrip(os.sep)
+    _writable_parent(path)
+    if os.path.lexists(path) and not overwrite:
+        if not os.path.isdir(path) or os.path.islink(path):
+            raise FileExistsError(f"export: {path} exists and is not a directory; pass overwrite=True "
+                                  "(CLI: --overwrite) to replace it, or choose another path.")
+        if os.listdir(path) and not is_our_export(path):
+            raise FileExistsError(f"export: {path} exists and is not an earlier keras_bigtransfer export; "
+                                  "pass overwrite=True (CLI: --overwrite) to replace it and everything in "
+                                  "it, or choose another path.")
+    if archive:
+        target = path + ".tar.gz"
+        if os.path.lexists(target) and not overwrite and not (os.path.isfile(target) and is_our_archive(target)):
+            raise FileExistsError(f"export: {target} exists and is not an earlier keras_bigtransfer archive; "
+                                  "pass overwrite=True (CLI: --overwrite) to replace it, or choose another path.")
+    return path
+
+
+def _remove(path):
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    else:
+        os.remove(path)
 
 
 def published_submodel(model, signature):
     """The part of `model` a signature publishes: up to the pooled features, or all of it."""
     if signature not in SIGNATURES:
         raise ValueError(f"signature must be one of {SIGNATURES}; got {signature!r}.")
+    inputs, outputs = getattr(model, "inputs", None), getattr(model, "outputs", None)
+    if not isinstance(model, keras.Model) or not inputs or not outputs or len(inputs) != 1 or len(outputs) != 1:
+        raise ValueError(f"export expects a built functional Keras model with one image input and one "
+                         f"output; got {type(model).__name__} {getattr(model, 'name', '')!r}.")
     has_head = any(layer.name == HEAD_LAYER for layer in model.layers)
+    nested_head = [layer.name for layer in model.layers if isinstance(layer, keras.Model)
+                   and any(inner.name == HEAD_LAYER for inner in _layers_deep(layer))]
     if signature == "classification":
-        if not has_head:
+        if not (has_head or nested_head):
             raise ValueError(
                 f"{model.name} has no classifier head (include_top=False); export it with "
                 'signature="feature_vector", or build it with include_top=True.'
             )
-        return model
+        return model if isinstance(model, ImageModel) else ImageModel(model.input, model.output, name=model.name)
+    if nested_head:
+        raise ValueError(
+            f"{model.name}'s classifier head sits inside the nested model {nested_head[0]!r}, so the "
+            'pre-logits cannot be cut out: export with signature="classification", or export a '
+            "model built with include_top=False, pooling=\"avg\"."
+        )
     if has_head:
         features = model.get_layer(HEAD_LAYER).input
     elif len(model.output.shape) == 2:
@@ -49,6 +146,13 @@ def published_submodel(model, signature):
             'export needs pooled features: build it with pooling="avg".'
         )
     return ImageModel(model.input, features, name=model.name)
+
+
+def _layers_deep(model):
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from _layers_deep(layer)
 
 
 class _ReusableSavedModel(tf.train.Checkpoint):
@@ -82,36 +186,42 @@ class _ReusableSavedModel(tf.train.Checkpoint):
         )
 
 
-def export(model, path, signature="feature_vector", archive=False):
+def export(model, path, signature="feature_vector", archive=False, overwrite=False):
     """Write `model` as a TF Hub reusable SavedModel at `path`.
 
     Args:
-        model: a keras_bigtransfer model.
-        path: the SavedModel directory to write (replaced if it exists).
+        model: a keras_bigtransfer model, or any functional Keras model with one
+            image input (our models nested in it included).
+        path: the SavedModel directory to write. An existing directory is replaced
+            only when it is empty or an earlier export of ours (marked by
+            `assets/keras_bigtransfer.json`); anything else raises `FileExistsError`,
+            before any work, unless `overwrite=True`.
         signature: "feature_vector" (pre-logits, the TF Hub image feature vector API)
             or "classification" (logits).
         archive: also write `<path>.tar.gz`, the SavedModel at the archive root, the
-            form TF Hub servers and `hub.load(url)` use.
+            form TF Hub servers and `hub.load(url)` use (same replacement rule).
+        overwrite: replace whatever is at `path` (and `<path>.tar.gz`).
 
     Returns:
         The path of the SavedModel directory (and the archive's when `archive`).
     """
-    path = os.path.abspath(os.fspath(path)).rstrip(os.sep)
+    path = check_export_target(path, archive=archive, overwrite=overwrite)
     published = published_submodel(model, signature)
     folded = fold_weight_standardization(published)
     output_name = "feature_vector" if signature == "feature_vector" else "logits"
     module = _ReusableSavedModel(folded, output_name)
 
-    parent = os.path.dirname(path)
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".export-", dir=parent)
-    try:
+    def replace(existing):
+        check_export_target(existing, overwrite=overwrite)  # again: it may have changed meanwhile
+        _remove(existing)
+
+    with atomic_directory(path, replace=replace) as staging:
         tf.saved_model.save(module, staging, signatures={"serving_default": module.serving_default})
         os.makedirs(os.path.join(staging, "assets"), exist_ok=True)
         with open(os.path.join(staging, "assets", CONFIG_ASSET), "w") as f:
             json.dump(
                 {
-                    "format": "keras_bigtransfer/1",
+                    "format": EXPORT_FORMAT,
                     "signature": signature,
                     # The unfolded model, so an import gets WSConv2D layers back.
                     "model": keras.saving.serialize_keras_object(published),
@@ -119,28 +229,31 @@ def export(model, path, signature="feature_vector", archive=False):
                 },
                 f,
             )
-        if os.path.isdir(path):
-            shutil.rmtree(path)
-        os.replace(staging, path)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     if not archive:
         return path
-    return path, write_archive(path, path + ".tar.gz")
+    return path, write_archive(path, path + ".tar.gz", overwrite=overwrite)
 
 
-def write_archive(saved_model_dir, archive_path):
-    """`tar -cz --owner=0 --group=0 -C saved_model_dir .`, written atomically."""
+def write_archive(saved_model_dir, archive_path, overwrite=False):
+    """`tar -cz --owner=0 --group=0 -C saved_model_dir .`, written atomically.
+
+    An existing `archive_path` is replaced only when it is an earlier archive of ours
+    or `overwrite=True`; otherwise `FileExistsError`.
+    """
+    if os.path.lexists(archive_path) and not overwrite and not (
+            os.path.isfile(archive_path) and is_our_archive(archive_path)):
+        raise FileExistsError(f"{archive_path} exists and is not an earlier keras_bigtransfer archive; "
+                              "pass overwrite=True (CLI: --overwrite) to replace it.")
+    if os.path.isdir(archive_path) and not os.path.islink(archive_path):
+        shutil.rmtree(archive_path)
 
     def anonymous(info):
         info.uid = info.gid = 0
         info.uname = info.gname = ""
         return info
 
-    tmp = archive_path + ".tmp"
-    with tarfile.open(tmp, "w:gz") as tar:
-        for name in sorted(os.listdir(saved_model_dir)):
-            tar.add(os.path.join(saved_model_dir, name), arcname=name, filter=anonymous)
-    os.replace(tmp, archive_path)
+    with atomic_file(archive_path, suffix=".tar.gz") as tmp:
+        with tarfile.open(tmp, "w:gz") as tar:
+            for name in sorted(os.listdir(saved_model_dir)):
+                tar.add(os.path.join(saved_model_dir, name), arcname=name, filter=anonymous)
     return archive_path

@@ -4,13 +4,14 @@ import hashlib
 import json
 import os
 
+from keras_bigtransfer.errors import WeightsError
 from keras_bigtransfer.models import loading, registry
 from keras_bigtransfer.tfhub.export import CONFIG_ASSET
 from keras_bigtransfer.weights import assign, catalogue, checkpoint, download
 from keras_bigtransfer.weights.archive import extract_module
 
 
-def load(handle_or_path):
+def load(handle_or_path, *, position_grid=None):
     """Load a model as a native, editable Keras model where we implement its family.
 
     Args:
@@ -19,11 +20,18 @@ def load(handle_or_path):
             `?tf-hub-format=compressed`, as TF Hub's own resolver does). Also a
             published checkpoint file (.npz / .h5, architecture read off the weights)
             or a `.keras` file.
+        position_grid: for a ViT checkpoint whose position grid is not square, its
+            (rows, cols): the model is then built for images of that grid.
 
     Returns:
         For our own exports, SavedModels in the published TF Hub BiT layout and
         checkpoints, a keras_bigtransfer model with the weights mapped in. For any
-        other SavedModel, a `keras.layers.TFSMLayer` wrapping it.
+        other SavedModel, a `keras.layers.TFSMLayer` wrapping it. A catalogue tag
+        without a head (`*_notop`) gives the backbone with average pooling.
+
+    Raises:
+        WeightsError: a checkpoint or archive that cannot be read (naming the file)
+            or whose weights do not fit.
     """
     handle = os.fspath(handle_or_path)
     if os.path.isdir(handle):
@@ -35,7 +43,7 @@ def load(handle_or_path):
 
             return keras.saving.load_model(handle)
         if kind in ("npz", "h5"):
-            return loading.model_from_checkpoint(handle)
+            return loading.model_from_checkpoint(handle, position_grid=position_grid)
         return import_saved_model(extract_module(handle))
     if handle.startswith(("http://", "https://")):
         return import_saved_model(extract_module(_fetch_module(handle)))
@@ -61,9 +69,10 @@ def import_saved_model(path):
     import tensorflow as tf
 
     if not os.path.exists(os.path.join(path, "saved_model.pb")):
-        raise ValueError(f"{path} holds no saved_model.pb: it is not a SavedModel directory.")
-    loaded = tf.saved_model.load(path)
-    variables = list(getattr(loaded, "variables", []))
+        raise WeightsError(f"{path} holds no saved_model.pb: it is not a SavedModel directory.")
+    with checkpoint.reading(path, "is not a loadable SavedModel"):
+        loaded = tf.saved_model.load(path)
+        variables = list(getattr(loaded, "variables", []))
     config_path = os.path.join(path, "assets", CONFIG_ASSET)
     if os.path.exists(config_path):
         with open(config_path) as f:

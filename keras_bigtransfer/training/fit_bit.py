@@ -1,6 +1,7 @@
 """fit_bit(): fine-tune any model of the package with the BiT-HyperRule in one call."""
 
 import contextlib
+import dataclasses
 import logging
 import math
 
@@ -8,8 +9,9 @@ import keras
 import numpy as np
 
 from keras_bigtransfer.models.base import HEAD_LAYER
+from keras_bigtransfer.training import checkpoint as checkpoint_lib
 from keras_bigtransfer.training import data as data_lib
-from keras_bigtransfer.training.hyperrule import HyperRuleSchedule, hyperrule
+from keras_bigtransfer.training.hyperrule import HyperRuleSchedule, check_fit_arguments, hyperrule
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +31,11 @@ def classifier_head(model):
         raise ValueError(
             f"{model.name}'s head applies {head.activation.__name__}; fit_bit trains on logits: "
             "build the model with classifier_activation=None."
+        )
+    if head.units < 2:  # softmax over one class is always 1: the loss is 0 whatever the data
+        raise ValueError(
+            f"{model.name}'s head has {head.units} class; classification needs at least 2: "
+            "build the model with num_classes set to the number of classes in your data."
         )
     return head
 
@@ -125,6 +132,7 @@ def fit_bit(
     seed=0,
     resolution=None,
     freeze_batch_norm=False,
+    overwrite=False,
 ):
     """Fine-tune `model` on `train_data` with the BiT-HyperRule; return the History.
 
@@ -136,7 +144,9 @@ def fit_bit(
             Images uint8 in [0, 255] or float in [0, 1]; grayscale is made RGB.
         validation_data: the same kinds; evaluated at the crop size after each epoch.
         num_examples: override (or supply, where the data cannot tell) the dataset size
-            that the HyperRule reads.
+            that the HyperRule reads. With `examples_per_class`, the size of the data the
+            few-shot set is drawn from (its first `num_examples` where the size is unknown);
+            the rule then reads the few-shot set's size.
         image_size: the same for the images' (height, width).
         batch_size: global batch size; the learning rate scales by batch_size/512 and
             the step counts by 512/batch_size.
@@ -145,7 +155,10 @@ def fit_bit(
             proportion.
         strategy: a `tf.distribute` strategy; build the model inside `strategy.scope()`.
         checkpoint_dir: back up after every epoch; a run killed at any point and started
-            again with the same arguments continues from the last backup.
+            again with the same arguments continues from the last backup, data included, and
+            ends with the weights of an uninterrupted run. The directory keeps a record of
+            the run (`run.json`): a finished run, another model or other settings there are
+            an error, checked before any training.
         verbose: as in `keras.Model.fit`.
         examples_per_class: few-shot: k examples per class, drawn with a fixed seed.
         data_dir: TFDS data directory (default: $TFDS_DATA_DIR, then ~/tensorflow_datasets).
@@ -156,11 +169,18 @@ def fit_bit(
         freeze_batch_norm: train BatchNorm models with their pretrained statistics
             (`freeze_batch_norm(model)`; the layers stay frozen afterwards). No effect on
             BiT and ViT, which have no BatchNorm.
+        overwrite: with `checkpoint_dir`, discard the run it holds (finished or not) and
+            start afresh instead of raising.
 
     Returns:
         The `keras.callbacks.History` of the run.
     """
+    check_fit_arguments(num_examples=num_examples, image_size=image_size, batch_size=batch_size,
+                        base_lr=base_lr, total_steps=total_steps, examples_per_class=examples_per_class,
+                        seed=seed, resolution=resolution)
     num_classes = classifier_head(model).units
+    if checkpoint_dir is not None:
+        checkpoint_dir = checkpoint_lib.writable_dir(checkpoint_dir)  # before any expensive work
     source = data_lib.load_source(train_data, data_dir=data_dir)
     if source.num_classes is not None and source.num_classes > num_classes:
         raise ValueError(
@@ -168,7 +188,9 @@ def fit_bit(
             f"build the model with num_classes={source.num_classes}."
         )
     if examples_per_class is not None:
-        source = data_lib.few_shot(source, examples_per_class, num_classes, seed=seed)
+        source = data_lib.few_shot(source, examples_per_class, num_classes, seed=seed,
+                                   num_examples=num_examples)
+        num_examples = None  # the rule reads the few-shot set's size
     num_examples = num_examples or source.num_examples
     image_size = image_size or source.image_size
     missing = [n for n, v in (("num_examples", num_examples), ("image_size", image_size)) if v is None]
@@ -183,6 +205,7 @@ def fit_bit(
         rule = rule.with_total_steps(int(total_steps))
     if resolution is not None:
         rule = rule.with_resolution(int(resolution))
+    rule = rule.for_model(model)  # a ViT's crop: a multiple of its patch size
     train = data_lib.train_pipeline(source, rule, num_classes, seed=seed)
     validation = None
     if validation_data is not None:
@@ -191,8 +214,17 @@ def fit_bit(
 
     if freeze_batch_norm:
         _freeze(model)
+    epochs = _epochs(rule.total_steps)
+    steps_per_epoch = rule.total_steps // epochs
+    run = None
+    if checkpoint_dir is not None:
+        settings = {**dataclasses.asdict(rule), "seed": seed, "examples_per_class": examples_per_class,
+                    "data": checkpoint_lib.describe_data(train_data, source)}
+        run = checkpoint_lib.Run(checkpoint_dir, "fit_bit", checkpoint_lib.describe_models(model=model),
+                                 settings, overwrite=overwrite)
     schedule = HyperRuleSchedule.from_rule(rule)
     scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
+    start_step = 0
     with scope:
         zero_head(model)
         model.compile(
@@ -200,21 +232,28 @@ def fit_bit(
             loss=keras.losses.CategoricalCrossentropy(from_logits=True),
             metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
         )
+        if run is not None:
+            start_step = checkpoint_lib.restore(model, checkpoint_dir)
 
-    epochs = _epochs(rule.total_steps)
     run_callbacks = [_LearningRateLogger(schedule), _StopOnNaN(base_lr), *callbacks]
-    if checkpoint_dir is not None:
-        run_callbacks.insert(0, keras.callbacks.BackupAndRestore(checkpoint_dir, delete_checkpoint=False))
+    if run is not None:
+        run.begin()
+        run_callbacks.insert(0, checkpoint_lib.EpochBackup(checkpoint_dir, steps_per_epoch))
     if verbose:
-        print(f"fit_bit: {rule}")
+        print(f"fit_bit: {rule}" + (f" (resuming at step {start_step})" if start_step else ""))
     history = model.fit(
-        train,
+        # The pipeline is seeded and stateless: skipping the batches already trained on
+        # resumes the data where the backup was taken.
+        train.skip(start_step) if start_step else train,
         validation_data=validation,
         epochs=epochs,
-        steps_per_epoch=rule.total_steps // epochs,
+        initial_epoch=start_step // steps_per_epoch,
+        steps_per_epoch=steps_per_epoch,
         callbacks=run_callbacks,
         verbose=verbose,
         shuffle=False,  # the pipeline shuffles
     )
+    if run is not None and int(model.optimizer.iterations) >= rule.total_steps:
+        run.finish()
     history.rule = rule
     return history

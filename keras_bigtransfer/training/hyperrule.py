@@ -2,6 +2,9 @@
 `bit_hyperrule.py`): fine-tuning hyperparameters from the dataset's size and resolution."""
 
 import dataclasses
+import math
+import numbers
+from typing import Optional
 
 import keras
 from keras import ops
@@ -17,6 +20,70 @@ SCHEDULES = (
     (500_000, (500, 3_000, 6_000, 9_000, 10_000)),
     (None, (500, 6_000, 12_000, 18_000, 20_000)),
 )
+
+
+def check_int(name, value, minimum=1, optional=False):
+    """`value` as an int, or a ValueError naming `name`: an integer (Python or NumPy,
+    not bool) of at least `minimum`; None passes when `optional`."""
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name} must be an integer of at least {minimum}; got {value!r}.")
+    return int(value)
+
+
+def check_positive(name, value, optional=False):
+    """`value` as a float, or a ValueError naming `name`: a finite real number above 0
+    (a NaN or infinite learning rate trains a model full of NaNs without a word)."""
+    if value is None and optional:
+        return None
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real)
+            or not math.isfinite(value) or value <= 0):
+        raise ValueError(f"{name} must be a finite number above 0; got {value!r}.")
+    return float(value)
+
+
+def check_image_size(name, value, optional=False):
+    """(height, width) from an int or a pair of ints >= 1, or a ValueError naming `name`."""
+    if value is None and optional:
+        return None
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        value = (value, value)
+    try:
+        pair = tuple(value)
+    except TypeError:
+        pair = ()
+    if len(pair) != 2:
+        raise ValueError(f"{name} must be (height, width) or an int; got {value!r}.")
+    return tuple(check_int(f"{name} {side}", v) for side, v in zip(("height", "width"), pair))
+
+
+def check_fit_arguments(*, num_examples, image_size, batch_size, base_lr, total_steps,
+                        examples_per_class, seed, resolution):
+    """fit_bit's numeric arguments, checked before any data is read (ValueError naming
+    the argument)."""
+    check_int("num_examples", num_examples, optional=True)
+    check_image_size("image_size", image_size, optional=True)
+    check_int("batch_size", batch_size)
+    check_positive("base_lr", base_lr)
+    check_int("total_steps", total_steps, optional=True)
+    check_int("examples_per_class", examples_per_class, optional=True)
+    check_int("seed", seed, minimum=0)
+    check_int("resolution", resolution, minimum=8, optional=True)
+
+
+def patch_multiple(*models):
+    """The multiple of which the models' image sides must be: the patch size of their
+    ViT patch embeddings (1 for models without one, which take any size)."""
+    from keras_bigtransfer.layers.patch_embedding import PatchEmbedding
+
+    multiple, pending = 1, list(models)
+    while pending:
+        layer = pending.pop()
+        if isinstance(layer, PatchEmbedding):
+            multiple = math.lcm(multiple, int(layer.patch_size))
+        pending.extend(getattr(layer, "layers", ()))
+    return multiple
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,6 +103,14 @@ class HyperRule:
     decay_boundaries: tuple
     base_lr: float
     batch_size: int
+    crop_rounded_from: Optional[int] = None  # the crop before for_model() rounded it
+
+    def __str__(self):
+        text = repr(self)
+        if self.crop_rounded_from is not None:
+            text += (f" (crop {self.crop_rounded_from} rounded down to {self.crop_size}, "
+                     f"a multiple of the model's patch size)")
+        return text
 
     def learning_rate(self, step):
         """Linear warmup from 0, then divided by 10 after each decay boundary."""
@@ -46,14 +121,27 @@ class HyperRule:
 
     def with_resolution(self, crop_size):
         """The same rule training at `crop_size` (resized to 1.25x first, as 160 -> 128)."""
-        if not isinstance(crop_size, int) or crop_size < 8:
-            raise ValueError(f"resolution must be an integer of at least 8 pixels; got {crop_size!r}.")
-        return dataclasses.replace(self, resize_size=int(round(crop_size * 1.25)), crop_size=crop_size)
+        crop_size = check_int("resolution", crop_size, minimum=8)
+        return dataclasses.replace(self, resize_size=int(round(crop_size * 1.25)), crop_size=crop_size,
+                                   crop_rounded_from=None)
+
+    def with_patch_multiple(self, multiple):
+        """The same rule with its crop rounded down to a multiple of `multiple` (a ViT's
+        patch size: 128 -> 126 and 480 -> 476 for patch 14); the resize stays."""
+        multiple = check_int("multiple", multiple)
+        crop = max(multiple, self.crop_size // multiple * multiple)
+        if crop == self.crop_size:
+            return self
+        return dataclasses.replace(self, crop_size=crop,
+                                   crop_rounded_from=self.crop_rounded_from or self.crop_size)
+
+    def for_model(self, *models):
+        """The same rule with a crop every one of `models` can take (see `with_patch_multiple`)."""
+        return self.with_patch_multiple(patch_multiple(*models))
 
     def with_total_steps(self, total_steps):
         """The same rule stretched to `total_steps`: warmup and boundaries scale in proportion."""
-        if total_steps < 1:
-            raise ValueError(f"total_steps must be a positive integer; got {total_steps!r}.")
+        total_steps = check_int("total_steps", total_steps)
         scale = total_steps / self.total_steps
         return dataclasses.replace(
             self,
@@ -77,16 +165,10 @@ def hyperrule(num_examples, image_size, batch_size=512, base_lr=0.003):
     Returns:
         A frozen `HyperRule`.
     """
-    if not isinstance(num_examples, int) or num_examples < 1:
-        raise ValueError(f"num_examples must be a positive integer; got {num_examples!r}.")
-    if isinstance(image_size, int):
-        image_size = (image_size, image_size)
-    if len(image_size) != 2 or min(image_size) < 1:
-        raise ValueError(f"image_size must be (height, width) or an int; got {image_size!r}.")
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}.")
-    if base_lr <= 0:
-        raise ValueError(f"base_lr must be positive; got {base_lr!r}.")
+    num_examples = check_int("num_examples", num_examples)
+    image_size = check_image_size("image_size", image_size)
+    batch_size = check_int("batch_size", batch_size)
+    base_lr = check_positive("base_lr", base_lr)
 
     small = image_size[0] * image_size[1] < SMALL_IMAGE_AREA
     resize_size, crop_size = (160, 128) if small else (512, 480)
@@ -111,9 +193,9 @@ class HyperRuleSchedule(keras.optimizers.schedules.LearningRateSchedule):
     """`HyperRule.learning_rate` as a Keras schedule, computed in the graph."""
 
     def __init__(self, base_lr, warmup_steps, decay_boundaries):
-        self.base_lr = float(base_lr)
-        self.warmup_steps = int(warmup_steps)
-        self.decay_boundaries = tuple(int(b) for b in decay_boundaries)
+        self.base_lr = check_positive("base_lr", base_lr)
+        self.warmup_steps = check_int("warmup_steps", warmup_steps, minimum=0)
+        self.decay_boundaries = tuple(check_int("decay boundary", b, minimum=0) for b in decay_boundaries)
 
     @classmethod
     def from_rule(cls, rule):

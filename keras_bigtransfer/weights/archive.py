@@ -1,53 +1,103 @@
 """Safe extraction of .tar.gz archives (TF Hub modules, TF checkpoint releases) into the cache."""
 
 import os
-import shutil
 import tarfile
-import tempfile
 
 import filelock
 
-from keras_bigtransfer.weights import download
+from keras_bigtransfer.errors import WeightsError
+from keras_bigtransfer.weights import checkpoint, download
+from keras_bigtransfer.weights.atomic import atomic_directory
 
 
 def _check_member(member, archive):
     name = member.name
     parts = name.replace("\\", "/").split("/")
     if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
-        raise ValueError(f"{archive}: refusing absolute path {name!r} in the archive.")
+        raise WeightsError(f"{archive}: refusing absolute path {name!r} in the archive.")
     if ".." in parts:
-        raise ValueError(f"{archive}: refusing path {name!r} that leaves the archive root.")
+        raise WeightsError(f"{archive}: refusing path {name!r} that leaves the archive root.")
     if member.issym() or member.islnk():
-        raise ValueError(f"{archive}: refusing link {name!r} -> {member.linkname!r}.")
+        raise WeightsError(f"{archive}: refusing link {name!r} -> {member.linkname!r}.")
     if not (member.isfile() or member.isdir()):
-        raise ValueError(f"{archive}: refusing {name!r}, which is not a regular file or directory.")
+        raise WeightsError(f"{archive}: refusing {name!r}, which is not a regular file or directory.")
 
 
-def extract_module(archive):
+# Extraction limits (each overridable by argument or environment variable). Generous for
+# the largest published modules (BiT-M-R152x4 about 4.5 GB, a handful of files), and a
+# ratio only a decompression bomb reaches: weights compress about 1.1:1.
+MAX_EXTRACT_BYTES = 32 * 2**30
+MAX_EXTRACT_FILES = 10_000
+MAX_EXTRACT_RATIO = 100
+_RATIO_FLOOR = 256 * 2**20  # archives expanding to less are never refused for their ratio
+
+
+def _limit(value, variable, default):
+    if value is not None:
+        return value
+    raw = os.environ.get(variable)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{variable} must be an integer; got {raw!r}.") from None
+
+
+def _scan_members(tar, archive, max_bytes, max_files, max_ratio):
+    """The members of an open archive, refused (before anything is written) as soon as
+    one is unsafe or the count, the total size or the expansion ratio passes its limit."""
+    archive_bytes = max(1, os.path.getsize(archive))
+    members, total = [], 0
+    override = ("pass {arg}= to extract_module or set {env} if the archive is trusted")
+    for member in tar:
+        _check_member(member, archive)
+        members.append(member)
+        total += member.size if member.isfile() else 0
+        if len(members) > max_files:
+            raise WeightsError(
+                f"{archive}: more than {max_files} files in the archive; "
+                + override.format(arg="max_files", env="KERAS_BIGTRANSFER_MAX_EXTRACT_FILES") + "."
+            )
+        if total > max_bytes:
+            raise WeightsError(
+                f"{archive}: expands to more than {max_bytes} bytes; "
+                + override.format(arg="max_bytes", env="KERAS_BIGTRANSFER_MAX_EXTRACT_BYTES") + "."
+            )
+        if total > _RATIO_FLOOR and total > max_ratio * archive_bytes:
+            raise WeightsError(
+                f"{archive}: {archive_bytes} bytes expand to more than {total} bytes (over "
+                f"{max_ratio}:1, a decompression bomb?); "
+                + override.format(arg="max_ratio", env="KERAS_BIGTRANSFER_MAX_EXTRACT_RATIO") + "."
+            )
+    return members
+
+
+def extract_module(archive, *, max_bytes=None, max_files=None, max_ratio=None):
     """Extract a .tar.gz module into the cache (once, atomically); return the directory.
 
-    Absolute paths, `..`, links and device files are refused before anything is written.
+    Absolute paths, `..`, links and device files are refused before anything is written,
+    and so are archives over the limits: `max_bytes` extracted (default 32 GiB,
+    `KERAS_BIGTRANSFER_MAX_EXTRACT_BYTES`), `max_files` members (default 10,000,
+    `KERAS_BIGTRANSFER_MAX_EXTRACT_FILES`), and, beyond 256 MiB extracted, `max_ratio`
+    times the archive's size (default 100, `KERAS_BIGTRANSFER_MAX_EXTRACT_RATIO`).
+
+    Raises:
+        WeightsError: the archive is corrupt, unsafe or over a limit (naming it).
     """
     archive = os.path.abspath(archive)
+    max_bytes = _limit(max_bytes, "KERAS_BIGTRANSFER_MAX_EXTRACT_BYTES", MAX_EXTRACT_BYTES)
+    max_files = _limit(max_files, "KERAS_BIGTRANSFER_MAX_EXTRACT_FILES", MAX_EXTRACT_FILES)
+    max_ratio = _limit(max_ratio, "KERAS_BIGTRANSFER_MAX_EXTRACT_RATIO", MAX_EXTRACT_RATIO)
     key = download.file_digest(archive, "sha256")[:20]
     target = os.path.join(download.cache_dir(), "modules", key)
     os.makedirs(os.path.dirname(target), exist_ok=True)
     with filelock.FileLock(target + ".lock"):
         if os.path.isdir(target):
             return target
-        try:
-            tar = tarfile.open(archive, "r:*")
-        except tarfile.TarError as e:
-            raise ValueError(f"{archive} is not a SavedModel directory or a .tar.gz module: {e}") from e
-        with tar:
-            members = tar.getmembers()
-            for member in members:
-                _check_member(member, archive)
-            staging = tempfile.mkdtemp(prefix=".extract-", dir=os.path.dirname(target))
-            try:
-                tar.extractall(staging, members=members, filter="data")
-                os.replace(staging, target)
-            except BaseException:
-                shutil.rmtree(staging, ignore_errors=True)
-                raise
+        with checkpoint.reading(archive, "is not a readable .tar.gz module"):
+            with tarfile.open(archive, "r:*") as tar:
+                members = _scan_members(tar, archive, max_bytes, max_files, max_ratio)
+                with atomic_directory(target) as staging:
+                    tar.extractall(staging, members=members, filter="data")
     return target

@@ -1,12 +1,14 @@
-"""One strict loader for every converter: assigns arrays to a model's variables
-and reports every missing, unused and mis-shaped key at once."""
+"""One strict loader for every converter: checks everything a checkpoint holds, reports
+every missing, unused, mis-shaped and mis-typed key at once, then assigns."""
 
 import logging
+import warnings
 
 import numpy as np
 
 from keras_bigtransfer.errors import WeightsError
-from keras_bigtransfer.weights.checkpoint import row_blocks
+from keras_bigtransfer.weights.checkpoint import row_blocks, stored_dtype
+
 HEAD_LAYER = "head"  # models.base.HEAD_LAYER; the weights layer imports no model code
 
 log = logging.getLogger(__name__)
@@ -53,9 +55,42 @@ def _listing(title, lines):
     return f"{title} ({len(lines)}):\n" + "\n".join("  " + line for line in lines)
 
 
+def _kind_fits(stored, variable_dtype):
+    """Whether a stored dtype can be a variable's value: floats only for floats, and so on."""
+    wanted = np.dtype(variable_dtype).kind
+    return stored.kind == "f" if wanted == "f" else stored.kind in ("iu" if wanted in "iu" else wanted)
+
+
+def _classes(shape):
+    return shape[-1] if len(shape) else "?"
+
+
+def _check_values(pairs, source):
+    """Read every array once before any variable changes: a short, corrupt or non-finite
+    array then leaves the model as it was (reads stream, so memory stays one slice)."""
+    non_finite = []
+    for key, array, variable in pairs:
+        row_bytes = int(np.prod(array.shape[1:])) * np.dtype(variable.dtype).itemsize
+        rows = max(1, ASSIGN_CHUNK_BYTES // max(1, row_bytes))
+        bad = 0
+        for _, block in row_blocks(array, rows):
+            block = np.asarray(block)
+            if block.dtype.kind in "fc":
+                bad += int(block.size - np.count_nonzero(np.isfinite(block)))
+        if bad:
+            non_finite.append(f"{key}: {bad} of {int(np.prod(array.shape))} values are NaN or infinite")
+    if non_finite:
+        raise WeightsError(f"{source}: the checkpoint holds values no trained weight has:\n"
+                           + _listing("arrays with NaN or Inf", sorted(non_finite)))
+
+
 def assign(model, converted, unknown_keys=(), *, source, head_layer=HEAD_LAYER, strict=True,
-           optional=()):
-    """Copy converted arrays into `model`.
+           optional=(), stored=None):
+    """Copy converted arrays into `model`, all or nothing.
+
+    Every key, shape and stored dtype is checked first, then every array is read and
+    checked (complete, finite), and only then are variables assigned: a checkpoint that
+    fails leaves the model as it was.
 
     Args:
         model: a Keras model.
@@ -64,11 +99,17 @@ def assign(model, converted, unknown_keys=(), *, source, head_layer=HEAD_LAYER, 
         source: the checkpoint's name, for error messages.
         head_layer: the classifier layer. Its weights are optional: absent from
             the model (include_top=False) they are skipped; absent from the
-            checkpoint, or of a different class count, the head is zero-initialized
-            and everything else loaded (this is how BiT transfers).
+            checkpoint, or of a different class count, the head is zero-initialized,
+            everything else loaded (this is how BiT transfers) and a warning says so.
         strict: raise `WeightsError` on any missing, unused or mis-shaped key.
         optional: model variables the checkpoint may lack; they keep their
             initialization (a ViT's register tokens, which no published ViT has).
+        stored: {checkpoint key: array as read}, to check the dtypes the file stored
+            (converters cast to float32); default: the converted arrays' own.
+
+    Raises:
+        WeightsError: listing every problem at once. Integer, bool or complex arrays
+            for float variables and NaN or Inf values are refused even with strict=False.
     """
     variables = {v.path: v for v in model.weights}
     head_prefix = head_layer + "/"
@@ -85,16 +126,20 @@ def assign(model, converted, unknown_keys=(), *, source, head_layer=HEAD_LAYER, 
             body.update(head_ckpt)
         else:
             zero_head = True
+            ours = _classes(next(iter(head_vars.values())).shape)
+            theirs = {_classes(array.shape) for _, array in head_ckpt.values()}
             if head_ckpt:
-                log.warning(
-                    "%s: checkpoint head %s does not fit the model's head %s; "
-                    "the head is zero-initialized (the rest is loaded).",
-                    source,
-                    {k: tuple(v[1].shape) for k, v in head_ckpt.items()},
-                    {k: tuple(v.shape) for k, v in head_vars.items()},
-                )
+                message = (f"{source}: the checkpoint's head ({', '.join(map(str, sorted(theirs)))} "
+                           f"classes) is not loaded: it does not fit the model's {ours}-class head")
             else:
-                log.warning("%s has no classifier head; the model's head is zero-initialized.", source)
+                message = f"{source} has no classifier head: the model's {ours}-class head"
+            warnings.warn(
+                f"{message}, which starts at zero. Fine-tune it, or pass the checkpoint's "
+                "class count as num_classes to keep its head.",
+                stacklevel=2,
+            )
+    elif head_ckpt:
+        log.info("%s: the checkpoint's head is not loaded (the model has no head).", source)
 
     expected = {p: v for p, v in variables.items() if not (zero_head and p in head_vars)}
     missing = sorted(p for p in expected if p not in body and p not in optional)
@@ -107,21 +152,33 @@ def assign(model, converted, unknown_keys=(), *, source, head_layer=HEAD_LAYER, 
         for p, (key, array) in body.items()
         if p in expected and array.shape != tuple(expected[p].shape)
     )
+    stored = stored or {}
+    wrong_type = sorted(
+        f"{key}: stored {dtype} for model variable {p} ({expected[p].dtype})"
+        for p, (key, array) in body.items()
+        if p in expected
+        for dtype in [stored_dtype(stored.get(key, array))]
+        if not _kind_fits(dtype, expected[p].dtype)
+    )
     problems = []
+    if wrong_type:
+        problems.append(_listing("arrays of the wrong type", wrong_type))
     if mismatched:
         problems.append(_listing("shape mismatches", mismatched))
     if missing:
         problems.append(_listing("model variables the checkpoint lacks", missing))
     if unused:
         problems.append(_listing("checkpoint keys the model does not use", unused))
-    if problems and strict:
+    if wrong_type or (problems and strict):
         raise WeightsError(
             f"{source} does not fit {model.name}:\n" + "\n".join(problems)
         )
 
-    for path, variable in expected.items():
-        if path in body and body[path][1].shape == tuple(variable.shape):
-            assign_array(variable, body[path][1])
+    pairs = [(body[p][0], body[p][1], v) for p, v in expected.items()
+             if p in body and body[p][1].shape == tuple(v.shape)]
+    _check_values(pairs, source)
+    for _, array, variable in pairs:
+        assign_array(variable, array)
     if zero_head:
         for variable in head_vars.values():
             variable.assign(np.zeros(variable.shape, dtype=variable.dtype))

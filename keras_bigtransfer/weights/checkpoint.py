@@ -1,12 +1,82 @@
-"""Read a checkpoint file into {key: array}, choosing the reader by file content."""
+"""Read a checkpoint file into {key: array}, choosing the reader by file content.
 
+Checkpoints are untrusted input: every failure to read one becomes a `WeightsError`
+naming the file and what is wrong, and declared shapes are checked against the bytes
+actually stored before anything large is read.
+"""
+
+import contextlib
+import errno
 import os
+import re
 import zipfile
 
 import numpy as np
 
+from keras_bigtransfer.errors import WeightsError
+
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 _ZIP_MAGIC = b"PK\x03\x04"
+
+# Deflate (np.savez_compressed, h5py's gzip filter) expands at most 1032:1, so an array
+# declaring more bytes than that over what is stored is a lie (a decompression bomb).
+MAX_INFLATION = 1032
+_NUMERIC_KINDS = "fiubc"
+# Errors that say nothing about the file's content: let them through unchanged.
+_PASS_THROUGH = (ImportError, MemoryError, FileNotFoundError, PermissionError, IsADirectoryError)
+_SYSTEM_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EMFILE, errno.ENFILE}
+
+
+def one_line(text, limit=300):
+    """`text` on one line, at most `limit` characters (library messages can span pages)."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+@contextlib.contextmanager
+def reading(source, what="cannot be read as a checkpoint"):
+    """Turn any failure while reading `source` into a one-line `WeightsError` naming it.
+
+    Library errors (zipfile, zlib, h5py, torch, TensorFlow) surface as
+    `WeightsError("<source>: <what>: <Type>: <message>")`, chained to the original;
+    a `WeightsError` that does not name `source` yet gets it prefixed.
+    """
+    source = os.fspath(source)
+    try:
+        yield
+    except WeightsError as e:
+        if source in str(e) or os.path.basename(source) in str(e):
+            raise
+        raise WeightsError(f"{source}: {e}") from e
+    except _PASS_THROUGH:
+        raise
+    except OSError as e:
+        if e.errno in _SYSTEM_ERRNOS:  # the disk, not the file
+            raise
+        raise WeightsError(f"{source}: {what}: {type(e).__name__}: {one_line(e)}") from e
+    except Exception as e:  # noqa: BLE001 - untrusted bytes: any library error means a bad file
+        raise WeightsError(f"{source}: {what}: {type(e).__name__}: {one_line(e)}") from e
+
+
+def _check_declared(source, key, shape, dtype, stored_bytes, exact):
+    """Refuse a header whose shape the stored bytes cannot hold (before reading them)."""
+    if dtype.hasobject:
+        raise WeightsError(f"{source}: {key} holds Python objects; refusing to unpickle it.")
+    if dtype.kind not in _NUMERIC_KINDS or dtype.fields is not None:
+        raise WeightsError(f"{source}: {key} has dtype {dtype}, not a numeric array.")
+    if any(d < 0 for d in shape):
+        raise WeightsError(f"{source}: {key} declares a negative dimension {tuple(shape)}.")
+    nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if exact and nbytes != stored_bytes:
+        raise WeightsError(
+            f"{source}: {key} declares shape {tuple(shape)} {dtype} ({nbytes} bytes) "
+            f"but stores {stored_bytes} bytes (truncated or corrupt file)."
+        )
+    if not exact and nbytes > (stored_bytes + 1024) * MAX_INFLATION:
+        raise WeightsError(
+            f"{source}: {key} declares shape {tuple(shape)} {dtype} ({nbytes} bytes) from only "
+            f"{stored_bytes} compressed bytes (more than deflate's {MAX_INFLATION}:1 can expand)."
+        )
 
 
 class LazyArray:
@@ -23,12 +93,14 @@ class LazyArray:
         flat_chunks: optional (elements) -> iterator over the stored array's
             elements in C order, `elements` at a time (the last chunk shorter),
             in the stored dtype.
+        stored_dtype: the dtype in the file (kept through `astype`); default `dtype`.
     """
 
-    def __init__(self, load, shape, dtype, flat_chunks=None):
+    def __init__(self, load, shape, dtype, flat_chunks=None, stored_dtype=None):
         self._load = load
         self.shape = tuple(int(d) for d in shape)
         self.dtype = np.dtype(dtype)
+        self.stored_dtype = np.dtype(stored_dtype if stored_dtype is not None else dtype)
         self._flat_chunks = flat_chunks
 
     @property
@@ -44,13 +116,16 @@ class LazyArray:
         if int(np.prod(shape)) != size:
             raise ValueError(f"cannot reshape an array of shape {self.shape} into {shape}")
         # A C-order reshape keeps the element order, so chunked reads stay valid.
-        return LazyArray(self._load, shape, self.dtype, self._flat_chunks)
+        return LazyArray(self._load, shape, self.dtype, self._flat_chunks, self.stored_dtype)
 
     def astype(self, dtype):
-        return LazyArray(self._load, self.shape, dtype, self._flat_chunks)
+        return LazyArray(self._load, self.shape, dtype, self._flat_chunks, self.stored_dtype)
 
     def __array__(self, dtype=None, copy=None):
-        array = np.asarray(self._load()).astype(self.dtype, copy=False).reshape(self.shape)
+        array = np.asarray(self._load())
+        if array.size != int(np.prod(self.shape)):
+            raise WeightsError(f"holds {array.size} elements where its header declares {self.shape}.")
+        array = array.astype(self.dtype, copy=False).reshape(self.shape)
         return array if dtype is None else array.astype(dtype, copy=False)
 
     @property
@@ -67,6 +142,11 @@ class LazyArray:
             start += block.shape[0]
 
 
+def stored_dtype(array):
+    """The dtype an array had in its file (a `LazyArray`'s before `astype`)."""
+    return getattr(array, "stored_dtype", None) or np.asarray(array).dtype
+
+
 def row_blocks(array, rows):
     """Yield (start, block): `array` (NumPy or `LazyArray`) in slices of `rows` along its
     first axis. A streaming `LazyArray` is read from its file one slice at a time."""
@@ -74,6 +154,9 @@ def row_blocks(array, rows):
         yield from array._streamed_rows(rows)
         return
     array = np.asarray(array)
+    if array.ndim == 0:
+        yield 0, array
+        return
     for start in range(0, array.shape[0], rows):
         yield start, array[start:start + rows]
 
@@ -85,6 +168,15 @@ def as_float32(array):
     return np.asarray(array, dtype=np.float32)
 
 
+def put(converted, path, key, array):
+    """`converted[path] = (key, array)`, refusing a second checkpoint key for one variable."""
+    if path in converted:
+        raise WeightsError(
+            f"duplicate keys: {converted[path][0]!r} and {key!r} both hold model variable {path}."
+        )
+    converted[path] = (key, array)
+
+
 def _read_npy_header(f):
     version = np.lib.format.read_magic(f)
     read_header = (
@@ -93,48 +185,71 @@ def _read_npy_header(f):
     return read_header(f)  # shape, fortran_order, dtype
 
 
+def _npz_members(path):
+    """The .npy members of an .npz, refusing duplicates and compressions numpy never writes."""
+    with zipfile.ZipFile(path) as archive:
+        infos = archive.infolist()
+    names = [info.filename for info in infos]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise WeightsError(f"{path}: duplicate keys {duplicates} (the archive stores them twice).")
+    for info in infos:
+        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            raise WeightsError(
+                f"{path}: {info.filename} uses zip compression {info.compress_type}; "
+                "an .npz is stored or deflated."
+            )
+        if info.compress_type == zipfile.ZIP_STORED and info.compress_size != info.file_size:
+            raise WeightsError(f"{path}: {info.filename} is stored uncompressed but its sizes differ.")
+    return [info for info in infos if info.filename.endswith(".npy")]
+
+
 def _npz_lazy(path):
     arrays = {}
-    with zipfile.ZipFile(path) as archive:
-        for member in archive.namelist():
-            if not member.endswith(".npy"):
-                continue
-            with archive.open(member) as f:
-                shape, fortran_order, dtype = _read_npy_header(f)
-            if dtype.hasobject:
-                raise ValueError(f"{path}: {member} holds Python objects; refusing to unpickle it (allow_pickle=False).")
+    for info in _npz_members(path):
+        member, key = info.filename, info.filename[: -len(".npy")]
+        with reading(path, f"{key} cannot be read"), zipfile.ZipFile(path) as archive, \
+                archive.open(member) as f:
+            shape, fortran_order, dtype = _read_npy_header(f)
+            header = f.tell()
+        if info.file_size < header:
+            raise WeightsError(f"{path}: {key} is shorter than its own header.")
+        _check_declared(path, key, shape, dtype, info.file_size - header, exact=True)
+        _check_declared(path, key, shape, dtype, info.compress_size, exact=False)
 
-            def load(member=member):
-                with zipfile.ZipFile(path) as archive, archive.open(member) as f:
-                    return np.lib.format.read_array(f, allow_pickle=False)
+        def load(member=member, key=key):
+            with reading(path, f"{key} cannot be read"), zipfile.ZipFile(path) as archive, \
+                    archive.open(member) as f:
+                return np.lib.format.read_array(f, allow_pickle=False)
 
-            def flat_chunks(elements, member=member, dtype=dtype, total=int(np.prod(shape))):
-                # Reads the member as a stream (inflating it if compressed): one chunk in memory.
-                with zipfile.ZipFile(path) as archive, archive.open(member) as f:
-                    _read_npy_header(f)
-                    for first in range(0, total, elements):
-                        count = min(elements, total - first)
-                        data = f.read(count * dtype.itemsize)
-                        if len(data) != count * dtype.itemsize:
-                            raise ValueError(f"{path}: {member} ends early (truncated file?).")
-                        yield np.frombuffer(data, dtype=dtype)
+        def flat_chunks(elements, member=member, key=key, dtype=dtype, total=int(np.prod(shape))):
+            # Reads the member as a stream (inflating it if compressed): one chunk in memory.
+            with reading(path, f"{key} cannot be read"), zipfile.ZipFile(path) as archive, \
+                    archive.open(member) as f:
+                _read_npy_header(f)
+                for first in range(0, total, elements):
+                    count = min(elements, total - first)
+                    data = f.read(count * dtype.itemsize)
+                    if len(data) != count * dtype.itemsize:
+                        raise WeightsError(f"{path}: {key} ends early (truncated file?).")
+                    yield np.frombuffer(data, dtype=dtype)
+                if f.read(1):  # also makes zipfile check the CRC, which it does at the end
+                    raise WeightsError(f"{path}: {key} is longer than its header declares.")
 
-            arrays[member[: -len(".npy")]] = LazyArray(
-                load, shape, dtype, None if fortran_order else flat_chunks
-            )
+        arrays[key] = LazyArray(load, shape, dtype, None if fortran_order else flat_chunks)
     return arrays
 
 
 def _h5_lazy(path, name, dataset):
     def load():
-        with _h5py_file(path) as f:
+        with reading(path, f"{name} cannot be read"), _h5py_file(path) as f:
             return f[name][()]
 
     def flat_chunks(elements, shape=dataset.shape):
         # h5py reads slices of the first axis; a chunk of flat elements spans whole stored rows.
         row = int(np.prod(shape[1:]))
         total = int(np.prod(shape))
-        with _h5py_file(path) as f:
+        with reading(path, f"{name} cannot be read"), _h5py_file(path) as f:
             ds = f[name]
             for first in range(0, total, elements):
                 last = min(first + elements, total)
@@ -149,6 +264,61 @@ def _h5py_file(path):
     import h5py
 
     return h5py.File(path, "r")
+
+
+# Names Keras and the published files give datasets (`kernel:0`, `gamma`, ...); a group so
+# named stands where a dataset belongs.
+_H5_DATASET_NAME = re.compile(
+    r"(:\d+|^(kernel|bias|gamma|beta|moving_mean|moving_variance|depthwise_kernel|scale"
+    r"|pos_embedding|cls))$"
+)
+
+
+def _h5_arrays(path, lazy):
+    """{dataset path: array} of an HDF5 file, refusing what could read outside it.
+
+    As Keras' own h5 loader: soft and external links, external storage and virtual
+    datasets are refused, naming the key (they can make a "weight" of any local file).
+    """
+    import h5py
+
+    arrays = {}
+    with h5py.File(path, "r") as f:
+        links = []
+        f.visititems_links(lambda name, link: links.append((name, link)))
+        for name, link in links:
+            if isinstance(link, (h5py.SoftLink, h5py.ExternalLink)):
+                raise WeightsError(
+                    f"{path}: {name} is an HDF5 {type(link).__name__}; refusing links (as Keras does)."
+                )
+        for name, _ in links:
+            obj = f[name]
+            if isinstance(obj, h5py.Group):
+                if _H5_DATASET_NAME.search(name.rsplit("/", 1)[-1]):
+                    raise WeightsError(f"{path}: {name} is an HDF5 group where a dataset (an array) belongs.")
+                continue
+            if not isinstance(obj, h5py.Dataset):
+                raise WeightsError(f"{path}: {name} is a {type(obj).__name__}, not a dataset.")
+            if obj.external:
+                raise WeightsError(
+                    f"{path}: {name} keeps its data in external files {[e[0] for e in obj.external]}; "
+                    "refusing external storage (as Keras does)."
+                )
+            if obj.is_virtual:
+                raise WeightsError(f"{path}: {name} is a virtual dataset; refusing it (as Keras does).")
+            stored = obj.id.get_storage_size()
+            filtered = obj.chunks is not None and bool(obj.id.get_create_plist().get_nfilters())
+            nbytes = int(np.prod(obj.shape, dtype=object)) * obj.dtype.itemsize
+            if nbytes and not stored:
+                raise WeightsError(f"{path}: {name} declares shape {obj.shape} but stores no data.")
+            _check_declared(path, name, obj.shape, obj.dtype, stored, exact=False)
+            if not filtered and stored < nbytes:
+                raise WeightsError(
+                    f"{path}: {name} declares shape {obj.shape} {obj.dtype} ({nbytes} bytes) "
+                    f"but stores {stored} bytes."
+                )
+            arrays[name] = _h5_lazy(path, name, obj) if lazy else obj[()]
+    return arrays
 
 
 _LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\n"  # pickle protocol 2, then torch's magic number
@@ -169,7 +339,7 @@ def sniff_kind(path):
     if head[:4] == _LEGACY_TORCH_MAGIC:
         return "torch"
     if head[:4] == _ZIP_MAGIC:
-        with zipfile.ZipFile(path) as zf:
+        with reading(path, "is a corrupt zip archive"), zipfile.ZipFile(path) as zf:
             names = zf.namelist()
         if "config.json" in names:
             return "keras"
@@ -187,7 +357,8 @@ def tf_checkpoint_prefix(path):
         import tensorflow as tf
 
         for root, dirs, files in sorted(os.walk(path)):
-            latest = tf.train.latest_checkpoint(root)
+            with reading(root, "has an unreadable TF 'checkpoint' file"):
+                latest = tf.train.latest_checkpoint(root)
             indexes = sorted(f for f in files if f.endswith(".index"))
             if latest or indexes:
                 return latest or os.path.join(root, indexes[-1][: -len(".index")])
@@ -200,12 +371,12 @@ def tf_checkpoint_prefix(path):
 
 
 def sniff_format(path):
-    """'npz', 'h5', 'torch', 'safetensors', 'tf' or raise: decided by the file's content, not its name."""
+    """'npz', 'h5', 'torch', 'safetensors', 'tf' or raise `WeightsError`: decided by content, not name."""
     path = os.fspath(path)
     if not os.path.isfile(path) or path.endswith(".index"):  # a directory, prefix or .index
         if tf_checkpoint_prefix(path) is not None:
             return "tf"
-        raise ValueError(f"{path} is neither a checkpoint file nor a TF checkpoint (no .index found).")
+        raise WeightsError(f"{path} is neither a checkpoint file nor a TF checkpoint (no .index found).")
     kind = sniff_kind(path)
     if kind in ("npz", "h5", "torch", "safetensors"):
         return kind
@@ -214,52 +385,47 @@ def sniff_format(path):
     if head[:4] == _ZIP_MAGIC:
         with zipfile.ZipFile(path) as zf:
             names = zf.namelist()
-        raise ValueError(
+        raise WeightsError(
             f"{path} is a zip archive but not a NumPy .npz checkpoint "
             f"(its members include {names[:3]}); a .keras file loads with keras.saving.load_model."
         )
-    raise ValueError(
+    raise WeightsError(
         f"{path} is neither a NumPy .npz, an HDF5 (.h5) nor a PyTorch checkpoint "
         f"(first bytes {head!r})."
     )
 
 
 def read_arrays(path, lazy=False):
-    """All arrays of an .npz, .h5 or PyTorch checkpoint as {key: np.ndarray}.
+    """All arrays of an .npz, .h5, .safetensors, PyTorch or TF checkpoint as {key: np.ndarray}.
 
-    With `lazy=True`, .npz and .h5 arrays are `LazyArray`s, read when converted.
+    With `lazy=True`, .npz, .h5 and TF arrays are `LazyArray`s, read when converted,
+    their declared shapes checked against the stored sizes first.
 
     npz keys are used as stored; h5 keys are the full dataset paths; PyTorch state
     dicts keep their keys. Pickled objects are refused (`allow_pickle=False`,
-    `torch.load(weights_only=True)`).
+    `torch.load(weights_only=True)`), and so are HDF5 links, external and virtual
+    datasets, duplicate keys and arrays that are not numeric.
+
+    Raises:
+        WeightsError: naming the file and what is wrong, for any file that cannot be read.
     """
     path = os.fspath(path)
-    fmt = sniff_format(path)
-    if fmt == "tf":
-        return _read_tf(tf_checkpoint_prefix(path))
-    if fmt == "torch":
-        return _read_torch(path)
-    if fmt == "safetensors":
-        from keras_bigtransfer.weights import safetensors
+    with reading(path):
+        fmt = sniff_format(path)
+        if fmt == "tf":
+            arrays = _read_tf(tf_checkpoint_prefix(path))
+        elif fmt == "torch":
+            arrays = _read_torch(path)
+        elif fmt == "safetensors":
+            from keras_bigtransfer.weights import safetensors
 
-        return safetensors.read(path, lazy=lazy)
-    if fmt == "npz" and lazy:
-        return _npz_lazy(path)
-    if fmt == "npz":
-        with np.load(path, allow_pickle=False) as npz:
-            return {key: npz[key] for key in npz.files}
-    import h5py
-
-    arrays = {}
-    with h5py.File(path, "r") as f:
-        def visit(name, obj):
-            if not isinstance(obj, h5py.Dataset):
-                return
-            if lazy:
-                arrays[name] = _h5_lazy(path, name, obj)
-            else:
-                arrays[name] = obj[()]
-        f.visititems(visit)
+            arrays = safetensors.read(path, lazy=True)
+        elif fmt == "npz":
+            arrays = _npz_lazy(path)
+        else:
+            arrays = _h5_arrays(path, lazy=True)
+        if not lazy:
+            arrays = {key: np.asarray(value) for key, value in arrays.items()}
     return arrays
 
 
@@ -275,13 +441,37 @@ def _read_torch(path):
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
-        raise ValueError(f"{path} holds a {type(state).__name__}, not a state dict.")
-    return {k: v.detach().cpu().numpy() for k, v in state.items() if hasattr(v, "detach")}
+        raise WeightsError(f"{path} holds a {type(state).__name__}, not a state dict.")
+    arrays = {}
+    for key, value in state.items():
+        if not isinstance(value, torch.Tensor):
+            continue
+        if value.dtype == torch.bfloat16:  # NumPy has no bfloat16
+            value = value.float()
+        arrays[str(key)] = value.detach().cpu().numpy()
+    return arrays
 
 
 def _read_tf(prefix):
-    """A TF (1 or 2) name-based checkpoint, read with tf.train.load_checkpoint: no graph code."""
+    """A TF (1 or 2) name-based checkpoint, read with tf.train.load_checkpoint: no graph code.
+
+    The arrays are `LazyArray`s: a tensor is read when it is used.
+    """
     import tensorflow as tf
 
     reader = tf.train.load_checkpoint(prefix)
-    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
+    dtypes = reader.get_variable_to_dtype_map()
+    arrays = {}
+    for name, shape in reader.get_variable_to_shape_map().items():
+        bfloat16 = dtypes[name] == tf.bfloat16  # NumPy has no bfloat16: read as float32
+        dtype = np.dtype(np.float32 if bfloat16 else dtypes[name].as_numpy_dtype)
+        if dtype.kind not in _NUMERIC_KINDS:
+            continue  # strings and resources (e.g. the object graph): not weights
+
+        def load(name=name, bfloat16=bfloat16):
+            with reading(prefix, f"{name} cannot be read"):
+                value = reader.get_tensor(name)
+                return value.astype(np.float32) if bfloat16 else value
+
+        arrays[name] = LazyArray(load, shape, dtype)
+    return arrays

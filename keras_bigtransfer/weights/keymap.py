@@ -18,7 +18,7 @@ import string
 
 import numpy as np
 
-from keras_bigtransfer.weights.checkpoint import LazyArray
+from keras_bigtransfer.weights.checkpoint import LazyArray, put
 
 TRANSFORMS = {
     # PyTorch conv (out, in, h, w) -> Keras/TF (h, w, in, out).
@@ -72,7 +72,7 @@ def rename(arrays, rules):
             if match is None:
                 continue
             if target is not None:
-                renamed[_FORMAT.format(target, **match.groupdict())] = (key, relayout(array, transform))
+                put(renamed, _FORMAT.format(target, **match.groupdict()), key, relayout(array, transform))
             break
         else:
             unknown.append(key)

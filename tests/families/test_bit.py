@@ -231,3 +231,18 @@ def test_ilsvrc2012_weights_by_tag_load_with_their_1000_way_head(r50, r50_npz, h
     assert model.get_layer("head").units == 1000
     images = _images(rng)
     np.testing.assert_array_equal(np.asarray(model(images)), np.asarray(r50(images)))
+
+
+@pytest.mark.parametrize("build", [
+    lambda **kw: ResNetV2(50, np.int64(1), **kw),
+    lambda **kw: kb.EfficientNetLite0(weights=None, **kw),
+    lambda **kw: kb.ViT_Ti16(weights=None, num_register_tokens=np.int64(1), input_shape=(32, 32, 3), **kw),
+], ids=["bit", "efficientnet", "vit"])
+def test_numpy_integers_are_accepted_and_bools_and_floats_refused(build, tmp_path):
+    model = build(num_classes=np.int64(3))
+    head = model.get_layer("head")
+    assert head.units == 3 and type(head.units) is int  # plain int: the config stays JSON
+    model.save(tmp_path / "model.keras")
+    for bad in (True, 3.0, 0, "3"):
+        with pytest.raises(ValueError, match="num_classes"):
+            build(num_classes=bad)

@@ -203,7 +203,7 @@ def test_killed_training_resumes_from_its_checkpoint(tmp_path):
     env = dict(os.environ, STEP_SLEEP="0.3", PYTHONPATH=ROOT)
     proc = subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.PIPE, text=True)
     deadline = time.time() + 240
-    metadata = os.path.join(ckpt, "training_metadata.json")
+    metadata = os.path.join(ckpt, "backup.weights.h5")
     while time.time() < deadline and not os.path.exists(metadata):
         time.sleep(0.2)
     time.sleep(1.0)  # a little further into the next epoch

@@ -70,3 +70,44 @@ def test_keras_schedule_equals_the_rule():
     np.testing.assert_allclose(ours, [rule.learning_rate(int(s)) for s in steps], rtol=1e-6, atol=1e-12)
     clone = HyperRuleSchedule.from_config(schedule.get_config())
     assert float(clone(150)) == float(schedule(150))
+
+
+@pytest.mark.parametrize("base_lr", [float("nan"), float("inf"), -float("inf"), 0.0, -0.003, "0.003", True, None])
+def test_base_lr_must_be_finite_and_positive(base_lr):
+    with pytest.raises(ValueError, match="base_lr must be a finite number above 0"):
+        kb.hyperrule(1_000, 32, base_lr=base_lr)
+    with pytest.raises(ValueError, match="base_lr"):
+        HyperRuleSchedule(base_lr, 10, (20,))
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"num_examples": 10.5}, "num_examples"), ({"num_examples": True}, "num_examples"),
+    ({"image_size": 32.0}, "image_size"), ({"image_size": (32, -1)}, "image_size width"),
+    ({"batch_size": 8.0}, "batch_size"), ({"batch_size": np.nan}, "batch_size"),
+])
+def test_counts_must_be_integers(kwargs, match):
+    args = {"num_examples": 1_000, "image_size": 32, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        kb.hyperrule(**args)
+    rule = kb.hyperrule(1_000, 32)
+    with pytest.raises(ValueError, match="total_steps"):
+        rule.with_total_steps(2.5)
+    with pytest.raises(ValueError, match="resolution"):
+        rule.with_resolution(np.float32(128))
+
+
+def test_numpy_integers_are_accepted():
+    rule = kb.hyperrule(np.int64(1_000), np.array([32, 32]), batch_size=np.int32(128))
+    assert rule == kb.hyperrule(1_000, 32, batch_size=128)
+    assert rule.with_total_steps(np.int64(100)).total_steps == 100
+    assert rule.with_resolution(np.int64(64)).crop_size == 64
+
+
+def test_crop_rounded_to_the_patch_multiple_and_said_so():
+    small, large = kb.hyperrule(1_000, 32), kb.hyperrule(50_000, 224)
+    assert small.with_patch_multiple(14).crop_size == 126 and large.with_patch_multiple(14).crop_size == 476
+    assert small.with_patch_multiple(14).resize_size == 160
+    assert "crop 480 rounded down to 476" in str(large.with_patch_multiple(14))
+    assert small.with_patch_multiple(16) is small and "rounded down" not in str(small)  # 128 is a multiple of 16
+    assert small.with_resolution(100).with_patch_multiple(32).crop_size == 96
+    assert small.with_patch_multiple(14).with_resolution(140).crop_rounded_from is None

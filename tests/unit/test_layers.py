@@ -90,3 +90,32 @@ def test_gelu_equals_keras_gelu_in_value_and_gradient(approximate):
     np.testing.assert_allclose(np.asarray(tape.gradient(ours, x)), np.asarray(tape.gradient(reference, x)),
                                rtol=1e-5, atol=1e-5)
     assert GELU.from_config(layer.get_config()).approximate == approximate
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_float16"])
+@pytest.mark.parametrize("ratio", [0, 1, 10, 100, 1000])
+def test_channels_last_group_norm_is_accurate_when_the_mean_dwarfs_the_spread(policy, ratio, rng):
+    # E[x^2] - E[x]^2 cancels when mean/std is large (keras-team/keras#22586): at 100 it was
+    # 2e-2 off in float32 and 0.1 under mixed_float16. Reference: float64 on the same input.
+    from keras_bigtransfer.layers import ChannelsLastGroupNormalization
+
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        dtype = "float16" if policy == "mixed_float16" else "float32"
+        x = (ratio + rng.standard_normal((2, 14, 14, 64))).astype(dtype)
+        gamma, beta = rng.uniform(0.5, 1.5, 64), rng.standard_normal(64)
+        layer = ChannelsLastGroupNormalization(32, epsilon=1e-5)
+        layer.build(x.shape)
+        layer.gamma.assign(gamma.astype("float32"))
+        layer.beta.assign(beta.astype("float32"))
+        got = np.asarray(keras.ops.cast(layer(x), "float32"), dtype=np.float64)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    groups = x.astype(np.float64).reshape(2, 14, 14, 32, 2)
+    mean = groups.mean(axis=(1, 2, 4), keepdims=True)
+    variance = groups.var(axis=(1, 2, 4), keepdims=True)
+    expected = ((groups - mean) / np.sqrt(variance + 1e-5)).reshape(x.shape) * gamma + beta
+    # float32: round-off of the float32 mean grows with the ratio; float16: the output's own
+    # rounding (half an ulp at |y| < 8 is 4e-3, observed <= 2e-3).
+    bound = 2e-5 * max(1, ratio) ** 0.5 if policy == "float32" else 4e-3
+    assert float(np.abs(got - expected).max()) <= bound

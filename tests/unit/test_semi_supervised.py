@@ -80,14 +80,13 @@ def test_noisy_student_runs_two_iterations_and_records_them(tmp_path):
         assert sum(r["per_class"]) == r["trained_on_unlabeled"]
         assert 0.0 <= r["val_accuracy"] <= 1.0 and len(r["loss"]) >= 1
     assert final is not student  # the second iteration trained a fresh student
-    # A rerun finds both iterations finished and returns them without training.
-    again, record_again = kb.fit_noisy_student(
-        teacher, tiny_residual_model(seed=1), colour_data(32, seed=7), unlabeled, iterations=2, steps=8,
-        batch_size=8, unlabeled_ratio=2, resolution=16, checkpoint_dir=str(tmp_path),
-    )
-    assert record_again == json.loads(json.dumps(record))
-    x = validation[0][:8]
-    np.testing.assert_allclose(np.asarray(again(x)), np.asarray(final(x)), atol=1e-6)
+    # A rerun on the finished run's checkpoint_dir would train nothing: refused (resuming is
+    # tested in test_semi_supervised_resume.py).
+    with pytest.raises(ValueError, match="finished noisy_student run"):
+        kb.fit_noisy_student(
+            teacher, tiny_residual_model(seed=1), colour_data(32, seed=7), unlabeled, iterations=2, steps=8,
+            batch_size=8, unlabeled_ratio=2, resolution=16, checkpoint_dir=str(tmp_path),
+        )
 
 
 def test_noisy_student_rejects_mismatched_classes():

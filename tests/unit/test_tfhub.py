@@ -206,3 +206,81 @@ def test_efficientnet_export_and_import(tmp_path, rng):
     native = hub.load(path)
     assert isinstance(native, kb.ImageModel)
     assert _max_diff(native(images), model(images)) <= ATOL
+
+
+def _plain_model():
+    """Built on a plain keras.Input (auto-named input_layer_N), no layer of ours."""
+    inputs = keras.Input((None, None, 3))
+    features = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3, name="conv")(inputs))
+    logits = keras.layers.Dense(2, name="head")(features)
+    return keras.Model(inputs, logits), keras.Model(inputs, features)
+
+
+def test_export_of_a_model_on_a_plain_keras_input(tmp_path, images):
+    model, features = _plain_model()
+    for signature, expected in (("feature_vector", features), ("classification", model)):
+        path = hub.export(model, tmp_path / signature, signature=signature)
+        assert _max_diff(tf.saved_model.load(path)(images), expected(images)) <= ATOL
+        assert _max_diff(hub.load(path)(images), expected(images)) <= ATOL
+
+
+def test_export_of_our_model_nested_in_a_plain_one(images, tmp_path, rng):
+    # A small model of ours (weight-standardized convs, GroupNorm, a head) inside a plain one.
+    inputs = keras.Input((None, None, 3), name="images")
+    x = kb.layers.WSConv2D(8, 3, name="conv1")(inputs)
+    x = keras.layers.GroupNormalization(2, name="gn")(x)
+    x = kb.layers.WSConv2D(8, 3, use_bias=False, name="conv2")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    ours = kb.ImageModel(inputs, keras.layers.Dense(3, name="head")(x), name="ours")
+    for v in ours.weights:
+        v.assign(rng.normal(0, 0.5, v.shape).astype("float32"))
+    outer_inputs = keras.Input((None, None, 3))
+    outer = keras.Model(outer_inputs, ours(outer_inputs))
+    path = hub.export(outer, tmp_path / "nested", signature="classification")
+    obj = tf.saved_model.load(path)
+    assert _max_diff(obj(images), ours(images)) <= ATOL
+    graph = obj.__call__.get_concrete_function(tf.TensorSpec([None, None, None, 3], tf.float32),
+                                                training=False).graph.as_graph_def()
+    ops = [n.op for n in graph.node] + [n.op for f in graph.library.function for n in f.node_def]
+    assert ops.count("Rsqrt") == 1  # the GroupNorm's; the nested convs are folded too
+    assert _max_diff(hub.load(path)(images), ours(images)) <= 1e-4
+    with pytest.raises(ValueError, match="nested model"):
+        hub.export(outer, tmp_path / "features")  # the pre-logits are inside the nested model
+
+
+def test_export_replaces_only_empty_directories_and_earlier_exports(tmp_path, images, monkeypatch):
+    from keras_bigtransfer.tfhub import export as publishing
+
+    model, _ = _plain_model()
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    (tmp_path / "a_file").write_text("mine")
+    (tmp_path / "arch.tar.gz").write_bytes(b"not an archive of ours")
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the target is checked before any work")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(publishing, "fold_weight_standardization", no_work)
+        with pytest.raises(FileExistsError, match="not an earlier keras_bigtransfer export.*overwrite=True"):
+            hub.export(model, foreign)
+        with pytest.raises(FileExistsError, match="not a directory"):
+            hub.export(model, tmp_path / "a_file")
+        with pytest.raises(FileExistsError, match="arch.tar.gz exists"):
+            hub.export(model, tmp_path / "arch", archive=True)
+    assert sorted(os.listdir(tmp_path)) == ["a_file", "arch.tar.gz", "foreign"]  # nothing staged or left
+    assert os.listdir(foreign) == ["notes.txt"]
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    path, archive = hub.export(model, empty, archive=True)
+    assert publishing.is_our_export(path) and publishing.is_our_archive(archive)
+    hub.export(model, empty, signature="classification", archive=True)  # ours: replaced, no flag needed
+    assert _max_diff(tf.saved_model.load(path)(images), model(images)) <= ATOL
+    with pytest.raises(FileExistsError):
+        publishing.write_archive(path, str(tmp_path / "arch.tar.gz"))
+
+    hub.export(model, foreign, overwrite=True)
+    hub.export(model, tmp_path / "arch", archive=True, overwrite=True)
+    assert "notes.txt" not in os.listdir(foreign) and publishing.is_our_archive(tmp_path / "arch.tar.gz")

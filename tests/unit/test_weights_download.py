@@ -89,13 +89,25 @@ def test_truncated_response_resumes_with_range(server):
     assert ranges == [f"bytes={len(PAYLOAD) // 2}-"]
 
 
-def test_interrupted_part_file_from_an_earlier_run_resumes(server):
-    os.makedirs(os.path.dirname(_cached()), exist_ok=True)
-    with open(_cached() + ".part", "wb") as f:
-        f.write(PAYLOAD[:1000])
+def _interrupted_run(server, monkeypatch):
+    """An earlier run that died mid-download: it leaves half the file in `.part`."""
+    server.faults[PATH] = ["truncate"]
+    monkeypatch.setattr(download, "RETRIES", 1)
+    with pytest.raises(DownloadError):
+        hub.resolve("bit_m_r50x1", progress=False)
+    monkeypatch.setattr(download, "RETRIES", 5)
+    assert os.path.getsize(_cached() + ".part") == len(PAYLOAD) // 2 and not os.path.exists(_cached())
+    server.requests.clear()
+    server.if_ranges.clear()
+
+
+def test_interrupted_part_file_from_an_earlier_run_resumes(server, monkeypatch):
+    _interrupted_run(server, monkeypatch)
     hub.resolve("bit_m_r50x1", progress=False)
     assert open(_cached(), "rb").read() == PAYLOAD
-    assert server.requests == [(PATH, "bytes=1000-")]
+    assert server.requests == [(PATH, f"bytes={len(PAYLOAD) // 2}-")]
+    assert server.if_ranges == [server.etag_of(PAYLOAD)]  # resumed only if the file is unchanged
+    assert not os.path.exists(_cached() + ".part.json")
 
 
 def test_server_ignoring_range_restarts_cleanly(server):
@@ -131,7 +143,7 @@ def test_corrupted_cache_is_detected_against_the_pin(server, monkeypatch):
     with pytest.raises(ChecksumError, match="expected"):
         hub.resolve("bit_m_r50x1", progress=False)
     monkeypatch.setenv("KERAS_BIGTRANSFER_OFFLINE", "0")
-    # Online, the bad copy was deleted and a fresh one is fetched.
+    # Offline the bad copy was set aside; online a fresh one is fetched.
     assert open(hub.resolve("bit_m_r50x1", progress=False), "rb").read() == PAYLOAD
 
 
@@ -204,3 +216,184 @@ def test_every_constructor_defaults_to_a_catalogue_entry_of_its_own():
             assert tag is None  # never released
             continue
         assert catalogue.get(tag).constructor == name
+
+
+# --- a cache that breaks nothing (issue 15: items 3, 17) ------------------------------------
+
+def _rejected():
+    folder = os.path.dirname(_cached())
+    return [os.path.join(folder, n) for n in os.listdir(folder) if n.endswith(".rejected")]
+
+
+def test_offline_never_deletes_a_file_placed_by_hand(server, monkeypatch):
+    path = hub.resolve("bit_m_r50x1", progress=False)  # pins the first download
+    by_hand = os.urandom(5000)  # e.g. the publisher's newer file, copied in as the error tells users to
+    with open(path, "wb") as f:
+        f.write(by_hand)
+    monkeypatch.setenv("KERAS_BIGTRANSFER_OFFLINE", "1")
+    with pytest.raises(ChecksumError) as info:
+        hub.resolve("bit_m_r50x1", progress=False)
+    [aside] = _rejected()
+    assert open(aside, "rb").read() == by_hand  # set aside, not deleted
+    message = str(info.value)
+    assert "Nothing was deleted" in message and aside in message and path + ".sha256" in message
+    # Following the message: drop the older pin, move the file back; it is used and pinned.
+    os.remove(path + ".sha256")
+    os.replace(aside, path)
+    assert open(hub.resolve("bit_m_r50x1", progress=False), "rb").read() == by_hand
+    assert open(path + ".sha256").read().split()[0] == hashlib.sha256(by_hand).hexdigest()
+
+
+def test_offline_published_checksum_mismatch_sets_the_file_aside(monkeypatch):
+    os.makedirs(os.path.dirname(_cached()), exist_ok=True)
+    with open(_cached(), "wb") as f:
+        f.write(b"not the published file")
+    with pytest.raises(ChecksumError, match="published"):
+        download.fetch("https://x.invalid" + PATH, PATH[1:], {"md5": hashlib.md5(PAYLOAD).hexdigest()})
+    [aside] = _rejected()
+    assert open(aside, "rb").read() == b"not the published file"
+
+
+def test_offline_file_mirror_replaces_a_bad_cached_file_without_deleting_it(tmp_path, monkeypatch):
+    mirror = tmp_path / "mirror"
+    (mirror / "bit_models").mkdir(parents=True)
+    (mirror / "bit_models" / "BiT-M-R50x1.npz").write_bytes(PAYLOAD)
+    monkeypatch.setenv("KERAS_BIGTRANSFER_MIRROR", mirror.as_uri())
+    path = hub.resolve("bit_m_r50x1", progress=False)
+    with open(path, "r+b") as f:
+        f.write(b"garbage")
+    assert open(hub.resolve("bit_m_r50x1", progress=False), "rb").read() == PAYLOAD
+    [aside] = _rejected()
+    assert open(aside, "rb").read()[:7] == b"garbage"
+
+
+def test_online_corrupted_cache_is_downloaded_again(server):
+    path = hub.resolve("bit_m_r50x1", progress=False)
+    with open(path, "r+b") as f:
+        f.write(b"garbage")
+    assert open(hub.resolve("bit_m_r50x1", progress=False), "rb").read() == PAYLOAD
+    assert server.full_gets(PATH) == 2
+    # The same with a published checksum.
+    url, checksum = "https://x.invalid" + PATH, {"md5": hashlib.md5(PAYLOAD).hexdigest()}
+    with open(path, "r+b") as f:
+        f.write(b"garbage")
+    assert open(download.fetch(url, PATH[1:], checksum, progress=False), "rb").read() == PAYLOAD
+
+
+def test_online_cached_file_is_kept_until_its_replacement_is_verified(server):
+    path = hub.resolve("bit_m_r50x1", progress=False)
+    with open(path + ".sha256", "w") as f:  # a pin that disagrees with the (good) cached file
+        f.write("0" * 64 + "  BiT-M-R50x1.npz\n")
+    del server.files[PATH]
+    with pytest.raises(DownloadError, match="404"):
+        hub.resolve("bit_m_r50x1", progress=False)
+    assert open(path, "rb").read() == PAYLOAD  # not deleted before a replacement existed
+    # A download that fails the published checksum leaves the cached copy alone too.
+    server.files[PATH] = PAYLOAD
+    server.faults[PATH] = ["wrong"]
+    with pytest.raises(ChecksumError, match="left as it was"):
+        download.fetch("https://x.invalid" + PATH, PATH[1:], {"sha256": "1" * 64}, progress=False)
+    assert open(path, "rb").read() == PAYLOAD
+
+
+@pytest.mark.parametrize("pin", ["", "\n", "not-a-digest  BiT-M-R50x1.npz\n"])
+@pytest.mark.parametrize("mode", ["0", "1"])
+def test_unreadable_pin_is_reported_and_replaced(server, monkeypatch, caplog, pin, mode):
+    path = hub.resolve("bit_m_r50x1", progress=False)
+    with open(path + ".sha256", "w") as f:
+        f.write(pin)
+    monkeypatch.setenv("KERAS_BIGTRANSFER_OFFLINE", mode)
+    assert hub.resolve("bit_m_r50x1", progress=False) == path
+    assert "holds no SHA-256" in caplog.text
+    assert open(path + ".sha256").read().split()[0] == hashlib.sha256(PAYLOAD).hexdigest()
+    assert server.full_gets(PATH) == 1
+
+
+def test_bad_published_checksum_is_refused_before_any_work():
+    with pytest.raises(ValueError, match="md5 or sha256"):
+        download.fetch("https://x.invalid" + PATH, PATH[1:], {"crc32": "abcd"})
+
+
+# --- only a complete download is pinned (issue 15: item 7) ---------------------------------
+
+def test_body_without_length_cut_short_is_not_pinned(server, caplog):
+    server.faults[PATH] = ["no_length_truncate"]
+    path = hub.resolve("bit_m_r50x1", progress=False)
+    # The cut cannot be seen (no size was given): honest is to keep the file but pin nothing.
+    assert os.path.getsize(path) == len(PAYLOAD) // 2
+    assert not os.path.exists(path + ".sha256") and os.path.exists(path + ".unverified")
+    assert "served without a size" in caplog.text
+    # Later calls use it without pinning it (a pin would vouch for a cut file).
+    assert hub.resolve("bit_m_r50x1", progress=False) == path
+    assert not os.path.exists(path + ".sha256")
+    assert server.full_gets(PATH) == 1
+
+
+def test_body_without_length_is_verified_by_a_published_checksum(server):
+    server.faults[PATH] = ["no_length_truncate", "no_length"]
+    url, checksum = "https://x.invalid" + PATH, {"sha256": hashlib.sha256(PAYLOAD).hexdigest()}
+    with pytest.raises(ChecksumError):
+        download.fetch(url, PATH[1:], checksum, progress=False)
+    path = download.fetch(url, PATH[1:], checksum, progress=False)
+    assert open(path, "rb").read() == PAYLOAD and not os.path.exists(path + ".unverified")
+
+
+def test_chunked_body_is_complete_and_pinned_and_a_cut_one_resumes(server):
+    server.faults[PATH] = ["chunked_truncate", "chunked"]
+    path = hub.resolve("bit_m_r50x1", progress=False)
+    assert open(path, "rb").read() == PAYLOAD
+    assert open(path + ".sha256").read().split()[0] == hashlib.sha256(PAYLOAD).hexdigest()
+    assert not os.path.exists(path + ".unverified")
+
+
+def test_http_416_restarts_from_zero(server, monkeypatch):
+    _interrupted_run(server, monkeypatch)
+    server.faults[PATH] = ["416"]
+    path = hub.resolve("bit_m_r50x1", progress=False)
+    assert open(path, "rb").read() == PAYLOAD  # a 416 was once taken as "complete"
+    assert server.requests == [(PATH, f"bytes={len(PAYLOAD) // 2}-"), (PATH, None)]
+
+
+def test_part_of_a_changed_file_is_not_resumed(server, monkeypatch):
+    _interrupted_run(server, monkeypatch)
+    new = os.urandom(len(PAYLOAD))  # the publisher replaced the file meanwhile
+    server.files[PATH] = new
+    path = hub.resolve("bit_m_r50x1", progress=False)
+    assert open(path, "rb").read() == new
+    assert server.if_ranges == [server.etag_of(PAYLOAD)]  # If-Range failed, so the server sent it all
+
+
+@pytest.mark.parametrize("etag", [True, False])
+def test_resume_needs_a_validator(server, monkeypatch, etag):
+    server.etag = etag
+    server.last_modified = False
+    _interrupted_run(server, monkeypatch)
+    new = os.urandom(len(PAYLOAD))
+    server.files[PATH] = new
+    assert open(hub.resolve("bit_m_r50x1", progress=False), "rb").read() == new
+    if not etag:  # nothing to tell a changed file by: start over rather than splice two files
+        assert server.requests == [(PATH, None)]
+
+
+def test_last_modified_serves_as_validator(server, monkeypatch):
+    server.etag = False
+    _interrupted_run(server, monkeypatch)
+    assert open(hub.resolve("bit_m_r50x1", progress=False), "rb").read() == PAYLOAD
+    assert server.if_ranges == [server.modified(PAYLOAD)]
+
+
+def test_part_without_a_record_is_not_resumed(server):
+    os.makedirs(os.path.dirname(_cached()), exist_ok=True)
+    with open(_cached() + ".part", "wb") as f:  # origin unknown: maybe another file's bytes
+        f.write(b"x" * 1000)
+    assert open(hub.resolve("bit_m_r50x1", progress=False), "rb").read() == PAYLOAD
+    assert server.requests == [(PATH, None)]
+
+
+@pytest.mark.parametrize("fault", ["range_from_zero", "wrong_total"])
+def test_206_for_the_wrong_range_restarts(server, monkeypatch, fault):
+    _interrupted_run(server, monkeypatch)
+    server.faults[PATH] = [fault]
+    path = hub.resolve("bit_m_r50x1", progress=False)
+    assert open(path, "rb").read() == PAYLOAD
+    assert server.requests == [(PATH, f"bytes={len(PAYLOAD) // 2}-"), (PATH, None)]

@@ -19,7 +19,7 @@ from keras_bigtransfer.models.bit.config import DEPTHS
 from keras_bigtransfer.models.bit.model import ResNetV2
 from keras_bigtransfer.weights import assign
 from keras_bigtransfer.weights.atomic import atomic_file
-from keras_bigtransfer.weights.checkpoint import as_float32
+from keras_bigtransfer.weights.checkpoint import as_float32, put
 
 # The part of a key (after any prefix such as `resnet/` or an h5 group) that names a weight.
 CANONICAL = re.compile(
@@ -54,7 +54,7 @@ def convert(arrays):
             continue
         if canonical.startswith("head/") and canonical.endswith("kernel") and array.ndim == 4:
             array = array.reshape(array.shape[-2:])  # 1x1 conv (1, 1, C, K) -> Dense (C, K)
-        converted[model_path(canonical)] = (key, as_float32(array))
+        put(converted, model_path(canonical), key, as_float32(array))
     return converted, unknown
 
 
@@ -88,10 +88,11 @@ def to_published(model, prefix="resnet/"):
 
 
 def save_npz(model, path):
-    """Write `to_published(model)` to `path` atomically (temp file, then rename)."""
+    """Write `to_published(model)` to `path` atomically (whole or not at all)."""
     path = os.fspath(path)
+    arrays = to_published(model)
     with atomic_file(path, suffix=".npz") as tmp:
-        np.savez(tmp, **to_published(model))
+        np.savez(tmp, **arrays)
     return path
 
 
@@ -143,7 +144,7 @@ def from_checkpoint(arrays, source):
         num_classes=int(head[1].shape[-1]) if head is not None else 1,
         pooling=None if head is not None else "avg", name=f"bit_r{depth}x{width}",
     )
-    return assign.assign(model, converted, unknown, source=os.path.basename(str(source)))
+    return assign.assign(model, converted, unknown, source=os.path.basename(str(source)), stored=arrays)
 
 
 # timm's ResNetV2 names (`resnetv2_*_bit`: the Hugging Face Hub copies `timm/resnetv2_50x1_bit.*`,

@@ -64,14 +64,14 @@ def ResNetV2(
     """
     if depth not in DEPTHS:
         raise ValueError(f"{name}: depth must be one of {sorted(DEPTHS)}; got {depth!r}.")
-    if not isinstance(width, int) or width < 1:
-        raise ValueError(f"{name}: width must be a positive integer; got {width!r}.")
-    input_shape = base.validate_common_args(
+    width = base.integer_arg(width, "width", name)
+    input_shape, num_classes = base.validate_common_args(
         include_top=include_top, num_classes=num_classes, input_shape=input_shape,
         pooling=pooling, name=name,
     )
     inputs = base.image_inputs(input_shape)
-    x = keras.layers.Rescaling(2.0, offset=-1.0, name="to_minus_one_one")(inputs)
+    images = base.input_contract(inputs)
+    x = keras.layers.Rescaling(2.0, offset=-1.0, name="to_minus_one_one")(images)
 
     # Root: pad 3, 7x7/2 conv, zero-pad 1, 3x3/2 max-pool (zeros, not -inf).
     x = keras.layers.ZeroPadding2D(3, name="root_block_pad")(x)

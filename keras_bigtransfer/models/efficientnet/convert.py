@@ -18,6 +18,7 @@ import numpy as np
 from keras_bigtransfer.models import registry
 from keras_bigtransfer.models.efficientnet.config import constructor_name
 from keras_bigtransfer.weights import assign
+from keras_bigtransfer.weights.checkpoint import as_float32, put
 
 # Arrays that exist in the published files but that our models do not hold as weights.
 KERAS_IGNORED = re.compile(r"^(normalization|rescaling)(_\d+)?/")
@@ -50,7 +51,7 @@ def convert_keras_h5(arrays):
             layer = "head"
         if weight == "depthwise_kernel":
             weight = "kernel"
-        converted[f"{layer}/{weight}"] = (key, _f32(array))
+        put(converted, f"{layer}/{weight}", key, as_float32(array))
     return converted, unknown
 
 
@@ -100,7 +101,7 @@ def convert_pytorch(arrays, names):
             array, weight = _conv(value, depthwise=layer.endswith("dwconv")), "kernel"
         else:
             array = _f32(value)
-        converted[f"{layer}/{weight}"] = (key, array)
+        put(converted, f"{layer}/{weight}", key, array)
     return converted, unknown
 
 
@@ -137,7 +138,7 @@ def convert_tf_checkpoint(arrays, names):
         if path is None:
             unknown.append(key)
         else:
-            converted[path] = (key, _f32(value))
+            put(converted, path, key, as_float32(value))
     return converted, unknown
 
 
@@ -219,7 +220,7 @@ def from_checkpoint(arrays, source):
         pooling=None if head is not None else "avg",
     )
     converted, unknown = convert_tf_checkpoint(arrays, model_block_names(model))
-    return assign.assign(model, converted, unknown, source=os.path.basename(str(source)))
+    return assign.assign(model, converted, unknown, source=os.path.basename(str(source)), stored=arrays)
 
 
 # timm's EfficientNet names (`tf_efficientnet_*`, `tf_efficientnet_lite*`: the Hugging Face Hub

@@ -126,7 +126,7 @@ def EfficientNet(
     mean/std for B, [-1, 1] for Lite) is a layer inside. Stochastic depth rises
     linearly over the blocks from 0 to `drop_connect_rate`.
     """
-    input_shape = base.validate_common_args(
+    input_shape, num_classes = base.validate_common_args(
         include_top=include_top, num_classes=num_classes, input_shape=input_shape,
         pooling=pooling, name=name,
     )
@@ -136,11 +136,12 @@ def EfficientNet(
     head_filters = 1280 if lite else round_filters(1280, width)
 
     inputs = base.image_inputs(input_shape)
+    images = base.input_contract(inputs)
     if lite:
-        x = keras.layers.Rescaling(255.0 / 128.0, offset=-127.0 / 128.0, name="to_minus_one_one")(inputs)
+        x = keras.layers.Rescaling(255.0 / 128.0, offset=-127.0 / 128.0, name="to_minus_one_one")(images)
     else:
         x = keras.layers.Normalization(
-            mean=IMAGENET_MEAN, variance=[s * s for s in IMAGENET_STD], name="normalization")(inputs)
+            mean=IMAGENET_MEAN, variance=[s * s for s in IMAGENET_STD], name="normalization")(images)
 
     x = keras.layers.Conv2D(stem_filters, 3, strides=2, padding="same", use_bias=False,
                             kernel_initializer=CONV_INIT, name="stem_conv")(x)

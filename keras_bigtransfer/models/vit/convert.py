@@ -29,7 +29,7 @@ import numpy as np
 from keras_bigtransfer.errors import WeightsError
 from keras_bigtransfer.models.vit.model import VisionTransformer
 from keras_bigtransfer.weights import assign
-from keras_bigtransfer.weights.checkpoint import as_float32
+from keras_bigtransfer.weights.checkpoint import as_float32, put
 
 log = logging.getLogger(__name__)
 
@@ -75,9 +75,9 @@ def canonical_arrays(arrays):
         if name.startswith("Transformer/encoderblock/"):  # scanned: one array for all layers
             rest = name[len("Transformer/encoderblock/"):]
             for i, layer_array in enumerate(np.asarray(array)):
-                canonical[f"Transformer/encoderblock_{i}/{rest}"] = (key, layer_array)
+                put(canonical, f"Transformer/encoderblock_{i}/{rest}", key, layer_array)
             continue
-        canonical[name] = (key, array)
+        put(canonical, name, key, array)
     return canonical, unknown
 
 
@@ -101,21 +101,54 @@ def _grid_of(rows):
     return (side, side) if side * side == rows else None
 
 
-def fit_position_table(table, layer, source="checkpoint"):
-    """A published (1, [1 +] N, D) table made to fit `layer` (a PositionEmbedding)."""
+def stored_grid(rows, grid_size, num_prefix_tokens, position_grid=None, source="checkpoint"):
+    """(grid, prefix rows) of a stored position table of `rows` rows.
+
+    The rule, in order: an explicit `position_grid` (rows, cols), with or without a
+    class row; else the model's own grid `grid_size`, when the rows match it (with the
+    model's prefix count first, then the other); else a square grid (without, then with
+    a class row). A non-square grid that differs from the model's cannot be told from
+    its row count alone (280 = 14 x 20 = 10 x 28), so it needs `position_grid`.
+    `grid_size` None: no model grid to match (a model built from the checkpoint).
+    """
+    if position_grid is not None:
+        grid = tuple(int(s) for s in position_grid)
+        if len(grid) != 2 or min(grid) < 1:
+            raise WeightsError(f"{source}: position_grid must be (rows, cols) of positive integers; "
+                               f"got {position_grid!r}.")
+        prefix = rows - grid[0] * grid[1]
+        if prefix not in (0, 1):
+            raise WeightsError(
+                f"{source}: position_grid {grid[0]}x{grid[1]} has {grid[0] * grid[1]} cells but the "
+                f"stored position embedding has {rows} rows (expected the cells, plus 1 with a class row)."
+            )
+        return grid, prefix
+    for prefix in (num_prefix_tokens, 1 - num_prefix_tokens) if grid_size is not None else ():
+        if rows - prefix == grid_size[0] * grid_size[1]:
+            return tuple(grid_size), prefix
+    for prefix in (0, 1):
+        grid = _grid_of(rows - prefix)
+        if grid is not None:
+            return grid, prefix
+    model = f"the model's {grid_size[0]}x{grid_size[1]} grid nor " if grid_size is not None else ""
+    raise WeightsError(
+        f"{source}: position embedding of {rows} rows is neither {model}a square grid (with or "
+        "without a class row); pass position_grid=(rows, cols), the grid it was trained at "
+        "(e.g. (14, 20) for 224x320 images at patch 16)."
+    )
+
+
+def fit_position_table(table, layer, source="checkpoint", position_grid=None):
+    """A published (1, [1 +] N, D) table made to fit `layer` (a PositionEmbedding).
+
+    The stored grid is found by `stored_grid`'s rule and resampled (square or not) to
+    the layer's grid when they differ.
+    """
     from keras_bigtransfer.layers.position_embedding import resample_table
 
     table = np.asarray(table, dtype=np.float32).reshape((1, -1, table.shape[-1]))
-    rows = table.shape[1]
-    grid, prefix = _grid_of(rows), 0
-    if grid is None:
-        grid, prefix = _grid_of(rows - 1), 1
-    if grid is None:
-        raise WeightsError(
-            f"{source}: position embedding of {rows} rows is neither a square grid nor a class "
-            "row plus a square grid; published ViT checkpoints are one of the two."
-        )
     wanted = layer.num_prefix_tokens
+    grid, prefix = stored_grid(table.shape[1], layer.grid_size, wanted, position_grid, source)
     if prefix < wanted:  # big_vision: the class token had no position embedding
         table = np.concatenate([np.zeros_like(table[:, :1]), table], axis=1)
     elif prefix > wanted:
@@ -129,8 +162,11 @@ def fit_position_table(table, layer, source="checkpoint"):
     return table
 
 
-def convert(arrays, model, source="checkpoint"):
+def convert(arrays, model, source="checkpoint", position_grid=None):
     """Map published ViT arrays to `model`.
+
+    `position_grid`: (rows, cols) of the stored position grid, when it is not square
+    and differs from the model's (see `stored_grid`).
 
     Returns ({model path: (key, array)}, unknown keys, paths the checkpoint may lack).
     """
@@ -142,12 +178,17 @@ def convert(arrays, model, source="checkpoint"):
             # Official fine-tuning drops the i21k representation layer; so do we unless asked.
             log.info("%s: %s dropped (the model has no pre_logits layer).", source, key)
             continue
-        converted[model_path(name)] = (key, as_float32(array))
+        if "/" not in name and name != "cls":  # no layer/weight name: not one of ours
+            unknown.append(key)
+            continue
+        put(converted, model_path(name), key, as_float32(array))
 
     position_key = POSITION_LAYER + "/pos_embedding"
     if position_key in converted and POSITION_LAYER in layer_names:
         key, table = converted[position_key]
-        converted[position_key] = (key, fit_position_table(table, model.get_layer(POSITION_LAYER), source))
+        converted[position_key] = (
+            key, fit_position_table(table, model.get_layer(POSITION_LAYER), source, position_grid)
+        )
 
     head = converted.get("head/kernel")
     if head is not None and not np.any(np.asarray(head[1])):
@@ -159,11 +200,12 @@ def convert(arrays, model, source="checkpoint"):
     return converted, unknown, optional
 
 
-def load_arrays(arrays, model, kind=None):
+def load_arrays(arrays, model, kind=None, position_grid=None, source="checkpoint"):
     """The family's converter for the registry: every published layout is an .npz; timm's
-    names (the Hugging Face Hub copies, a local .safetensors) are renamed to them first."""
+    names (the Hugging Face Hub copies, a local .safetensors) are renamed to them first.
+    `position_grid`: (rows, cols) of a non-square stored position grid (see `stored_grid`)."""
     arrays, unknown = from_timm(arrays)
-    converted, more, optional = convert(arrays, model)
+    converted, more, optional = convert(arrays, model, source=source, position_grid=position_grid)
     return fit_attention(converted, model), unknown + more, optional
 
 
@@ -182,8 +224,13 @@ def head_classes(arrays):
     return int(head.shape[-1]) if head is not None else None
 
 
-def from_checkpoint(arrays, source):
-    """A ViT (or hybrid) built to fit published .npz weights: every size read off the arrays."""
+def from_checkpoint(arrays, source, position_grid=None):
+    """A ViT (or hybrid) built to fit published .npz weights: every size read off the arrays.
+
+    A square stored position grid gives a model of any input size pretrained at that
+    grid; a non-square one needs `position_grid` (rows, cols) and gives a model built
+    for images of exactly that grid.
+    """
     canonical, _ = canonical_arrays(arrays)
     shape = {name: np.shape(array) for name, (_, array) in canonical.items()}
     embedding = shape["embedding/kernel"]
@@ -197,8 +244,13 @@ def from_checkpoint(arrays, source):
     attention = "Transformer/encoderblock_0/MultiHeadDotProductAttention_1/"
     head = shape.get("head/kernel")
     has_class_token = "cls" in shape
-    rows = shape["Transformer/posembed_input/pos_embedding"][-2] - int(has_class_token)
+    rows = shape["Transformer/posembed_input/pos_embedding"][-2]
     stride = embedding[0] * (2 ** (len(resnet_layers) + 1) if resnet_layers else 1)
+    grid, _ = stored_grid(rows, None, int(has_class_token), position_grid,
+                          os.path.basename(str(source)))
+    size = {"pretrained_resolution": grid[0] * stride}
+    if grid[0] != grid[1]:
+        size["input_shape"] = (grid[0] * stride, grid[1] * stride, 3)
     model = VisionTransformer(
         patch_size=embedding[0], hidden_size=embedding[-1],
         mlp_size=shape["Transformer/encoderblock_0/MlpBlock_3/Dense_0/kernel"][-1],
@@ -207,11 +259,11 @@ def from_checkpoint(arrays, source):
         num_classes=head[-1] if head is not None else 1, pooling=None if head is not None else "avg",
         classifier="token" if has_class_token else "gap",
         representation_size=shape["pre_logits/kernel"][-1] if "pre_logits/kernel" in shape else None,
-        pretrained_resolution=math.isqrt(rows) * stride, name="vit",
+        name="vit", **size,
     )
     name = os.path.basename(str(source))
-    converted, unknown, optional = convert(arrays, model, source=name)
-    return assign.assign(model, converted, unknown, source=name, optional=optional)
+    converted, unknown, optional = convert(arrays, model, source=name, position_grid=position_grid)
+    return assign.assign(model, converted, unknown, source=name, optional=optional, stored=arrays)
 
 
 # timm's VisionTransformer names (`vit_*`, the R50 hybrids `vit_base_r50_s16_*`: the Hugging

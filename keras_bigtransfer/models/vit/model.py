@@ -160,11 +160,8 @@ def VisionTransformer(
         raise ValueError(f'{name}: pooling must be "token", "avg", "max" or None; got {pooling!r}.')
     if pooling == "token" and classifier != "token":
         raise ValueError(f'{name}: pooling="token" needs classifier="token" (a class token).')
-    if not isinstance(num_register_tokens, int) or num_register_tokens < 0:
-        raise ValueError(
-            f"{name}: num_register_tokens must be a non-negative integer; got {num_register_tokens!r}."
-        )
-    input_shape = base.validate_common_args(
+    num_register_tokens = base.integer_arg(num_register_tokens, "num_register_tokens", name, minimum=0)
+    input_shape, num_classes = base.validate_common_args(
         include_top=include_top, num_classes=num_classes, input_shape=input_shape,
         pooling=None if pooling == "token" else pooling, name=name,
     )
@@ -176,7 +173,8 @@ def VisionTransformer(
     )
 
     inputs = base.image_inputs(input_shape)
-    x = keras.layers.Rescaling(2.0, offset=-1.0, name="to_minus_one_one")(inputs)
+    images = base.input_contract(inputs)
+    x = keras.layers.Rescaling(2.0, offset=-1.0, name="to_minus_one_one")(images)
     if hybrid:
         x = hybrid_resnet(x, resnet_layers)
     patches = PatchEmbedding(hidden_size, patch_size, name="embedding")(x)

@@ -1,12 +1,11 @@
 """The pieces Noisy Student and Meta Pseudo Labels share: unlabeled images, the training
 rule, the learning-rate schedule, RandAugment, evaluation and the steps-to-epochs split."""
 
-import os
-
 import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_bigtransfer.training import checkpoint as checkpoint_lib
 from keras_bigtransfer.training import data as data_lib
 from keras_bigtransfer.training.fit_bit import _epochs, classifier_head
 from keras_bigtransfer.training.hyperrule import hyperrule
@@ -66,15 +65,29 @@ def randaugment_layer(randaugment, seed):
     )
 
 
-def fit_steps(model, dataset, steps, *, backup_dir=None, verbose=0):
+def fit_steps(model, dataset, steps, *, folder=None, callbacks=(), on_resume=None, on_backup=None,
+              verbose=0):
     """`model.fit` for exactly `steps` steps, split into epochs as fit_bit splits them (the
-    largest count <= 10 that divides `steps`), backed up after every epoch to `backup_dir`."""
+    largest count <= 10 that divides `steps`).
+
+    With `folder` (a `training.checkpoint.Run` subdirectory), the model and optimizer are
+    backed up atomically after every epoch and a rerun resumes from the last backup, the
+    data where it stopped (the pipeline is seeded, so the batches already trained on are
+    skipped). `on_resume(epoch)` is called with the epoch resumed at (0 for a fresh start),
+    `on_backup(step)` after each backup. Returns the step count trained in all.
+    """
     epochs = _epochs(int(steps))
-    callbacks = []
-    if backup_dir is not None:
-        callbacks.append(keras.callbacks.BackupAndRestore(backup_dir, delete_checkpoint=False))
-    return model.fit(dataset, epochs=epochs, steps_per_epoch=int(steps) // epochs, callbacks=callbacks,
-                     verbose=verbose, shuffle=False)
+    steps_per_epoch = int(steps) // epochs
+    callbacks, start_step = list(callbacks), 0
+    if folder is not None:
+        start_step = checkpoint_lib.restore(model, folder)
+        callbacks.append(checkpoint_lib.EpochBackup(folder, steps_per_epoch, on_backup=on_backup))
+    if on_resume is not None:
+        on_resume(start_step // steps_per_epoch)
+    model.fit(dataset.skip(start_step) if start_step else dataset, epochs=epochs,
+              initial_epoch=start_step // steps_per_epoch, steps_per_epoch=steps_per_epoch,
+              callbacks=callbacks, verbose=verbose, shuffle=False)
+    return int(model.optimizer.iterations.numpy())  # .numpy(): a MirroredVariable under a strategy
 
 
 def evaluate(model, validation_data, rule, num_classes, batch_size=256):
@@ -85,8 +98,3 @@ def evaluate(model, validation_data, rule, num_classes, batch_size=256):
         correct += int(np.sum(np.argmax(np.asarray(model(x, training=False)), 1) == np.argmax(y, 1)))
         total += int(y.shape[0])
     return correct / total
-
-
-def backup_dir(checkpoint_dir, *parts):
-    """`checkpoint_dir/parts...`, or None without a checkpoint_dir."""
-    return None if checkpoint_dir is None else os.path.join(checkpoint_dir, *parts)

@@ -28,9 +28,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_bigtransfer.errors import WeightsError
+from keras_bigtransfer.training import checkpoint as checkpoint_lib
 from keras_bigtransfer.training import data as data_lib
+from keras_bigtransfer.training.hyperrule import check_int
 from keras_bigtransfer.training.semi_supervised.common import (
-    backup_dir,
     evaluate,
     fit_steps,
     randaugment_layer,
@@ -41,6 +43,9 @@ from keras_bigtransfer.training.semi_supervised.common import (
 )
 
 log = logging.getLogger(__name__)
+
+SAVE_EVERY = 50  # MPL steps between checkpoints
+METRICS = ("teacher_loss", "student_loss", "h", "uda", "teacher_supervised")
 
 
 def _cross_entropy(targets, logits):
@@ -71,6 +76,7 @@ def fit_meta_pseudo_labels(
     checkpoint_dir=None,
     seed=0,
     verbose=0,
+    overwrite=False,
 ):
     """Train `teacher` and `student` by Meta Pseudo Labels; return (student, record).
 
@@ -97,17 +103,39 @@ def fit_meta_pseudo_labels(
         validation_data: the student's accuracy is measured after MPL and after the fine-tune.
         strategy: a `tf.distribute` strategy; build both models inside its scope.
         checkpoint_dir: both models, optimizers and the step are saved every 50 steps and at
-            the end; a rerun with the same arguments resumes.
+            the end, the fine-tune every epoch; a rerun with the same arguments resumes, data
+            included. A finished run, other models or other settings there are an error,
+            checked first.
+        seed: seeds the pipeline and augmentation.
+        verbose: print progress every 10 steps, and the fine-tune's as `keras.Model.fit`.
+        overwrite: with `checkpoint_dir`, discard the run it holds and start afresh.
 
     Returns:
         (student, dict with per-step means of the losses and h, and accuracies).
     """
-    if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive integer; got {steps!r}.")
+    steps = check_int("steps", steps)
     num_classes = shared_classes(teacher, student)
+    if checkpoint_dir is not None:
+        checkpoint_dir = checkpoint_lib.writable_dir(checkpoint_dir)  # before any expensive work
     labeled = data_lib.load_source(labeled_data, what="labeled_data")
     images = unlabeled_images(unlabeled_data)
-    rule = dataclasses.replace(train_rule(labeled, batch_size, resolution, steps), mixup_alpha=0.0)
+    rule = dataclasses.replace(train_rule(labeled, batch_size, resolution, steps).for_model(teacher, student),
+                               mixup_alpha=0.0)  # for_model: a crop that ViTs' patches divide
+    run = None
+    if checkpoint_dir is not None:
+        settings = dict(
+            steps=steps, uda_weight=uda_weight, uda_threshold=uda_threshold, uda_temperature=uda_temperature,
+            label_smoothing=label_smoothing, finetune_steps=finetune_steps, batch_size=batch_size,
+            unlabeled_ratio=unlabeled_ratio, teacher_learning_rate=teacher_learning_rate,
+            student_learning_rate=student_learning_rate, finetune_learning_rate=finetune_learning_rate,
+            randaugment=randaugment, resolution=resolution, seed=seed,
+            labeled_data=checkpoint_lib.describe_data(labeled_data, labeled),
+            unlabeled_data=checkpoint_lib.describe_data(images),
+        )
+        run = checkpoint_lib.Run(checkpoint_dir, "meta_pseudo_labels",
+                                 checkpoint_lib.describe_models(teacher=teacher, student=student),
+                                 settings, overwrite=overwrite, owned=("mpl", "finetune"))
+        run.begin()
     unlabeled = data_lib.load_source((images, np.zeros(len(images), "int64")), what="unlabeled_data")
     augment = randaugment_layer(randaugment, seed) if randaugment else (lambda x: x)
     lab = data_lib.train_pipeline(labeled, rule, num_classes, seed=seed)
@@ -124,6 +152,8 @@ def fit_meta_pseudo_labels(
         student_opt.build(student.trainable_variables)
         step = tf.Variable(0, dtype=tf.int64, trainable=False, name="mpl_step")
         baseline = tf.Variable(0.0, trainable=False, name="mpl_baseline")
+        # Sums of the per-step metrics, checkpointed, so a resumed run reports whole-run means.
+        sums = tf.Variable(tf.zeros(len(METRICS), tf.float64), trainable=False, name="mpl_sums")
     replicas = strategy.num_replicas_in_sync if strategy is not None else 1
     smooth = float(label_smoothing)
 
@@ -170,27 +200,36 @@ def fit_meta_pseudo_labels(
 
     manager = None
     if checkpoint_dir is not None:
+        # tf.train.Checkpoint writes to a temporary prefix and renames, and the manager's
+        # index file is replaced atomically: a kill mid-save leaves the previous checkpoint.
         ckpt = tf.train.Checkpoint(teacher=teacher, student=student, teacher_opt=teacher_opt,
-                                   student_opt=student_opt, step=step, baseline=baseline)
+                                   student_opt=student_opt, step=step, baseline=baseline, sums=sums)
         manager = tf.train.CheckpointManager(ckpt, os.path.join(checkpoint_dir, "mpl"), max_to_keep=2)
         if manager.latest_checkpoint:
-            ckpt.restore(manager.latest_checkpoint)
+            try:
+                ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+            except (AssertionError, ValueError, tf.errors.OpError) as e:
+                raise WeightsError(
+                    f"checkpoint_dir={checkpoint_dir!r}: {manager.latest_checkpoint} does not restore "
+                    f"into these models ({str(e)[:300]}). Pass a new checkpoint_dir, or overwrite=True "
+                    "to discard it and start afresh."
+                ) from e
             log.info("resumed Meta Pseudo Labels at step %d", int(step.numpy()))
 
+    # The pipeline is seeded: skipping the batches already trained on resumes the data.
+    batches = batches.skip(int(step.numpy())) if int(step.numpy()) else batches
     iterator = iter(strategy.experimental_distribute_dataset(batches) if strategy is not None else batches)
-    history = {k: [] for k in ("teacher_loss", "student_loss", "h", "uda", "teacher_supervised")}
     while int(step.numpy()) < steps:
         labeled_batch, unlabeled_batch = next(iterator)
         out = distributed_step(labeled_batch, unlabeled_batch)
-        for k, v in out.items():
-            history[k].append(float(v))
+        sums.assign_add(tf.constant([float(out[k]) for k in METRICS], tf.float64))
         step.assign_add(1)
         if verbose and int(step.numpy()) % 10 == 0:
             print(f"mpl step {int(step.numpy())}/{steps}: " + ", ".join(f"{k} {float(v):.4f}" for k, v in out.items()))
-        if manager is not None and (int(step.numpy()) % 50 == 0 or int(step.numpy()) == steps):
+        if manager is not None and (int(step.numpy()) % SAVE_EVERY == 0 or int(step.numpy()) == steps):
             manager.save(checkpoint_number=int(step.numpy()))
 
-    record = {"steps": steps, **{f"mean_{k}": float(np.mean(v)) if v else None for k, v in history.items()}}
+    record = {"steps": steps, **{f"mean_{k}": float(v) / steps for k, v in zip(METRICS, sums.numpy())}}
     if validation_data is not None:
         record["val_accuracy_after_mpl"] = evaluate(student, validation_data, rule, num_classes)
     if finetune_steps:
@@ -199,8 +238,11 @@ def fit_meta_pseudo_labels(
                 optimizer=keras.optimizers.SGD(finetune_learning_rate, momentum=0.9),
                 loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=smooth),
             )
-        fit_steps(student, data_lib.train_pipeline(labeled, rule, num_classes, seed=seed + 11), finetune_steps,
-                  backup_dir=backup_dir(checkpoint_dir, "finetune"), verbose=verbose)
+            fit_steps(student, data_lib.train_pipeline(labeled, rule, num_classes, seed=seed + 11),
+                      finetune_steps, folder=run.subdir("finetune") if run is not None else None,
+                      verbose=verbose)
     if validation_data is not None:
         record["val_accuracy"] = evaluate(student, validation_data, rule, num_classes)
+    if run is not None:
+        run.finish()
     return student, record

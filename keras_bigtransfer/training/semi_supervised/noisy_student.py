@@ -22,10 +22,11 @@ import tensorflow as tf
 
 from keras_bigtransfer.layers import StochasticDepth
 from keras_bigtransfer.models.base import HEAD_LAYER
+from keras_bigtransfer.training import checkpoint as checkpoint_lib
 from keras_bigtransfer.training import data as data_lib
 from keras_bigtransfer.training.fit_bit import zero_head
+from keras_bigtransfer.training.hyperrule import check_int
 from keras_bigtransfer.training.semi_supervised.common import (
-    backup_dir,
     evaluate,
     fit_steps,
     randaugment_layer,
@@ -34,6 +35,7 @@ from keras_bigtransfer.training.semi_supervised.common import (
     unlabeled_images,
     warmup_cosine,
 )
+from keras_bigtransfer.weights.atomic import atomic_directory, atomic_file
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +169,7 @@ def fit_noisy_student(
     checkpoint_dir=None,
     seed=0,
     verbose=0,
+    overwrite=False,
 ):
     """Train `student` by Noisy Student from a trained `teacher`; return (student, record).
 
@@ -195,24 +198,42 @@ def fit_noisy_student(
         resolution: training crop size (default: the BiT-HyperRule's for the data).
         validation_data: evaluated (accuracy) after every iteration.
         strategy: a `tf.distribute` strategy; build the models inside its scope.
-        checkpoint_dir: back up within iterations and keep finished ones; a rerun
-            with the same arguments resumes.
+        checkpoint_dir: back up within iterations (every epoch, data position included)
+            and keep finished ones; a rerun with the same arguments resumes. A finished
+            run, other models or other settings there are an error, checked first.
         seed: seeds the pipeline, augmentation and balancing.
+        verbose: as in `keras.Model.fit`.
+        overwrite: with `checkpoint_dir`, discard the run it holds and start afresh.
 
     Returns:
         (the last student, a list with one dict per iteration: pseudo-label counts,
         the training loss, validation accuracy).
     """
-    if not isinstance(iterations, int) or iterations < 1:
-        raise ValueError(f"iterations must be a positive integer; got {iterations!r}.")
+    iterations = check_int("iterations", iterations)
     if not 0.0 <= confidence_threshold < 1.0:
         raise ValueError(f"confidence_threshold must be in [0, 1); got {confidence_threshold!r}.")
-    if not isinstance(unlabeled_ratio, int) or unlabeled_ratio < 1:
-        raise ValueError(f"unlabeled_ratio must be a positive integer; got {unlabeled_ratio!r}.")
+    unlabeled_ratio = check_int("unlabeled_ratio", unlabeled_ratio)
     num_classes = shared_classes(teacher, student)
+    if checkpoint_dir is not None:
+        checkpoint_dir = checkpoint_lib.writable_dir(checkpoint_dir)  # before any expensive work
     labeled = data_lib.load_source(labeled_data, what="labeled_data")
     images = unlabeled_images(unlabeled_data)
-    rule = train_rule(labeled, batch_size, resolution, steps)
+    rule = train_rule(labeled, batch_size, resolution, steps).for_model(teacher, student)  # ViT patches
+    run = None
+    if checkpoint_dir is not None:
+        settings = dict(
+            iterations=iterations, soft_labels=soft_labels, confidence_threshold=confidence_threshold,
+            balance=balance, unlabeled_ratio=unlabeled_ratio, randaugment=randaugment,
+            dropout_rate=dropout_rate, stochastic_depth=stochastic_depth, label_smoothing=label_smoothing,
+            steps=steps, batch_size=batch_size, learning_rate=learning_rate, resolution=resolution, seed=seed,
+            labeled_data=checkpoint_lib.describe_data(labeled_data, labeled),
+            unlabeled_data=checkpoint_lib.describe_data(images),
+        )
+        owned = [n for n in os.listdir(checkpoint_dir) if n.startswith("iteration_")]
+        run = checkpoint_lib.Run(checkpoint_dir, "noisy_student",
+                                 checkpoint_lib.describe_models(teacher=teacher, student=student),
+                                 settings, overwrite=overwrite, owned=owned)
+        run.begin()
     initial = [w.copy() for w in student.get_weights()]
     scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
     record = []
@@ -236,46 +257,90 @@ def fit_noisy_student(
         with scope:
             zero_head(student)
             with model_noise(student, dropout_rate, stochastic_depth) as noisy:
+                _seed_noise(noisy, seed + iteration)
                 noisy.compile(optimizer=keras.optimizers.SGD(warmup_cosine(learning_rate, rule.total_steps),
                                                              momentum=0.9),
                               loss=keras.losses.CategoricalCrossentropy(from_logits=True))
-                history = fit_steps(noisy, ds, rule.total_steps, verbose=verbose,
-                                    backup_dir=backup_dir(checkpoint_dir, f"iteration_{iteration}", "backup"))
-                trained_steps = int(noisy.optimizer.iterations)
+                losses = _EpochLosses()
+                folder = run.subdir(f"iteration_{iteration}") if run is not None else None
+
+                def resume(epoch, folder=folder, losses=losses):
+                    # The backed-up epochs' losses, so the record covers the whole iteration.
+                    losses.losses = _read_losses(folder)[:epoch] if folder is not None else []
+
+                trained_steps = fit_steps(
+                    noisy, ds, rule.total_steps, folder=folder, callbacks=[losses], on_resume=resume,
+                    on_backup=lambda step, folder=folder, rec=losses: _write_losses(folder, rec.losses),
+                    verbose=verbose)
         entry = {
             "iteration": iteration,
             "pseudo_labeled": int(np.sum(probabilities.max(1) >= confidence_threshold)),
             "trained_on_unlabeled": int(len(indices)),
             "per_class": np.bincount(probabilities[indices].argmax(1), minlength=num_classes).tolist(),
-            "loss": [float(v) for v in history.history["loss"]],
+            "loss": losses.losses,  # the backed-up epochs' too, when resumed
             "steps": trained_steps,
         }
         if validation_data is not None:
             entry["val_accuracy"] = evaluate(student, validation_data, rule, num_classes)
         record.append(entry)
         _save_finished(checkpoint_dir, iteration, student, entry)
+    if run is not None:
+        run.finish()
     return student, record
 
 
+LOSSES = "losses.json"
+
+
+def _seed_noise(model, seed):
+    """Seed the model's dropout and stochastic-depth generators from `seed`. Keras seeds them
+    from its global RNG when the layers are made, which a resumed process has used differently."""
+    for i, state in enumerate(checkpoint_lib.random_states(model)):
+        value = np.random.SeedSequence([seed, i]).generate_state(1, np.uint32)[0]
+        state.assign(np.array([value, 0], dtype=state.dtype))
+
+
+class _EpochLosses(keras.callbacks.Callback):
+    """The training loss of every epoch, resumed runs included."""
+
+    def __init__(self):
+        super().__init__()
+        self.losses = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.losses.append(float((logs or {}).get("loss", float("nan"))))
+
+
+def _read_losses(folder):
+    try:
+        with open(os.path.join(folder, LOSSES)) as f:
+            return [float(v) for v in json.load(f)]
+    except (OSError, ValueError):
+        return []
+
+
+def _write_losses(folder, losses):
+    # Written after the backup, atomically; a kill in between loses one informational loss.
+    with atomic_file(os.path.join(folder, LOSSES)) as tmp:
+        with open(tmp, "w") as f:
+            json.dump(losses, f)
+
+
 def _finished(checkpoint_dir, iteration):
+    """The kept result of a finished iteration: one directory, swapped in whole."""
     if checkpoint_dir is None:
         return None
-    folder = os.path.join(checkpoint_dir, f"iteration_{iteration}")
-    weights, meta = os.path.join(folder, "student.weights.h5"), os.path.join(folder, "record.json")
-    if os.path.exists(weights) and os.path.exists(meta):
-        with open(meta) as f:
-            return {"weights": weights, "record": json.load(f)}
-    return None
+    folder = os.path.join(checkpoint_dir, f"iteration_{iteration}", "result")
+    if not os.path.isdir(folder):
+        return None
+    with open(os.path.join(folder, "record.json")) as f:
+        return {"weights": os.path.join(folder, "student.weights.h5"), "record": json.load(f)}
 
 
 def _save_finished(checkpoint_dir, iteration, student, entry):
     if checkpoint_dir is None:
         return
-    folder = os.path.join(checkpoint_dir, f"iteration_{iteration}")
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, "student.tmp.weights.h5")
-    student.save_weights(tmp)
-    os.replace(tmp, os.path.join(folder, "student.weights.h5"))
-    with open(os.path.join(folder, "record.json.tmp"), "w") as f:
-        json.dump(entry, f)
-    os.replace(os.path.join(folder, "record.json.tmp"), os.path.join(folder, "record.json"))
+    with atomic_directory(os.path.join(checkpoint_dir, f"iteration_{iteration}", "result")) as staging:
+        student.save_weights(os.path.join(staging, "student.weights.h5"))
+        with open(os.path.join(staging, "record.json"), "w") as f:
+            json.dump(entry, f)

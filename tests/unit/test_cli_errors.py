@@ -1,0 +1,225 @@
+"""The command line's input checks and error reporting, run in-process (fast): every
+user error is one `keras-bigtransfer: error: ...` line and a non-zero status, and the
+outputs are checked before anything is loaded, downloaded or trained."""
+
+import os
+
+import numpy as np
+import pytest
+
+import keras
+import keras_bigtransfer as kb
+from keras_bigtransfer import cli, errors, hub
+from keras_bigtransfer.training import data as data_lib
+
+
+def run_cli(*args):
+    """Parse and run like the entry point does; return the exit status."""
+    cli.FLAGS.unparse_flags()
+    try:
+        cli.main(cli.parse_flags(["keras-bigtransfer", *map(str, args)]))
+        return 0
+    except SystemExit as e:
+        return e.code
+    finally:
+        cli.FLAGS.unparse_flags()
+
+
+def error_line(capsys):
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("keras-bigtransfer: error:")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+@pytest.fixture
+def no_work(monkeypatch):
+    """Loading, reading data or training fails the test: checks must come first."""
+
+    def fail(*args, **kwargs):
+        raise AssertionError("loaded, read or trained before the arguments were checked")
+
+    monkeypatch.setattr(hub, "load", fail)
+    monkeypatch.setattr(kb, "fit_bit", fail)
+    monkeypatch.setattr(data_lib, "load_source", fail)
+
+
+@pytest.mark.parametrize("args, expected", [
+    (("list", "--family=nope"), "--family=nope"),
+    (("predict", "m", "x.png", "--top_k=0"), "--top_k=0"),
+    (("predict", "m", "x.png", "--top_k=abc"), "--top_k=abc"),
+    (("predict", "m", "x.png", "--image_size=-3"), "--image_size=-3"),
+    (("fit", "m", "d", "--out=o", "--base_lr=nan"), "--base_lr"),
+    (("fit", "m", "d", "--out=o", "--base_lr=-1"), "--base_lr"),
+    (("fit", "m", "d", "--out=o", "--batch_size=0"), "--batch_size=0"),
+    (("fit", "m", "d", "--out=o", "--no_such_flag=1"), "no_such_flag"),
+    (("list", "--top_k=3"), "list does not take --top_k"),
+    (("download",), "download expects 1 argument"),
+    (("frobnicate",), "unknown command"),
+])
+def test_bad_arguments_are_one_line_and_status_2(args, expected, capsys, no_work):
+    assert run_cli(*args) == 2
+    assert expected in error_line(capsys)
+
+
+@pytest.mark.parametrize("error", [
+    errors.WeightsError("a.npz: array 'conv/kernel' is (3, 3) but the model wants (3, 3, 3, 64)"),
+    errors.ChecksumError("bit.npz: sha256 abc is not the pinned def"),
+    errors.OfflineError("KERAS_BIGTRANSFER_OFFLINE is set and bit.npz is not in the cache.\nPlace it in /x"),
+    errors.DownloadError("https://example.invalid/bit.npz: HTTP 503 after 5 tries"),
+    FileNotFoundError(2, "No such file or directory", "missing.npz"),
+    PermissionError(13, "Permission denied", "/root/x"),
+    ValueError("bad input"),
+])
+def test_package_errors_are_one_line_and_debug_shows_the_traceback(error, capsys, monkeypatch):
+    def fail(tag):
+        raise error
+
+    monkeypatch.setattr(hub, "resolve", fail)
+    assert run_cli("download", "tag") == 1
+    line = error_line(capsys)
+    assert line.startswith("keras-bigtransfer: error: download: ")
+    assert str(error).splitlines()[0] in line
+    with pytest.raises(type(error)):
+        run_cli("download", "tag", "--debug")
+    monkeypatch.setenv("KERAS_BIGTRANSFER_DEBUG", "1")
+    with pytest.raises(type(error)):
+        run_cli("download", "tag")
+
+
+def test_predict_checks_images_and_labels_before_loading(tmp_path, capsys, no_work):
+    from PIL import Image
+
+    photo = tmp_path / "photo.png"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(photo)
+    text = tmp_path / "notes.png"
+    text.write_text("not an image")
+    assert run_cli("predict", "model.keras", photo, text) == 1
+    line = error_line(capsys)
+    assert str(text) in line and "not an image" in line and "BytesIO" not in line
+    assert run_cli("predict", "model.keras", tmp_path / "gone.png") == 1
+    assert "gone.png" in error_line(capsys)
+    empty = tmp_path / "labels.txt"
+    empty.write_text("\n\n")
+    assert run_cli("predict", "model.keras", photo, f"--labels={empty}") == 1
+    assert "empty" in error_line(capsys)
+
+
+def _scorer(num_classes, red_class, blue_class, path):
+    """A model whose logits are the image's mean colour: red votes for one class, blue for another."""
+    inputs = keras.Input((None, None, 3))
+    head = keras.layers.Dense(num_classes, name="head")
+    model = keras.Model(inputs, head(keras.layers.GlobalAveragePooling2D()(inputs)))
+    kernel = np.zeros((3, num_classes), np.float32)
+    kernel[0, red_class] = kernel[2, blue_class] = 20.0
+    head.kernel.assign(kernel)
+    model.save(path)
+    return model
+
+
+def _wide_photo(path):
+    """300 x 100: red left and right thirds, a blue centre. Squashed it is mostly red."""
+    from PIL import Image
+
+    image = np.zeros((100, 300, 3), np.uint8)
+    image[:, :100, 0] = image[:, 200:, 0] = 255
+    image[:, 100:200, 2] = 255
+    Image.fromarray(image).save(path)
+    return image
+
+
+def test_predict_uses_the_api_view_and_names_imagenet_classes(tmp_path, capsys):
+    from keras_bigtransfer.datasets import decode_predictions
+    from keras_bigtransfer.preprocessing import center_crop
+
+    photo = tmp_path / "wide.png"
+    image = _wide_photo(photo)
+    for num_classes, blue, name in ((1000, 657, "missile"), (21843, 9514, "projectile, missile")):
+        model = _scorer(num_classes, 540, blue, tmp_path / f"head{num_classes}.keras")
+        assert run_cli("predict", tmp_path / f"head{num_classes}.keras", photo, "--top_k=2",
+                       "--image_size=32") == 0
+        line = capsys.readouterr().out.strip().splitlines()[-1]
+        assert line.startswith(f"{photo}: {blue} {name} (")
+        api = decode_predictions(model(center_crop(image, 32)[None]), top=1)[0][0]
+        assert api[0] == blue and api[1] == name
+
+
+def test_predict_labels_must_name_every_class(tmp_path, capsys):
+    photo = tmp_path / "wide.png"
+    _wide_photo(photo)
+    _scorer(4, 0, 1, tmp_path / "four.keras")
+    labels = tmp_path / "labels.txt"
+    labels.write_text("red\nblue\ngreen\n")
+    assert run_cli("predict", tmp_path / "four.keras", photo, f"--labels={labels}") == 1
+    line = error_line(capsys)
+    assert "names 3 classes but" in line and "has 4" in line
+    labels.write_text("red\nblue\ngreen\ngrey\n\n")  # trailing blank lines do not count
+    assert run_cli("predict", tmp_path / "four.keras", photo, f"--labels={labels}", "--image_size=16") == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith(f"{photo}: blue (")
+
+
+def test_outputs_are_checked_before_loading_or_training(tmp_path, capsys, no_work):
+    (tmp_path / "a_file").write_text("x")
+    (tmp_path / "exists.keras").write_text("x")
+    (tmp_path / "dir.keras").mkdir()
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    (tmp_path / "new.tar.gz").write_text("not ours")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "model.keras").write_text("x")
+    (run / "notes.txt").write_text("mine")
+    effnet = hub.list_models("efficientnet")[0].tag
+    cases = [
+        (("convert", "src", tmp_path / "out.txt"), 2, ".keras or .npz"),
+        (("convert", "src", tmp_path / "exists.keras"), 1, "--overwrite"),
+        (("convert", "src", tmp_path / "dir.keras"), 1, "is a directory"),
+        (("convert", "src", tmp_path / "a_file" / "out.keras"), 1, "is a file, not a directory"),
+        (("convert", effnet, tmp_path / "out.npz"), 2, "BiT"),
+        (("export", "src", foreign), 1, "not an earlier keras_bigtransfer export"),
+        (("export", "src", tmp_path / "new", "--archive"), 1, "new.tar.gz exists"),
+        (("export", "src", tmp_path / "a_file" / "sub"), 1, "is a file, not a directory"),
+        (("fit", "EfficientNetLite0", "data", f"--out={tmp_path / 'out.keras'}"), 2, "--out is a directory"),
+        (("fit", "EfficientNetLite0", "data", f"--out={tmp_path / 'a_file'}"), 1, "not a directory"),
+        (("fit", "EfficientNetLite0", "data", f"--out={tmp_path / 'a_file' / 'sub'}"), 1, "not a directory"),
+        (("fit", "EfficientNetLite0", "data", f"--out={run}"), 1, "--overwrite"),
+        (("fit", "NoSuchModel", "data", f"--out={tmp_path / 'new_run'}"), 1, "neither a constructor"),
+    ]
+    for args, status, expected in cases:
+        assert run_cli(*args) == status, args
+        assert expected in error_line(capsys), args
+    assert (foreign / "notes.txt").exists() and (tmp_path / "exists.keras").read_text() == "x"
+    if os.geteuid() != 0:  # root writes anywhere
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        assert run_cli("fit", "EfficientNetLite0", "data", f"--out={locked / 'run'}") == 1
+        assert "not writable" in error_line(capsys)
+
+
+def test_convert_overwrite_replaces_an_existing_file(tmp_path, capsys):
+    _scorer(3, 0, 1, tmp_path / "src.keras")
+    dst = tmp_path / "dst.keras"
+    dst.write_text("old")
+    assert run_cli("convert", tmp_path / "src.keras", dst) == 1
+    assert "--overwrite" in error_line(capsys)
+    assert run_cli("convert", tmp_path / "src.keras", dst, "--overwrite") == 0
+    assert keras.saving.load_model(dst).output.shape == (None, 3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dst.keras", "src.keras"]  # no temporary left
+
+
+def test_fit_offline_does_not_download_a_tfds_dataset(tmp_path, capsys, monkeypatch):
+    import tensorflow_datasets as tfds
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("offline mode tried to download")
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained without data")
+
+    monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", no_download)
+    monkeypatch.setattr(kb, "fit_bit", no_training)
+    status = run_cli("fit", "EfficientNetLite0", "mnist:train", f"--out={tmp_path / 'run'}",
+                     f"--data_dir={tmp_path / 'tfds'}")  # conftest sets KERAS_BIGTRANSFER_OFFLINE=1
+    assert status == 1
+    assert "KERAS_BIGTRANSFER_OFFLINE" in error_line(capsys)

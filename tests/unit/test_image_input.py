@@ -1,0 +1,141 @@
+"""The image input contract (layers/image_input.py) on every way of calling a model:
+eager, predict, nested in functional and Sequential models, .keras round trip,
+tf.function with unknown sizes and the exported SavedModel."""
+
+import warnings
+
+import keras
+import numpy as np
+import pytest
+
+import keras_bigtransfer as kb
+from keras_bigtransfer.layers import ImageInput
+from keras_bigtransfer.models import base, vit
+from keras_bigtransfer.models.bit import ResNetV2
+
+
+@pytest.fixture(scope="module")
+def r50():
+    keras.utils.set_random_seed(0)
+    return ResNetV2(50, 1, include_top=False, pooling="avg")
+
+
+def small_vit(**kwargs):
+    config = dict(patch_size=8, hidden_size=32, mlp_size=64, num_heads=4, num_layers=1,
+                  num_classes=10, pretrained_resolution=32)
+    config.update(kwargs)
+    keras.utils.set_random_seed(0)
+    return vit.VisionTransformer(**config)
+
+
+def _uint8(rng, n=2, size=32):
+    return rng.integers(0, 256, size=(n, size, size, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize(
+    "build",
+    [lambda: ResNetV2(50, 1, num_classes=3), lambda: kb.EfficientNetLite0(weights=None, num_classes=3),
+     lambda: small_vit()],
+    ids=["bit", "efficientnet", "vit"],
+)
+def test_every_family_starts_with_the_contract_layer(build):
+    model = build()
+    assert isinstance(model.get_layer(base.IMAGE_INPUT_LAYER), ImageInput)
+    assert model.layers[1].name == base.IMAGE_INPUT_LAYER
+
+
+def test_uint8_is_converted_nested_in_functional_and_sequential_models(r50, rng):
+    images = _uint8(rng)
+    expected = np.asarray(r50(images.astype("float32") / 255.0))
+    inputs = keras.Input((None, None, 3), dtype="uint8")
+    wrapped = keras.Model(inputs, keras.layers.Identity()(r50(inputs)))
+    np.testing.assert_allclose(np.asarray(wrapped(images)), expected, atol=1e-5)
+    np.testing.assert_allclose(wrapped.predict(images, verbose=0), expected, atol=1e-3)
+    sequential = keras.Sequential([keras.Input((32, 32, 3), dtype="uint8"), r50])
+    np.testing.assert_allclose(np.asarray(sequential(images)), expected, atol=1e-5)
+
+
+def test_a_wrapper_that_casts_uint8_to_float_first_is_warned_about(r50, rng):
+    # keras.Sequential([model]) infers a float32 input from the model and casts 255 to 255.0
+    # before our graph runs; the values then tell, and eagerly they are visible.
+    sequential = keras.Sequential([r50])
+    with pytest.warns(UserWarning, match=r"range over \[0, 255\].*keras.Input\(shape, dtype='uint8'\)"):
+        sequential(_uint8(rng))
+
+
+def test_float_images_far_outside_unit_range_warn_once(rng):
+    model = small_vit()
+    with pytest.warns(UserWarning, match=r"range over \[0, 255\]"):
+        model(_uint8(rng).astype("float32"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model(_uint8(rng).astype("float32"))  # once per model
+        small_vit()(rng.uniform(-0.9, 1.9, (1, 32, 32, 3)).astype("float32"))  # near [0, 1]: quiet
+
+
+@pytest.mark.parametrize("dtype", ["uint16", "int32", "int64", "int8", "bool"])
+def test_other_integer_dtypes_are_refused_naming_the_dtype(r50, dtype):
+    images = np.ones((1, 32, 32, 3), dtype=dtype)
+    with pytest.raises(ValueError, match=rf"dtype {dtype}.*Convert to uint8, or to float in \[0, 1\]"):
+        r50(images)
+    inputs = keras.Input((None, None, 3), dtype=dtype)  # nested: the graph's layer refuses too
+    with pytest.raises(ValueError, match=rf"dtype {dtype}"):
+        keras.Model(inputs, r50(inputs))(images)
+
+
+@pytest.mark.parametrize("channels,message", [(1, "Grayscale"), (2, r"images\[..., :3\]"),
+                                              (4, r"images\[..., :3\]"), (5, "RGB")])
+def test_channel_counts_other_than_three_are_refused_with_the_fix(r50, channels, message):
+    with pytest.raises(ValueError, match=rf"\(batch, height, width, 3\).*{message}"):
+        r50(np.zeros((1, 32, 32, channels), "float32"))
+    with pytest.raises(ValueError, match=message):  # the layer alone, as a nested graph meets it
+        ImageInput()(np.zeros((1, 32, 32, channels), "float32"))
+
+
+def test_keras_round_trip_keeps_the_contract(tmp_path, rng):
+    model = small_vit()
+    model.save(tmp_path / "vit.keras")
+    restored = keras.saving.load_model(tmp_path / "vit.keras")
+    assert isinstance(restored.get_layer(base.IMAGE_INPUT_LAYER), ImageInput)
+    images = _uint8(rng)
+    np.testing.assert_allclose(np.asarray(restored(images)), np.asarray(model(images)), atol=1e-6)
+    with pytest.raises(ValueError, match="dtype int32"):
+        restored(images.astype("int32"))
+    clone = ImageInput.from_config(ImageInput(name="x").get_config())
+    assert clone.get_config() == ImageInput(name="x").get_config()
+
+
+def test_vit_refuses_sides_not_a_multiple_of_the_patch_everywhere(rng):
+    import tensorflow as tf
+
+    model = small_vit()
+    good = rng.random((1, 32, 32, 3), dtype=np.float32)
+    bad = rng.random((1, 36, 32, 3), dtype=np.float32)
+    for call in (model, lambda x: model.predict(x, verbose=0)):
+        with pytest.raises(ValueError, match="multiples of the patch size 8"):
+            call(bad)
+    # A graph traced with unknown sizes (as a SavedModel serving any size is) checks at run time.
+    traced = tf.function(lambda x: model(x), input_signature=[tf.TensorSpec((None, None, None, 3))])
+    assert traced(good).shape == (1, 10)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="multiples of the patch size 8"):
+        traced(bad)
+
+
+def test_exported_vit_refuses_a_bad_side_and_keeps_the_contract(tmp_path, rng):
+    import tensorflow as tf
+
+    from keras_bigtransfer.tfhub import export as publishing
+
+    model = small_vit()
+    loaded = tf.saved_model.load(publishing.export(model, str(tmp_path / "vit"), signature="classification"))
+    good = rng.random((1, 40, 24, 3), dtype=np.float32)
+    np.testing.assert_allclose(loaded(good).numpy(), np.asarray(model(good)), atol=1e-5)
+    for fn in (loaded, lambda x: loaded.signatures["serving_default"](images=x)):
+        with pytest.raises(tf.errors.InvalidArgumentError, match="multiples of the patch size 8"):
+            fn(tf.constant(rng.random((1, 38, 32, 3), dtype=np.float32)))
+
+
+def test_hybrid_vit_takes_any_size(rng):
+    # Patch 1 after a SAME-padded ResNet: no side is dropped, so none is refused.
+    model = small_vit(patch_size=1, resnet_layers=(1, 1, 1), pretrained_resolution=32)
+    assert model(rng.random((1, 35, 29, 3), dtype=np.float32)).shape == (1, 10)
