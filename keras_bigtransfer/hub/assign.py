@@ -130,6 +130,11 @@ def assign(model, converted, unknown_keys=(), *, source, head_layer=HEAD_LAYER, 
             if head_ckpt:
                 message = (f"{source}: the checkpoint's head ({', '.join(map(str, sorted(theirs)))} "
                            f"classes) is not loaded: it does not fit the model's {ours}-class head")
+                if theirs == {ours}:  # same classes, other input width: say which shapes
+                    message += " ({} vs {})".format(
+                        {k: tuple(v[1].shape) for k, v in sorted(head_ckpt.items())},
+                        {k: tuple(v.shape) for k, v in sorted(head_vars.items())},
+                    )
             else:
                 message = f"{source} has no classifier head: the model's {ours}-class head"
             warnings.warn(

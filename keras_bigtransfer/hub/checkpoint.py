@@ -61,7 +61,7 @@ def reading(source, what="cannot be read as a checkpoint"):
 def _check_declared(source, key, shape, dtype, stored_bytes, exact):
     """Refuse a header whose shape the stored bytes cannot hold (before reading them)."""
     if dtype.hasobject:
-        raise WeightsError(f"{source}: {key} holds Python objects; refusing to unpickle it.")
+        raise WeightsError(f"{source}: {key} holds Python objects; refusing to unpickle it (allow_pickle=False).")
     if dtype.kind not in _NUMERIC_KINDS or dtype.fields is not None:
         raise WeightsError(f"{source}: {key} has dtype {dtype}, not a numeric array.")
     if any(d < 0 for d in shape):

@@ -45,7 +45,8 @@ def load(handle_or_path, *, position_grid=None):
         if kind == "keras":
             import keras
 
-            return keras.saving.load_model(handle)
+            with checkpoint.reading(handle, "is not a loadable .keras file"):
+                return keras.saving.load_model(handle)
         if kind in ("npz", "h5"):
             with checkpoint.reading(handle):
                 # Lazy: names and shapes are checked (and the model built) before data is read.
