@@ -57,7 +57,9 @@ def _listing(title, lines):
 def _kind_fits(stored, variable_dtype):
     """Whether a stored dtype can be a variable's value: floats only for floats, and so on."""
     wanted = np.dtype(variable_dtype).kind
-    return stored.kind == "f" if wanted == "f" else stored.kind in ("iu" if wanted in "iu" else wanted)
+    if wanted in "iu":
+        return stored.kind in "iu"
+    return stored.kind == wanted  # "f" for float variables: no ints, bools or complex
 
 
 def _classes(shape):

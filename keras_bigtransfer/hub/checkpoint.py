@@ -144,7 +144,8 @@ class LazyArray:
 
 def stored_dtype(array):
     """The dtype an array had in its file (a `LazyArray`'s before `astype`)."""
-    return getattr(array, "stored_dtype", None) or np.asarray(array).dtype
+    dtype = getattr(array, "stored_dtype", None)
+    return dtype if dtype is not None else np.asarray(array).dtype
 
 
 def row_blocks(array, rows):
@@ -266,11 +267,10 @@ def _h5py_file(path):
     return h5py.File(path, "r")
 
 
-# Names Keras and the published files give datasets (`kernel:0`, `gamma`, ...); a group so
-# named stands where a dataset belongs.
+# Names only datasets get (Keras' `kernel:0`, the published `gamma`, ...), never a layer's
+# group: a group so named stands where a dataset belongs.
 _H5_DATASET_NAME = re.compile(
-    r"(:\d+|^(kernel|bias|gamma|beta|moving_mean|moving_variance|depthwise_kernel|scale"
-    r"|pos_embedding|cls))$"
+    r"(:\d+|^(kernel|bias|gamma|beta|moving_mean|moving_variance|depthwise_kernel))$"
 )
 
 
