@@ -2,11 +2,13 @@
 
 
 class WeightsError(ValueError):
-    """A checkpoint does not fit the model it is loaded into.
+    """A checkpoint (or module archive) cannot be read, or does not fit the model.
 
-    Raised with every missing, unused and mis-shaped key listed at once, so a
-    single run tells the whole story (for example R50x3 weights meeting an
-    R50x1 model).
+    A file that cannot be read (corrupt, truncated, unsafe, over a limit) gives one
+    line naming the file, the key when one is at fault, and what is wrong; the
+    library's own exception is chained as `__cause__`. A file that does not fit
+    lists every missing, unused, mis-shaped and mis-typed key at once, so a single
+    run tells the whole story (for example R50x3 weights meeting an R50x1 model).
     """
 
 

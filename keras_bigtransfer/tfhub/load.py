@@ -41,7 +41,8 @@ def load(handle_or_path, *, position_grid=None):
         if kind == "keras":
             import keras
 
-            return keras.saving.load_model(handle)
+            with checkpoint.reading(handle, "is not a loadable .keras file"):
+                return keras.saving.load_model(handle)
         if kind in ("npz", "h5"):
             return loading.model_from_checkpoint(handle, position_grid=position_grid)
         return import_saved_model(extract_module(handle))

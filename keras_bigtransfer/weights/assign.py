@@ -58,7 +58,9 @@ def _listing(title, lines):
 def _kind_fits(stored, variable_dtype):
     """Whether a stored dtype can be a variable's value: floats only for floats, and so on."""
     wanted = np.dtype(variable_dtype).kind
-    return stored.kind == "f" if wanted == "f" else stored.kind in ("iu" if wanted in "iu" else wanted)
+    if wanted in "iu":
+        return stored.kind in "iu"
+    return stored.kind == wanted  # "f" for float variables: no ints, bools or complex
 
 
 def _classes(shape):
@@ -131,6 +133,11 @@ def assign(model, converted, unknown_keys=(), *, source, head_layer=HEAD_LAYER, 
             if head_ckpt:
                 message = (f"{source}: the checkpoint's head ({', '.join(map(str, sorted(theirs)))} "
                            f"classes) is not loaded: it does not fit the model's {ours}-class head")
+                if theirs == {ours}:  # same classes, other input width: say which shapes
+                    message += " ({} vs {})".format(
+                        {k: tuple(v[1].shape) for k, v in sorted(head_ckpt.items())},
+                        {k: tuple(v.shape) for k, v in sorted(head_vars.items())},
+                    )
             else:
                 message = f"{source} has no classifier head: the model's {ours}-class head"
             warnings.warn(

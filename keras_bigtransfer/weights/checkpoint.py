@@ -61,7 +61,7 @@ def reading(source, what="cannot be read as a checkpoint"):
 def _check_declared(source, key, shape, dtype, stored_bytes, exact):
     """Refuse a header whose shape the stored bytes cannot hold (before reading them)."""
     if dtype.hasobject:
-        raise WeightsError(f"{source}: {key} holds Python objects; refusing to unpickle it.")
+        raise WeightsError(f"{source}: {key} holds Python objects; refusing to unpickle it (allow_pickle=False).")
     if dtype.kind not in _NUMERIC_KINDS or dtype.fields is not None:
         raise WeightsError(f"{source}: {key} has dtype {dtype}, not a numeric array.")
     if any(d < 0 for d in shape):
@@ -144,7 +144,8 @@ class LazyArray:
 
 def stored_dtype(array):
     """The dtype an array had in its file (a `LazyArray`'s before `astype`)."""
-    return getattr(array, "stored_dtype", None) or np.asarray(array).dtype
+    dtype = getattr(array, "stored_dtype", None)
+    return dtype if dtype is not None else np.asarray(array).dtype
 
 
 def row_blocks(array, rows):
@@ -266,11 +267,10 @@ def _h5py_file(path):
     return h5py.File(path, "r")
 
 
-# Names Keras and the published files give datasets (`kernel:0`, `gamma`, ...); a group so
-# named stands where a dataset belongs.
+# Names only datasets get (Keras' `kernel:0`, the published `gamma`, ...), never a layer's
+# group: a group so named stands where a dataset belongs.
 _H5_DATASET_NAME = re.compile(
-    r"(:\d+|^(kernel|bias|gamma|beta|moving_mean|moving_variance|depthwise_kernel|scale"
-    r"|pos_embedding|cls))$"
+    r"(:\d+|^(kernel|bias|gamma|beta|moving_mean|moving_variance|depthwise_kernel))$"
 )
 
 

@@ -430,3 +430,12 @@ def test_hub_load_builds_a_non_square_vit_given_its_grid(tmp_path, rng):
     table = model.get_layer("Transformer_posembed_input").pos_embedding.numpy()
     np.testing.assert_array_equal(table, arrays["Transformer/posembed_input/pos_embedding"])
     assert np.all(np.isfinite(model(rng.random((1, 32, 40, 3), dtype=np.float32))))
+
+
+def test_a_corrupt_keras_file_is_a_weights_error(tmp_path):
+    path = tmp_path / "model.keras"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("config.json", "{not json")
+        archive.writestr("model.weights.h5", b"\0" * 100)
+    with pytest.raises(WeightsError, match=r"model\.keras: is not a loadable \.keras file"):
+        kb.hub.load(str(path))
