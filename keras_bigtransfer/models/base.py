@@ -219,6 +219,10 @@ def build_variant(variant, *, weights, include_top, num_classes, input_shape, po
                 f"{entry.tag} holds weights for {entry.constructor}, not for a {variant.name} "
                 f"model; use keras_bigtransfer.{entry.constructor}(weights={entry.tag!r})."
             )
+        if entry.known_bad:  # before building or downloading anything
+            from keras_bigtransfer.errors import WeightsError
+
+            raise WeightsError(f"weights={weights!r}: {entry.known_bad}")
     if num_classes is None:
         if include_top and weights is not None:
             num_classes = entry.num_classes if entry is not None else loading.checkpoint_classes(

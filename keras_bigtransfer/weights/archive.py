@@ -73,6 +73,20 @@ def _scan_members(tar, archive, max_bytes, max_files, max_ratio):
     return members
 
 
+def _extract(tar, staging, members):
+    """extractall with the "data" filter where tarfile has it (Python 3.12, 3.11.4, 3.10.12);
+    before that (3.10.0-3.10.11, 3.11.0-3.11.3) the members, already checked by `_check_member`
+    (no absolute path, `..`, link or device), are extracted with what the filter would also
+    do: no set-id, sticky or group/other-write mode bits, owner read/write, no ownership."""
+    if hasattr(tarfile, "data_filter"):
+        tar.extractall(staging, members=members, filter="data")
+        return
+    for member in members:
+        member.mode = (member.mode & 0o755) | (0o700 if member.isdir() else 0o600)
+        member.uid, member.gid, member.uname, member.gname = os.getuid(), os.getgid(), "", ""
+    tar.extractall(staging, members=members)
+
+
 def extract_module(archive, *, max_bytes=None, max_files=None, max_ratio=None):
     """Extract a .tar.gz module into the cache (once, atomically); return the directory.
 
@@ -99,5 +113,5 @@ def extract_module(archive, *, max_bytes=None, max_files=None, max_ratio=None):
             with tarfile.open(archive, "r:*") as tar:
                 members = _scan_members(tar, archive, max_bytes, max_files, max_ratio)
                 with atomic_directory(target) as staging:
-                    tar.extractall(staging, members=members, filter="data")
+                    _extract(tar, staging, members)
     return target

@@ -23,6 +23,11 @@ class Entry:
     normalization: str
     license: str
     checksum: Optional[dict] = None
+    # A published file that does not hold what its name says (BiT-S-R50x3.h5, BiT-S-R101x1.h5:
+    # big_transfer issue 47): why, with its source. Asking for it raises `WeightsError` with this
+    # text before any download; `known_bad_use` is the tag of the file to use instead.
+    known_bad: Optional[str] = None
+    known_bad_use: Optional[str] = None
     aliases: tuple = ()
 
     @property

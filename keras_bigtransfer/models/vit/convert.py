@@ -77,8 +77,21 @@ def canonical_arrays(arrays):
             for i, layer_array in enumerate(np.asarray(array)):
                 put(canonical, f"Transformer/encoderblock_{i}/{rest}", key, layer_array)
             continue
-        put(canonical, name, key, array)
+        put(canonical, name, key, _flat_group_norm(name, array))
     return canonical, unknown
+
+
+# flax < 0.3.6 saved GroupNorm scale/bias as (1, 1, 1, C) (google/flax#1721): the R50+ViT
+# hybrids of that time (google-research/vision_transformer#156; its loader squeezes them since
+# PR 157, `checkpoint._fix_groupnorm`; timm's `_n2p` flattens them too).
+_GROUP_NORM_PARAM = re.compile(r"(?:^|/)gn(?:\d+|_root|_proj)/(?:scale|bias)$")
+
+
+def _flat_group_norm(name, array):
+    shape = tuple(np.shape(array))
+    if len(shape) > 1 and all(d == 1 for d in shape[:-1]) and _GROUP_NORM_PARAM.search(name):
+        return array.reshape((shape[-1],))
+    return array
 
 
 def model_path(name):
