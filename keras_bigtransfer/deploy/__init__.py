@@ -68,7 +68,7 @@ def export(model, path, format, quantize=None, representative_data=None, input_s
 
     from keras_bigtransfer.models.folding import fold_weight_standardization
 
-    folded = fold_weight_standardization(model)
+    folded = fold_weight_standardization(model, constant_normalization=True)
     if format == "litert":
         from keras_bigtransfer.deploy.litert import export_litert
 
