@@ -236,7 +236,7 @@ def read_arrays(path, lazy=False):
     path = os.fspath(path)
     fmt = sniff_format(path)
     if fmt == "tf":
-        return _read_tf(tf_checkpoint_prefix(path))
+        return _read_tf(tf_checkpoint_prefix(path), lazy=lazy)
     if fmt == "torch":
         return _read_torch(path)
     if fmt == "safetensors":
@@ -279,9 +279,13 @@ def _read_torch(path):
     return {k: v.detach().cpu().numpy() for k, v in state.items() if hasattr(v, "detach")}
 
 
-def _read_tf(prefix):
+def _read_tf(prefix, lazy=False):
     """A TF (1 or 2) name-based checkpoint, read with tf.train.load_checkpoint: no graph code."""
     import tensorflow as tf
 
     reader = tf.train.load_checkpoint(prefix)
+    if lazy:  # one tensor at a time, and only those a converter uses (EMA shadows, not raw values)
+        dtypes = reader.get_variable_to_dtype_map()
+        return {name: LazyArray(lambda name=name: reader.get_tensor(name), shape, dtypes[name].as_numpy_dtype)
+                for name, shape in reader.get_variable_to_shape_map().items()}
     return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
