@@ -49,7 +49,8 @@ def export(model, path, format="saved_model", quantize=None, representative_data
             (N, H, W, 3), a tf.data dataset or a directory of images.
         input_shape: (height, width): the fixed input size of a LiteRT, ONNX or OpenVINO export
             (default: the model's; a ViT built for any size needs it).
-        signature: saved_model: "feature_vector" (default) or "classification". Other formats
+        signature: saved_model: "feature_vector" (default) or "classification"; "feature_maps"
+            (the default for a `features_only=True` model: every map, keyed "P2", ...). Other formats
             export the model's own output (logits when it has a head); "feature_vector" or
             "classification" selects as for the SavedModel.
         archive: saved_model: also write `<path>.tar.gz`.
@@ -60,7 +61,9 @@ def export(model, path, format="saved_model", quantize=None, representative_data
                              '"onnx" and "openvino"; a SavedModel keeps the model\'s own input size and float32.')
         from keras_bigtransfer.tfhub.export import export as _export
 
-        return _export(model, path, signature=signature or "feature_vector", archive=archive)
+        if signature is None:  # a features_only model publishes its maps
+            signature = "feature_maps" if getattr(model, "feature_info", None) is not None else "feature_vector"
+        return _export(model, path, signature=signature, archive=archive)
     from keras_bigtransfer import deploy
 
     if archive:

@@ -175,7 +175,16 @@ def endpoint(model, layer):
 
 @keras.saving.register_keras_serializable(package="keras_bigtransfer")
 class FeatureModel(base.ImageModel):
-    """An `ImageModel` returning feature maps; `feature_info` and `pyramid_outputs` describe them."""
+    """An `ImageModel` returning feature maps; `feature_info` and `pyramid_outputs` describe them.
+
+    It always returns a list (or the dict of `output_dict=True`), one map selected included.
+    """
+
+    def call(self, inputs, training=None, mask=None, **kwargs):
+        outputs = super().call(inputs, training=training, mask=mask, **kwargs)
+        if isinstance(self._outputs_struct, list) and not isinstance(outputs, (list, tuple, dict)):
+            return [outputs]  # Keras unpacks a one-item list
+        return outputs
 
     def get_config(self):
         config = super().get_config()

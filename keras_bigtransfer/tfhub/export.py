@@ -23,7 +23,7 @@ import tensorflow as tf
 from keras_bigtransfer.models.base import HEAD_LAYER, ImageModel
 from keras_bigtransfer.models.folding import fold_weight_standardization
 
-SIGNATURES = ("feature_vector", "classification")
+SIGNATURES = ("feature_vector", "classification", "feature_maps")
 CONFIG_ASSET = "keras_bigtransfer.json"
 
 
@@ -31,6 +31,12 @@ def published_submodel(model, signature):
     """The part of `model` a signature publishes: up to the pooled features, or all of it."""
     if signature not in SIGNATURES:
         raise ValueError(f"signature must be one of {SIGNATURES}; got {signature!r}.")
+    if signature == "feature_maps" or getattr(model, "feature_info", None) is not None:
+        # A features_only model (models/features.py): every map, nothing else.
+        if signature != "feature_maps" or getattr(model, "feature_info", None) is None:
+            raise ValueError(f'{model.name}: signature="feature_maps" is the export of a features_only '
+                             "model, and a features_only model exports only with it.")
+        return model
     has_head = any(layer.name == HEAD_LAYER for layer in model.layers)
     if signature == "classification":
         if not has_head:
@@ -77,9 +83,14 @@ class _ReusableSavedModel(tf.train.Checkpoint):
         for training in (False, True):
             call.get_concrete_function(spec, training=training)
         self.__call__ = call
-        self.serving_default = tf.function(
-            lambda images: {output_name: call(images, training=False)}, input_signature=[spec]
-        )
+        if isinstance(output_name, str):
+            def serve(images):
+                return {output_name: call(images, training=False)}
+        else:  # feature maps: one output per name, in order (or the model's own dict)
+            def serve(images):
+                maps = call(images, training=False)
+                return {n: maps[n] for n in output_name} if isinstance(maps, dict) else dict(zip(output_name, maps))
+        self.serving_default = tf.function(serve, input_signature=[spec])
 
 
 def export(model, path, signature="feature_vector", archive=False):
@@ -89,7 +100,8 @@ def export(model, path, signature="feature_vector", archive=False):
         model: a keras_bigtransfer model.
         path: the SavedModel directory to write (replaced if it exists).
         signature: "feature_vector" (pre-logits, the TF Hub image feature vector API)
-            or "classification" (logits).
+            or "classification" (logits); "feature_maps" for a `features_only=True` model:
+            `serving_default` returns every map, keyed by `feature_info` names ("P2", ...).
         archive: also write `<path>.tar.gz`, the SavedModel at the archive root, the
             form TF Hub servers and `hub.load(url)` use.
 
@@ -99,7 +111,9 @@ def export(model, path, signature="feature_vector", archive=False):
     path = os.path.abspath(os.fspath(path)).rstrip(os.sep)
     published = published_submodel(model, signature)
     folded = fold_weight_standardization(published)
-    output_name = "feature_vector" if signature == "feature_vector" else "logits"
+    output_name = {"feature_vector": "feature_vector", "classification": "logits"}.get(signature)
+    if signature == "feature_maps":
+        output_name = list(published.feature_info.names())
     module = _ReusableSavedModel(folded, output_name)
 
     parent = os.path.dirname(path)
