@@ -126,3 +126,17 @@ def test_saved_model_returns_every_map(tmp_path):
         np.testing.assert_allclose(served[f["name"]].numpy(), np.asarray(ours), rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError, match="feature_maps"):
         kb.hub.export(model, tmp_path / "never", signature="feature_vector")
+
+
+def test_docs_table_is_generated_from_feature_info():
+    """docs/backbones.md lists every registered variant's maps, as `markdown_tables()` writes them."""
+    import os
+
+    path = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "docs", "backbones.md")
+    with open(path) as f:
+        text = f.read()
+    table = text.split(features.BEGIN, 1)[1].split(features.END, 1)[0]
+    assert table == "\n" + features.markdown_tables(), (
+        "docs/backbones.md is stale: run python -m keras_bigtransfer.models.features docs/backbones.md")
+    for variant in registry.variants():
+        assert f"`{variant.name}`" in table
