@@ -159,18 +159,21 @@ def cmd_predict(args):
 
     _need(args, 2, "predict", at_least=True)
     source, paths = args[0], args[1:]
-    size = FLAGS.image_size
-    if size is None:
-        entry = hub.catalogue.find(source) if not os.path.exists(source) else None
-        size = entry.resolution if entry else 224
+    from keras_bigtransfer.preprocessing import eval_settings, eval_transform
+
+    entry = hub.catalogue.find(source) if not os.path.exists(source) else None
     model = hub.load(source)
+    # The weights' published evaluation view (size, crop_pct, interpolation: the catalogue's).
+    native, crop_pct, interpolation = eval_settings(entry if entry is not None else model)
+    size = FLAGS.image_size or native
     labels = None
     if FLAGS.labels:
         with open(FLAGS.labels) as f:
             labels = [line.strip() for line in f]
     for path in paths:
-        image = keras.utils.img_to_array(keras.utils.load_img(path, target_size=(size, size)))
-        outputs = model(image[None] / 255.0)
+        photo = keras.utils.img_to_array(keras.utils.load_img(path)) / 255.0
+        image = eval_transform(photo, size, crop_pct=crop_pct, interpolation=interpolation)
+        outputs = model(image[None])
         if isinstance(outputs, dict):  # a foreign SavedModel's signature, wrapped in a TFSMLayer
             outputs = next(iter(outputs.values()))
         logits = np.asarray(outputs)

@@ -1,11 +1,160 @@
 """Image preparation outside the model (the model itself normalizes)."""
 
+import numbers
+
 import numpy as np
+
+INTERPOLATIONS = ("bilinear", "bicubic", "area", "lanczos3", "lanczos5", "nearest")
+
+
+def _as_rgb(image, what):
+    """One HWC image as float32 in [0, 1], by the package's input rule."""
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = image[..., None]
+    if image.ndim != 3 or image.shape[-1] not in (1, 3):
+        hint = " Drop the alpha channel with image[..., :3]." if image.ndim == 3 and image.shape[-1] in (2, 4) else ""
+        raise ValueError(f"{what} expects (H, W, 3) RGB or (H, W) grayscale images; got shape {image.shape}.{hint}")
+    if image.shape[0] < 1 or image.shape[1] < 1:
+        raise ValueError(f"{what}: the image is empty (shape {image.shape}).")
+    if image.shape[-1] == 1:
+        image = np.repeat(image, 3, axis=-1)
+    if image.dtype == np.uint8:
+        return image.astype("float32") / 255.0
+    if not np.issubdtype(image.dtype, np.floating):
+        raise ValueError(
+            f"{what}: images must be uint8 in [0, 255] or float in [0, 1]; got dtype {image.dtype}. "
+            "Convert them to uint8 or to float32 in [0, 1] first."
+        )
+    return image.astype("float32")
+
+
+def _target_size(image_size, what):
+    sizes = (image_size, image_size) if isinstance(image_size, numbers.Integral) else tuple(image_size)
+    if len(sizes) != 2 or not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) and s >= 1
+                                  for s in sizes):
+        raise ValueError(f"{what}: image_size must be a positive integer or (height, width); got {image_size!r}.")
+    return int(sizes[0]), int(sizes[1])
+
+
+DEFAULT_CROP_PCT = 0.875
+DEFAULT_INTERPOLATION = "bilinear"
+
+
+def _model_entry(model):
+    """The catalogue entry a built model most likely carries: its name is a tag or a tag's
+    prefix (the constructors' default names), at its fixed input size when it has one."""
+    from keras_bigtransfer.weights import catalogue
+
+    name = getattr(model, "name", "") or ""
+    shape = tuple(model.inputs[0].shape) if getattr(model, "inputs", None) else ()
+    side = shape[1] if len(shape) == 4 and shape[1] is not None and shape[1] == shape[2] else None
+    found = catalogue.find(name)
+    if found is not None and (side is None or found.resolution == side):
+        return found
+    candidates = sorted((e for e in catalogue.list_models() if e.tag.startswith(name + "_")),
+                        key=lambda e: (side is not None and e.resolution != side, e.tag))
+    return candidates[0] if name and candidates else None
+
+
+def eval_settings(source):
+    """(image size, crop_pct, interpolation) of a catalogue tag, `hub.Entry` or built model.
+
+    A tag (or alias, or hf-hub: handle of a catalogued copy) gives the entry's settings, as
+    timm's pretrained configurations give them; a model gives those of its catalogue entry
+    (its name, its fixed input size) with its fixed input size, else the defaults
+    (0.875, bilinear) at its fixed size or 224.
+    """
+    from keras_bigtransfer.weights import catalogue
+
+    if isinstance(source, str):
+        entry = catalogue.get(source)
+        return entry.resolution, entry.crop_pct or DEFAULT_CROP_PCT, entry.interpolation or DEFAULT_INTERPOLATION
+    if isinstance(source, catalogue.Entry):
+        entry = source
+        return entry.resolution, entry.crop_pct or DEFAULT_CROP_PCT, entry.interpolation or DEFAULT_INTERPOLATION
+    shape = tuple(source.inputs[0].shape) if getattr(source, "inputs", None) else ()
+    fixed = tuple(shape[1:3]) if len(shape) == 4 and None not in shape[1:3] else None
+    entry = _model_entry(source)
+    size = fixed or (entry.resolution if entry else 224)
+    if entry is None:
+        return size, DEFAULT_CROP_PCT, DEFAULT_INTERPOLATION
+    return size, entry.crop_pct or DEFAULT_CROP_PCT, entry.interpolation or DEFAULT_INTERPOLATION
+
+
+def eval_transform(images, image_size, crop_pct=None, interpolation=None):
+    """The evaluation view of images: resize (keeping the aspect ratio, antialiased) so
+    that the target divided by `crop_pct` just fits, then crop the centre.
+
+    `image_size` may also be a catalogue tag, a `hub.Entry` or a built model: the size,
+    crop_pct and interpolation are then the weights' published evaluation settings
+    (`eval_settings`), so that a published top-1 can be reproduced;
+    `eval_transform(images, "bit_m_r50x1_ilsvrc2012")` is 448 px, crop 1.0, bilinear.
+    An explicit `crop_pct` or `interpolation` overrides the source's.
+
+    For a square target this is the standard ImageNet evaluation: the shorter side
+    becomes image_size / crop_pct (256 for 224 at 0.875), and the central
+    image_size x image_size square is kept. `crop_pct=1.0` resizes the shorter side to
+    the target and crops nothing from it.
+
+    Args:
+        images: one (H, W, 3) image, an (N, H, W, 3) batch, or a list of images of
+            any sizes; uint8 in [0, 255] or float in [0, 1]; (H, W) and (H, W, 1)
+            grayscale are repeated to RGB.
+        image_size: the output side, or (height, width); or a catalogue tag, `hub.Entry`
+            or model whose evaluation settings to use.
+        crop_pct: fraction of the resized image that is kept, in (0, 1] (default: the
+            source's, else 0.875).
+        interpolation: one of "bilinear", "bicubic", "area", "lanczos3", "lanczos5",
+            "nearest" (default: the source's, else "bilinear").
+
+    Returns:
+        float32 NumPy array in [0, 1]: (height, width, 3) for one image, else
+        (N, height, width, 3).
+    """
+    import keras
+
+    what = "eval_transform"
+    if isinstance(image_size, numbers.Integral) or isinstance(image_size, (tuple, list)):
+        crop_pct = DEFAULT_CROP_PCT if crop_pct is None else crop_pct
+        interpolation = interpolation or DEFAULT_INTERPOLATION
+    else:
+        image_size, source_crop, source_interpolation = eval_settings(image_size)
+        crop_pct = source_crop if crop_pct is None else crop_pct
+        interpolation = interpolation or source_interpolation
+    height, width = _target_size(image_size, what)
+    if isinstance(crop_pct, bool) or not isinstance(crop_pct, numbers.Real) or not 0.0 < crop_pct <= 1.0:
+        raise ValueError(f"{what}: crop_pct must be in (0, 1]; got {crop_pct!r}.")
+    if interpolation not in INTERPOLATIONS:
+        raise ValueError(f"{what}: interpolation must be one of {INTERPOLATIONS}; got {interpolation!r}.")
+    single = not isinstance(images, (list, tuple)) and np.ndim(images) in (2, 3)
+    batch = [images] if single else list(images)
+    if not batch:
+        raise ValueError(f"{what}: no images.")
+
+    out = []
+    for image in batch:
+        image = _as_rgb(image, what)
+        h, w = image.shape[:2]
+        factor = max(height / crop_pct / h, width / crop_pct / w)
+        resized = keras.ops.image.resize(
+            image, (max(height, round(h * factor)), max(width, round(w * factor))),
+            interpolation=interpolation, antialias=True, data_format="channels_last",
+        )
+        resized = keras.ops.convert_to_numpy(resized)
+        top = (resized.shape[0] - height) // 2
+        left = (resized.shape[1] - width) // 2
+        # Bicubic and Lanczos overshoot; the models take [0, 1].
+        out.append(np.clip(resized[top:top + height, left:left + width], 0.0, 1.0))
+    return out[0] if single else np.stack(out)
 
 
 def center_crop(image, size, crop_pct=0.875):
-    """The standard ImageNet evaluation view: resize the shorter side to size / crop_pct
-    (bicubic, antialiased), then crop the central size x size square.
+    """The standard ImageNet evaluation view of one image: resize the shorter side to
+    size / crop_pct (bicubic, antialiased), then crop the central size x size square.
+
+    This is `eval_transform(image, size, crop_pct, interpolation="bicubic")`, the view
+    the CLI's `predict` uses too.
 
     Args:
         image: HWC array, uint8 in [0, 255] or float in [0, 1].
@@ -15,21 +164,6 @@ def center_crop(image, size, crop_pct=0.875):
     Returns:
         float32 array (size, size, 3) in [0, 1], ready for any model of the package.
     """
-    import tensorflow as tf
-
-    image = np.asarray(image)
-    if image.ndim == 2:
-        image = np.stack([image] * 3, axis=-1)
-    if image.ndim != 3 or image.shape[-1] not in (1, 3):
-        raise ValueError(f"center_crop expects an (H, W, 3) image; got shape {image.shape}.")
-    if image.shape[-1] == 1:
-        image = np.repeat(image, 3, axis=-1)
-    scale = 1.0 / 255.0 if image.dtype == np.uint8 else 1.0
-    height, width = image.shape[:2]
-    factor = size / crop_pct / min(height, width)
-    resized = tf.image.resize(image.astype("float32") * scale,
-                              (max(size, round(height * factor)), max(size, round(width * factor))),
-                              method="bicubic", antialias=True).numpy()
-    top = (resized.shape[0] - size) // 2
-    left = (resized.shape[1] - size) // 2
-    return np.clip(resized[top:top + size, left:left + size], 0.0, 1.0)
+    if np.ndim(image) not in (2, 3):
+        raise ValueError(f"center_crop expects one (H, W, 3) image; got shape {np.shape(image)}.")
+    return eval_transform(image, size, crop_pct=crop_pct, interpolation="bicubic")

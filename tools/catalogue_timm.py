@@ -147,12 +147,28 @@ def rule_settings(entry):
     if family == "vit":
         return {"crop_pct": 1.0 if res >= 384 else 0.9, "interpolation": "bicubic", "mean": half, "std": half}
     lite = "lite" in entry["constructor"].lower()
-    return {"crop_pct": round(res / (res + 32), 4), "interpolation": "bicubic",
+    return {"crop_pct": round(res / (res + 32), 3), "interpolation": "bicubic",  # timm rounds to 3 places
             "mean": half if lite else [0.485, 0.456, 0.406], "std": half if lite else [0.229, 0.224, 0.225]}
 
 
+_EFFNET_TAG = re.compile(r"^efficientnet_(b[0-7]|lite[0-4]|l2)(_notop|_tf|_ns|_ns_475)?$")
+_EFFNET_TIMM = {None: "aa_in1k", "_notop": "aa_in1k", "_tf": "aa_in1k", "_ns": "ns_jft_in1k",
+                "_ns_475": "ns_jft_in1k_475"}
+
+
+def timm_names(entry):
+    """timm weight names for an entry: its aliases, and for the TF EfficientNet files the
+    timm copy of the same release (Keras h5 and ckptsaug: AutoAugment; noisystudent: ns_jft)."""
+    names = list(entry.get("aliases", []))
+    m = _EFFNET_TAG.match(entry["tag"])
+    if m:
+        v, suffix = m.groups()
+        names.append(f"tf_efficientnet_{v}." + ("in1k" if v.startswith("lite") else _EFFNET_TIMM[suffix]))
+    return names
+
+
 def with_settings(entry):
-    cfg = _timm_cfg(entry.get("aliases", []))
+    cfg = _timm_cfg(timm_names(entry))
     settings = _settings(cfg) if cfg is not None and int(cfg.input_size[-1]) == entry["resolution"] else rule_settings(entry)
     out = {k: v for k, v in entry.items() if k not in settings}
     out.update(settings)
