@@ -19,6 +19,7 @@ class Server:
         self.files = {}
         self.faults = {}
         self.requests = []  # (path, Range header or None)
+        self.urls = []  # every request's path with its query
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -27,6 +28,7 @@ class Server:
 
             def do_GET(self):
                 path = self.path.split("?")[0]
+                outer.urls.append(self.path)
                 outer.requests.append((path, self.headers.get("Range")))
                 if path not in outer.files:
                     self.send_error(404)
