@@ -269,8 +269,11 @@ def test_int8_lite0_keeps_the_top1_of_keras_on_photos(tmp_path):
 # HyperRule's 128 px crop), export it fully int8 calibrated on 200 training images, compare the
 # held-out accuracy of Keras (float32) and the LiteRT runtime (int8) on the same 2,000 test images.
 FASHION = dict(steps=100, base_lr=0.1, batch_size=32, per_class=100, test_images=2000, calibration=200, size=128)
-# Measured (AMD EPYC, 2 shared cores; `python -c "from tests.integration.test_deploy import
-# fashion_int8_drop as f; print(f(SEED))"`): see docs/deployment.md. The issue's bound is 1 point.
+# Measured (AMD EPYC, 2 cores shared with other jobs, load 5-8; `python -c "import tests.conftest;
+# from tests.integration.test_deploy import fashion_int8_drop as f; print(f(SEED))"`, 2026-11-30):
+# seed 0: Keras 0.5935, int8 0.5870 (-0.65 points, 416 s); seed 1: 0.6590, 0.6575 (-0.15, 274 s).
+# The bound is the issue's 1 point: 0.35 above the worst drop seen (accuracy moves by up to 0.07
+# between CPUs for the same seed, see test_transfer_fashion_mnist.py; the drop moved less).
 MAX_DROP = 0.01
 
 
