@@ -42,6 +42,7 @@ from keras_bigtransfer.models.efficientnet import (
     EfficientNetLite2,
     EfficientNetLite3,
     EfficientNetLite4,
+    EfficientNetL2,
 )
 from keras_bigtransfer.models.registry import create_model, list_models
 from keras_bigtransfer.models.vit import (
@@ -72,7 +73,7 @@ __all__ = [
     "BiT_L_R152x4",
     "EfficientNetB0", "EfficientNetB1", "EfficientNetB2", "EfficientNetB3", "EfficientNetB4",
     "EfficientNetB5", "EfficientNetB6", "EfficientNetB7",
-    "EfficientNetLite0", "EfficientNetLite1", "EfficientNetLite2", "EfficientNetLite3", "EfficientNetLite4",
+    "EfficientNetLite0", "EfficientNetLite1", "EfficientNetLite2", "EfficientNetLite3", "EfficientNetLite4", "EfficientNetL2",
     "ViT_Ti16", "ViT_S16", "ViT_S32", "ViT_B8", "ViT_B16", "ViT_B32", "ViT_L16", "ViT_L32", "ViT_H14",
     "ViT_R50_B16",
     # the registry

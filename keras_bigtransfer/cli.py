@@ -30,7 +30,8 @@ def _families():
 
 # What `fit --out=DIR` writes; a directory holding only these is an earlier run of ours.
 FIT_OUTPUTS = ("model.keras", "saved_model", "history.json")
-# The view `predict` takes of a photo: the same as preprocessing.center_crop, the API's.
+# The view `predict` takes of a photo no catalogue entry describes: preprocessing.center_crop's,
+# the API's (a catalogued tag or model gets its entry's: preprocessing.eval_settings).
 PREDICT_CROP_PCT = 0.875
 PREDICT_INTERPOLATION = "bicubic"
 
@@ -48,8 +49,8 @@ flags.DEFINE_boolean("overwrite", False, "convert, export, fit: replace existing
                      "earlier outputs of this tool (without it, they are refused).")
 flags.DEFINE_integer("top_k", 5, "predict: how many classes to print per image.", lower_bound=1)
 flags.DEFINE_integer("image_size", None, "predict: the side of the centre crop the model sees "
-                     "(default: the catalogue's resolution for a tag, the model's input size if fixed, "
-                     "else 224); fit: the training resolution; export --format=litert/onnx/openvino: "
+                     "(default: the weights' published evaluation size for a tag, the model's input size "
+                     "if fixed, else 224); fit: the training resolution; export --format=litert/onnx/openvino: "
                      "the fixed input size.", lower_bound=1)
 flags.DEFINE_string("labels", None, "predict: a text file with one class name per line, one per class "
                     "(default: ImageNet's names for 1000- and 21843-way heads).")
@@ -78,12 +79,13 @@ COMMANDS = {
                "[--signature=S] [--archive] [--overwrite]",
                "Write a TF Hub reusable SavedModel, or a LiteRT, ONNX or OpenVINO file (weight "
                "standardization folded in). --image_size fixes the input size of a file export. A "
-               "SavedModel DIR (and DIR.tar.gz) may exist only empty or as an earlier export, unless "
-               "--overwrite.",
+               "SavedModel DIR (and DIR.tar.gz) may exist only empty or as an earlier export, a file OUT "
+               "not at all, unless --overwrite.",
                ["format", "quantize", "calibration_dir", "image_size", "signature", "archive", "overwrite"]),
     "predict": ("predict MODEL IMAGE... [--top_k=K] [--image_size=N] [--labels=FILE]",
-                "Classify image files (the centre crop, as preprocessing.center_crop) and print "
-                "the top-k classes with probabilities.",
+                "Classify image files (the weights' published evaluation view, preprocessing.eval_settings; "
+                "else the centre crop of preprocessing.center_crop) and print the top-k classes with "
+                "probabilities.",
                 ["top_k", "image_size", "labels"]),
     "fit": ("fit MODEL DATA --out=DIR [flags]",
             "Fine-tune with fit_bit (the BiT-HyperRule). MODEL: a constructor in any case (BiT_M_R50x1), a "
@@ -278,11 +280,16 @@ def cmd_export(args):
         written = hub.export(hub.load(source), target, signature=FLAGS.signature, archive=FLAGS.archive,
                              overwrite=FLAGS.overwrite)
     else:
+        from keras_bigtransfer import deploy
+
         _check_writable(target, "export: OUT")
+        # An existing file is refused (without --overwrite) before any download or conversion.
+        deploy.check_output_target(deploy.output_path(target, FLAGS.format), FLAGS.format, overwrite=FLAGS.overwrite)
         signature = FLAGS.signature if FLAGS["signature"].present else None
         size = (FLAGS.image_size, FLAGS.image_size) if FLAGS.image_size else None
         written = hub.export(hub.load(source), target, format=FLAGS.format, quantize=FLAGS.quantize,
-                             representative_data=FLAGS.calibration_dir, input_shape=size, signature=signature)
+                             representative_data=FLAGS.calibration_dir, input_shape=size, signature=signature,
+                             overwrite=FLAGS.overwrite)
     print("\n".join(written) if isinstance(written, tuple) else written)
 
 
@@ -329,7 +336,7 @@ def cmd_predict(args):
 
     from keras_bigtransfer import hub
     from keras_bigtransfer.datasets import class_names
-    from keras_bigtransfer.preprocessing import eval_transform
+    from keras_bigtransfer.preprocessing import eval_settings, eval_transform
 
     entry = hub.catalogue.find(source) if not os.path.exists(source) else None
     model = hub.load(source)
@@ -337,13 +344,17 @@ def cmd_predict(args):
     if getattr(model, "inputs", None):
         shape = tuple(model.inputs[0].shape)
         fixed = shape[1:3] if len(shape) == 4 and None not in shape[1:3] else None
-    size = FLAGS.image_size or (entry.resolution if entry else None) or fixed or 224
+    # The weights' published evaluation view (size, crop_pct, interpolation: the catalogue's);
+    # a model no catalogue entry describes gets the API's view (preprocessing.center_crop).
+    native, crop_pct, interpolation = eval_settings(entry if entry is not None else model,
+                                                    defaults=(PREDICT_CROP_PCT, PREDICT_INTERPOLATION))
+    size = FLAGS.image_size or native
     if fixed and FLAGS.image_size and tuple(fixed) != (size, size):
         raise ValueError(f"predict: {source} takes {fixed[0]}x{fixed[1]} images; --image_size={size} "
                          "does not fit it (leave --image_size out to use the model's size).")
 
     for path, photo in zip(paths, photos):
-        image = eval_transform(photo, size, crop_pct=PREDICT_CROP_PCT, interpolation=PREDICT_INTERPOLATION)
+        image = eval_transform(photo, size, crop_pct=crop_pct, interpolation=interpolation)
         outputs = model(image[None])
         if isinstance(outputs, dict):  # a foreign SavedModel's signature, wrapped in a TFSMLayer
             outputs = next(iter(outputs.values()))

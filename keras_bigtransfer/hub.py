@@ -50,13 +50,15 @@ def export(model, path, format="saved_model", quantize=None, representative_data
             (N, H, W, 3), a tf.data dataset or a directory of images.
         input_shape: (height, width): the fixed input size of a LiteRT, ONNX or OpenVINO export
             (default: the model's; a ViT built for any size needs it).
-        signature: saved_model: "feature_vector" (default) or "classification". Other formats
+        signature: saved_model: "feature_vector" (default) or "classification"; "feature_maps"
+            (the default for a `features_only=True` model: every map, keyed "P2", ...). Other formats
             export the model's own output (logits when it has a head); "feature_vector" or
             "classification" selects as for the SavedModel.
         archive: saved_model: also write `<path>.tar.gz`.
         overwrite: saved_model: replace whatever is at `path` (and `<path>.tar.gz`). Without
             it, an existing target is replaced only when it is empty or an earlier export of
-            ours; anything else raises `FileExistsError` before any work.
+            ours; anything else raises `FileExistsError` before any work. LiteRT, ONNX and
+            OpenVINO: replace an existing file (without it: `FileExistsError`, before any work).
     """
     if format == "saved_model":
         if quantize is not None or representative_data is not None or input_shape is not None:
@@ -64,8 +66,9 @@ def export(model, path, format="saved_model", quantize=None, representative_data
                              '"onnx" and "openvino"; a SavedModel keeps the model\'s own input size and float32.')
         from keras_bigtransfer.tfhub.export import export as _export
 
-        return _export(model, path, signature=signature or "feature_vector", archive=archive,
-                       overwrite=overwrite)
+        if signature is None:  # a features_only model publishes its maps
+            signature = "feature_maps" if getattr(model, "feature_info", None) is not None else "feature_vector"
+        return _export(model, path, signature=signature, archive=archive, overwrite=overwrite)
     from keras_bigtransfer import deploy
 
     if archive:
@@ -75,4 +78,4 @@ def export(model, path, format="saved_model", quantize=None, representative_data
 
         model = published_submodel(model, signature)
     return deploy.export(model, path, format=format, quantize=quantize,
-                         representative_data=representative_data, input_shape=input_shape)
+                         representative_data=representative_data, input_shape=input_shape, overwrite=overwrite)

@@ -37,9 +37,61 @@ def _target_size(image_size, what):
     return int(sizes[0]), int(sizes[1])
 
 
-def eval_transform(images, image_size, crop_pct=0.875, interpolation="bilinear"):
+DEFAULT_CROP_PCT = 0.875
+DEFAULT_INTERPOLATION = "bilinear"
+
+
+def _model_entry(model):
+    """The catalogue entry a built model most likely carries: its name is a tag or a tag's
+    prefix (the constructors' default names), at its fixed input size when it has one."""
+    from keras_bigtransfer.weights import catalogue
+
+    name = getattr(model, "name", "") or ""
+    shape = tuple(model.inputs[0].shape) if getattr(model, "inputs", None) else ()
+    side = shape[1] if len(shape) == 4 and shape[1] is not None and shape[1] == shape[2] else None
+    found = catalogue.find(name)
+    if found is not None and (side is None or found.resolution == side):
+        return found
+    candidates = sorted((e for e in catalogue.list_models() if e.tag.startswith(name + "_")),
+                        key=lambda e: (side is not None and e.resolution != side, e.tag))
+    return candidates[0] if name and candidates else None
+
+
+def eval_settings(source, defaults=(DEFAULT_CROP_PCT, DEFAULT_INTERPOLATION)):
+    """(image size, crop_pct, interpolation) of a catalogue tag, `hub.Entry` or built model.
+
+    A tag (or alias, or hf-hub: handle of a catalogued copy) gives the entry's settings, as
+    timm's pretrained configurations give them; a model gives those of its catalogue entry
+    (its name, its fixed input size) with its fixed input size, else `defaults`
+    ((crop_pct, interpolation): 0.875, bilinear) at its fixed size or 224.
+    """
+    from keras_bigtransfer.weights import catalogue
+
+    crop_default, interpolation_default = defaults
+    if isinstance(source, str):
+        entry = catalogue.get(source)
+        return entry.resolution, entry.crop_pct or crop_default, entry.interpolation or interpolation_default
+    if isinstance(source, catalogue.Entry):
+        entry = source
+        return entry.resolution, entry.crop_pct or crop_default, entry.interpolation or interpolation_default
+    shape = tuple(source.inputs[0].shape) if getattr(source, "inputs", None) else ()
+    fixed = tuple(shape[1:3]) if len(shape) == 4 and None not in shape[1:3] else None
+    entry = _model_entry(source)
+    size = fixed or (entry.resolution if entry else 224)
+    if entry is None:
+        return size, crop_default, interpolation_default
+    return size, entry.crop_pct or crop_default, entry.interpolation or interpolation_default
+
+
+def eval_transform(images, image_size, crop_pct=None, interpolation=None):
     """The evaluation view of images: resize (keeping the aspect ratio, antialiased) so
     that the target divided by `crop_pct` just fits, then crop the centre.
+
+    `image_size` may also be a catalogue tag, a `hub.Entry` or a built model: the size,
+    crop_pct and interpolation are then the weights' published evaluation settings
+    (`eval_settings`), so that a published top-1 can be reproduced;
+    `eval_transform(images, "bit_m_r50x1_ilsvrc2012")` is 448 px, crop 1.0, bilinear.
+    An explicit `crop_pct` or `interpolation` overrides the source's.
 
     For a square target this is the standard ImageNet evaluation: the shorter side
     becomes image_size / crop_pct (256 for 224 at 0.875), and the central
@@ -50,10 +102,12 @@ def eval_transform(images, image_size, crop_pct=0.875, interpolation="bilinear")
         images: one (H, W, 3) image, an (N, H, W, 3) batch, or a list of images of
             any sizes; uint8 in [0, 255] or float in [0, 1]; (H, W) and (H, W, 1)
             grayscale are repeated to RGB.
-        image_size: the output side, or (height, width).
-        crop_pct: fraction of the resized image that is kept, in (0, 1].
+        image_size: the output side, or (height, width); or a catalogue tag, `hub.Entry`
+            or model whose evaluation settings to use.
+        crop_pct: fraction of the resized image that is kept, in (0, 1] (default: the
+            source's, else 0.875).
         interpolation: one of "bilinear", "bicubic", "area", "lanczos3", "lanczos5",
-            "nearest".
+            "nearest" (default: the source's, else "bilinear").
 
     Returns:
         float32 NumPy array in [0, 1]: (height, width, 3) for one image, else
@@ -62,6 +116,15 @@ def eval_transform(images, image_size, crop_pct=0.875, interpolation="bilinear")
     import keras
 
     what = "eval_transform"
+    from keras_bigtransfer.weights import catalogue
+
+    if isinstance(image_size, (str, catalogue.Entry)) or getattr(image_size, "inputs", None) is not None:
+        image_size, source_crop, source_interpolation = eval_settings(image_size)
+        crop_pct = source_crop if crop_pct is None else crop_pct
+        interpolation = source_interpolation if interpolation is None else interpolation
+    else:  # a size: anything else is refused by _target_size below, as before
+        crop_pct = DEFAULT_CROP_PCT if crop_pct is None else crop_pct
+        interpolation = DEFAULT_INTERPOLATION if interpolation is None else interpolation
     height, width = _target_size(image_size, what)
     if isinstance(crop_pct, bool) or not isinstance(crop_pct, numbers.Real) or not 0.0 < crop_pct <= 1.0:
         raise ValueError(f"{what}: crop_pct must be in (0, 1]; got {crop_pct!r}.")

@@ -38,6 +38,7 @@ class Server:
         self.etag = True
         self.last_modified = True
         self.limit = limit
+        self.urls = []  # every request's path with its query
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -53,6 +54,7 @@ class Server:
 
             def do_GET(self):
                 path = self.path.split("?")[0]
+                outer.urls.append(self.path)
                 range_header = self.headers.get("Range")
                 if_range = self.headers.get("If-Range")
                 outer.requests.append((path, range_header))

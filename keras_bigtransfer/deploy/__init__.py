@@ -9,7 +9,8 @@ Users reach this through `keras_bigtransfer.hub.export(..., format=...)`. Every 
 weight standardization folded in (`models.folding`), the package's input convention (float32
 RGB in [0, 1], NHWC, any batch size) and the model's own output (logits when it has a head).
 Everything that can be checked is checked before the (slow) conversion starts: the format,
-the quantization, the calibration data, the input size, the output path, the runtime package.
+the quantization, the calibration data, the input size, the output path (an existing file is
+refused unless `overwrite=True`), the runtime package.
 
 TensorFlow, tf2onnx and OpenVINO are imported inside the functions that need them.
 """
@@ -27,10 +28,11 @@ SUFFIXES = {"litert": ".tflite", "onnx": ".onnx", "openvino": ".xml"}
 CONVERTER_PACKAGES = {"litert": ("tensorflow", "tensorflow"), "onnx": ("tf2onnx", "tf2onnx"),
                       "openvino": ("openvino", "openvino")}
 
-__all__ = ["FORMATS", "QUANTIZATIONS", "check_options", "export", "output_path", "resolve_input_shape"]
+__all__ = ["FORMATS", "QUANTIZATIONS", "check_options", "check_output_target", "export", "output_path",
+           "resolve_input_shape"]
 
 
-def export(model, path, format, quantize=None, representative_data=None, input_shape=None):
+def export(model, path, format, quantize=None, representative_data=None, input_shape=None, overwrite=False):
     """Write `model` in a deployment format; return the path written.
 
     Args:
@@ -49,17 +51,23 @@ def export(model, path, format, quantize=None, representative_data=None, input_s
             Default: the model's; a model built for any size is exported for any size (batch,
             height and width dynamic), except a ViT, whose position embedding is resampled
             to the input grid: it needs `input_shape`.
+        overwrite: replace an existing file at `path` (OpenVINO: or its `.bin`). Without it,
+            an existing file raises `FileExistsError` before any work, as `hub.export`'s
+            SavedModel does for a directory that is not an earlier export.
 
     Raises:
         ValueError: an unknown format or quantization, missing or unusable calibration data,
             no input size for a ViT, a path with another format's extension, or (LiteRT) an
             op the runtime's builtin op set lacks, named. ImportError: the converter package
-            is not installed (`pip install keras_bigtransfer[deploy]`).
+            is not installed (`pip install keras_bigtransfer[deploy]`). FileExistsError: `path`
+            exists and `overwrite` is False. IsADirectoryError, NotADirectoryError,
+            PermissionError: `path` cannot be written.
     """
     if format == "saved_model":
         raise ValueError('A SavedModel is written by keras_bigtransfer.hub.export(model, path) (format="saved_model").')
     check_options(format, quantize, representative_data)
     path = output_path(path, format)
+    check_output_target(path, format, overwrite=overwrite)
     shape = resolve_input_shape(model, input_shape)
     _require(format)
     calibration = None
@@ -68,7 +76,7 @@ def export(model, path, format, quantize=None, representative_data=None, input_s
 
     from keras_bigtransfer.models.folding import fold_weight_standardization
 
-    folded = fold_weight_standardization(model)
+    folded = fold_weight_standardization(model, constant_normalization=True)
     if format == "litert":
         from keras_bigtransfer.deploy.litert import export_litert
 
@@ -121,6 +129,35 @@ def output_path(path, format):
     if extension.lower() != suffix:
         raise ValueError(f"A {format} export is a {suffix} file; got the path {path!r}. "
                          f"Name it {os.path.splitext(path)[0] + suffix!r} (or leave the extension off).")
+    return path
+
+
+def output_files(path, format):
+    """The files an export to `path` (an `output_path`) writes: OpenVINO's .bin beside its .xml."""
+    return (path, os.path.splitext(path)[0] + ".bin") if format == "openvino" else (path,)
+
+
+def check_output_target(path, format, overwrite=False):
+    """Raise before any work unless an export may write `path` (an `output_path`).
+
+    An existing file is replaced only with `overwrite=True` (the rule of `hub.export`'s
+    SavedModel target: check first, then write atomically); a directory is never replaced
+    by a file. The nearest existing ancestor must be a writable directory.
+    """
+    parent = os.path.dirname(path)
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise NotADirectoryError(f"export: cannot write {path}: {parent} is a file, not a directory.")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise PermissionError(f"export: cannot write {path}: {parent} is not writable.")
+    for target in output_files(path, format):
+        if os.path.isdir(target) and not os.path.islink(target):
+            raise IsADirectoryError(f"export: {target} is a directory; a {format} export writes a file there. "
+                                    "Choose another path.")
+        if os.path.lexists(target) and not overwrite:
+            raise FileExistsError(f"export: {target} exists; pass overwrite=True (CLI: --overwrite) to "
+                                  "replace it, or choose another path.")
     return path
 
 

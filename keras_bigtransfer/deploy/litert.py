@@ -40,9 +40,12 @@ def converter_options(quantize, calibration=None):
 
 def unsupported_ops(message):
     """The TensorFlow op names a converter error says LiteRT cannot run."""
-    names = re.findall(r"'(tf\.[A-Za-z0-9_]+)' op", message)
-    names += re.findall(r"\btf\.([A-Z][A-Za-z0-9_]+)\b", message)
-    return sorted({n if n.startswith("tf.") else "tf." + n for n in names})
+    names = set(re.findall(r"'(tf\.[A-Za-z0-9_]+)' op is neither a custom op nor a flex op", message))
+    for listed in re.findall(r"(?:Custom|Flex) ops: ([A-Za-z0-9_, ]+)", message):
+        names.update("tf." + n.strip() for n in listed.split(",") if n.strip())
+    # Full-integer conversion: an op the int8 kernels do not cover.
+    names.update(re.findall(r"Quantization not yet supported for op: '?([A-Za-z0-9_.]+)", message))
+    return sorted(names)
 
 
 def export_litert(model, path, shape, quantize=None, calibration=None):

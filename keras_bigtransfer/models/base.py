@@ -109,7 +109,6 @@ COMMON_ARGS = (
     ("feature_norm", False),
     ("output_dict", False),
 )
-FEATURE_ARGS = ("features_only", "out_indices", "feature_norm", "output_dict")
 
 COMMON_DOC = """
     Args:
@@ -153,8 +152,10 @@ def make_constructor(variant, *, summary, options_doc=""):
     options = dict(variant.options)
 
     def constructor(*, weights=variant.default_weights, include_top=True, num_classes=None,
-                    input_shape=None, pooling=None, classifier_activation=None, name=None, **kwargs):
-        features = {arg: kwargs.pop(arg) for arg in FEATURE_ARGS if arg in kwargs}
+                    input_shape=None, pooling=None, classifier_activation=None, name=None,
+                    features_only=False, out_indices=None, feature_norm=False, output_dict=False, **kwargs):
+        features = dict(features_only=features_only, out_indices=out_indices, feature_norm=feature_norm,
+                        output_dict=output_dict)
         unknown = sorted(set(kwargs) - set(options))
         if unknown:
             raise TypeError(

@@ -175,7 +175,16 @@ def endpoint(model, layer):
 
 @keras.saving.register_keras_serializable(package="keras_bigtransfer")
 class FeatureModel(base.ImageModel):
-    """An `ImageModel` returning feature maps; `feature_info` and `pyramid_outputs` describe them."""
+    """An `ImageModel` returning feature maps; `feature_info` and `pyramid_outputs` describe them.
+
+    It always returns a list (or the dict of `output_dict=True`), one map selected included.
+    """
+
+    def call(self, inputs, training=None, mask=None, **kwargs):
+        outputs = super().call(inputs, training=training, mask=mask, **kwargs)
+        if isinstance(self._outputs_struct, list) and not isinstance(outputs, (list, tuple, dict)):
+            return [outputs]  # Keras unpacks a one-item list
+        return outputs
 
     def get_config(self):
         config = super().get_config()
@@ -210,7 +219,9 @@ def features_model(backbone, variant, *, out_indices=None, feature_norm=False, o
     Args:
         backbone: the variant's model, built with include_top=False, pooling=None.
         variant: its `registry.Variant` (or constructor name).
-        out_indices, feature_norm, output_dict: see the module docstring.
+        out_indices: the stages (timm's meaning; None: the family's default).
+        feature_norm: the final norm on the maps (BiT: the last one; ViT: each).
+        output_dict: return a dict keyed by `feature_info` names instead of a list.
         name: the model's name (default the backbone's).
     """
     variant = _variant(variant)
@@ -231,17 +242,43 @@ def features_model(backbone, variant, *, out_indices=None, feature_norm=False, o
     return _describe(model, info)
 
 
-def table(variants):
-    """Markdown rows `| variant | stage: channels @ stride ... |` of every stage, for the docs."""
-    rows = []
-    for variant in variants:
-        variant = _variant(variant)
-        module = family_module(variant.family)
-        info = feature_info(variant, len(module.stages(variant.config)))
-        default = [f["index"] for f in feature_info(variant)]
-        cells = [f"{f['name']}: {f['num_chs']} @ /{f['reduction']}" for f in info]
-        rows.append((variant.name, cells, default))
-    return rows
+BEGIN, END = "<!-- features table: begin -->", "<!-- features table: end -->"
+
+
+def markdown_tables():
+    """The docs' stride/channel tables of every registered variant, read off `feature_info`."""
+    from keras_bigtransfer.models import registry
+
+    cnn = ["| Variant | " + " | ".join(f"`{i}`" for i in range(5)) + " |", "|---" * 6 + "|"]
+    vit = ["| Variant | blocks (`out_indices` 0 ... n-1) | channels | stride | default `out_indices` |",
+           "|---|---|---|---|---|"]
+    for variant in registry.variants():
+        stages = family_module(variant.family).stages(variant.config)
+        info = feature_info(variant, len(stages))
+        if variant.family == "vit":
+            default = [f["index"] for f in feature_info(variant)]
+            vit.append(f"| `{variant.name}` | {len(info)} | {info[0]['num_chs']} | {info[0]['reduction']} "
+                       f"| {tuple(default)} |")
+        else:
+            cells = [f"{f['name']}: {f['num_chs']} @ /{f['reduction']}" for f in info]
+            cnn.append(f"| `{variant.name}` | " + " | ".join(cells) + " |")
+    return ("Convolutional families (default `out_indices`: all five), each cell *key: channels @ /stride*:\n\n"
+            + "\n".join(cnn) + "\n\nViT and the hybrid (one map per encoder block):\n\n" + "\n".join(vit) + "\n")
+
+
+def write_docs(path):
+    """Replace the text between the table markers of `path` (docs/backbones.md) with `markdown_tables()`."""
+    with open(path) as f:
+        text = f.read()
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    with open(path, "w") as f:
+        f.write(head + BEGIN + "\n" + markdown_tables() + END + tail)
 
 
 __all__ = ["FeatureInfo", "FeatureModel", "Stage", "feature_info", "features_model", "take_indices"]
+
+if __name__ == "__main__":  # python -m keras_bigtransfer.models.features docs/backbones.md
+    import sys
+
+    write_docs(sys.argv[1])

@@ -7,13 +7,20 @@ export (`tfhub/export.py`) and the LiteRT, ONNX and OpenVINO exports (`deploy/`)
 """
 
 import keras
+import numpy as np
 
 from keras_bigtransfer.layers import WSConv2D
 
 
-def fold_weight_standardization(model):
+def fold_weight_standardization(model, constant_normalization=False):
     """A copy of `model` where every WSConv2D is a Conv2D holding its standardized kernel
-    (nested functional models are folded too)."""
+    (nested functional models are folded too).
+
+    With `constant_normalization`, a `Normalization` layer given its mean and variance also
+    becomes the `Rescaling` it is at inference (x / std - mean / std), so its statistics are
+    constants of the graph rather than tensors the traced function captures (tf2onnx turns
+    captured tensors into extra model inputs).
+    """
 
     def clone(layer):
         if isinstance(layer, WSConv2D):
@@ -22,7 +29,11 @@ def fold_weight_standardization(model):
             config.pop("epsilon_mode")
             return keras.layers.Conv2D.from_config(config)
         if isinstance(layer, keras.Model) and getattr(layer, "inputs", None):
-            return fold_weight_standardization(layer)  # copies its own weights
+            return fold_weight_standardization(layer, constant_normalization)  # copies its own weights
+        if constant_normalization and _fixed_normalization(layer):
+            mean = np.asarray(layer.mean, "float64").reshape(-1)
+            std = np.maximum(np.sqrt(np.asarray(layer.variance, "float64").reshape(-1)), keras.backend.epsilon())
+            return keras.layers.Rescaling((1.0 / std).tolist(), offset=(-mean / std).tolist(), name=layer.name)
         return layer.__class__.from_config(layer.get_config())
 
     folded = keras.models.clone_model(model, clone_function=clone)
@@ -38,6 +49,12 @@ def fold_weight_standardization(model):
         else:
             target.set_weights(layer.get_weights())
     return folded
+
+
+def _fixed_normalization(layer):
+    """A channels-last Normalization with its statistics given (not adapted, not inverted)."""
+    return (isinstance(layer, keras.layers.Normalization) and layer.input_mean is not None
+            and not layer.invert and tuple(layer.axis) in ((-1,), (3,)) and layer.mean is not None)
 
 
 __all__ = ["fold_weight_standardization"]

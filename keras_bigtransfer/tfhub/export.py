@@ -23,7 +23,7 @@ from keras_bigtransfer.models.base import HEAD_LAYER, ImageModel
 from keras_bigtransfer.models.folding import fold_weight_standardization
 from keras_bigtransfer.weights.atomic import atomic_directory, atomic_file
 
-SIGNATURES = ("feature_vector", "classification")
+SIGNATURES = ("feature_vector", "classification", "feature_maps")
 # assets/keras_bigtransfer.json marks a SavedModel (and an archive of one) as ours, so a
 # later export may replace it without asking.
 CONFIG_ASSET = "keras_bigtransfer.json"
@@ -117,6 +117,15 @@ def published_submodel(model, signature):
     if signature not in SIGNATURES:
         raise ValueError(f"signature must be one of {SIGNATURES}; got {signature!r}.")
     inputs, outputs = getattr(model, "inputs", None), getattr(model, "outputs", None)
+    if signature == "feature_maps" or getattr(model, "feature_info", None) is not None:
+        # A features_only model (models/features.py): every map, nothing else.
+        if signature != "feature_maps" or getattr(model, "feature_info", None) is None:
+            raise ValueError(f'{getattr(model, "name", "")}: signature="feature_maps" is the export of a '
+                             "features_only model, and a features_only model exports only with it.")
+        if not isinstance(model, keras.Model) or not inputs or not outputs or len(inputs) != 1:
+            raise ValueError(f"export expects a built functional Keras model with one image input; "
+                             f"got {type(model).__name__} {getattr(model, 'name', '')!r}.")
+        return model
     if not isinstance(model, keras.Model) or not inputs or not outputs or len(inputs) != 1 or len(outputs) != 1:
         raise ValueError(f"export expects a built functional Keras model with one image input and one "
                          f"output; got {type(model).__name__} {getattr(model, 'name', '')!r}.")
@@ -181,9 +190,14 @@ class _ReusableSavedModel(tf.train.Checkpoint):
         for training in (False, True):
             call.get_concrete_function(spec, training=training)
         self.__call__ = call
-        self.serving_default = tf.function(
-            lambda images: {output_name: call(images, training=False)}, input_signature=[spec]
-        )
+        if isinstance(output_name, str):
+            def serve(images):
+                return {output_name: call(images, training=False)}
+        else:  # feature maps: one output per name, in order (or the model's own dict)
+            def serve(images):
+                maps = call(images, training=False)
+                return {n: maps[n] for n in output_name} if isinstance(maps, dict) else dict(zip(output_name, maps))
+        self.serving_default = tf.function(serve, input_signature=[spec])
 
 
 def export(model, path, signature="feature_vector", archive=False, overwrite=False):
@@ -197,7 +211,8 @@ def export(model, path, signature="feature_vector", archive=False, overwrite=Fal
             `assets/keras_bigtransfer.json`); anything else raises `FileExistsError`,
             before any work, unless `overwrite=True`.
         signature: "feature_vector" (pre-logits, the TF Hub image feature vector API)
-            or "classification" (logits).
+            or "classification" (logits); "feature_maps" for a `features_only=True` model:
+            `serving_default` returns every map, keyed by `feature_info` names ("P2", ...).
         archive: also write `<path>.tar.gz`, the SavedModel at the archive root, the
             form TF Hub servers and `hub.load(url)` use (same replacement rule).
         overwrite: replace whatever is at `path` (and `<path>.tar.gz`).
@@ -208,7 +223,9 @@ def export(model, path, signature="feature_vector", archive=False, overwrite=Fal
     path = check_export_target(path, archive=archive, overwrite=overwrite)
     published = published_submodel(model, signature)
     folded = fold_weight_standardization(published)
-    output_name = "feature_vector" if signature == "feature_vector" else "logits"
+    output_name = {"feature_vector": "feature_vector", "classification": "logits"}.get(signature)
+    if signature == "feature_maps":
+        output_name = list(published.feature_info.names())
     module = _ReusableSavedModel(folded, output_name)
 
     def replace(existing):

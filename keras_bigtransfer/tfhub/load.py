@@ -7,7 +7,7 @@ import os
 from keras_bigtransfer.errors import WeightsError
 from keras_bigtransfer.models import loading, registry
 from keras_bigtransfer.tfhub.export import CONFIG_ASSET
-from keras_bigtransfer.weights import assign, catalogue, checkpoint, download
+from keras_bigtransfer.weights import assign, catalogue, checkpoint, download, kaggle
 from keras_bigtransfer.weights.archive import extract_module
 
 
@@ -16,8 +16,9 @@ def load(handle_or_path, *, position_grid=None):
 
     Args:
         handle_or_path: a catalogue tag ("bit_m_r50x1"), a SavedModel directory, a
-            `.tar.gz` TF Hub module, or an http(s) URL of one (tfhub.dev handles get
-            `?tf-hub-format=compressed`, as TF Hub's own resolver does). Also a
+            `.tar.gz` TF Hub module, an http(s) URL of one (tfhub.dev, kaggle.com: every
+            http(s) handle gets `?tf-hub-format=compressed`, as TF Hub's own resolver does),
+            a `kaggle://owner/model/framework/variation[/version]` handle (kagglehub). Also a
             published checkpoint file (.npz / .h5, architecture read off the weights)
             or a `.keras` file.
         position_grid: for a ViT checkpoint whose position grid is not square, its
@@ -48,6 +49,8 @@ def load(handle_or_path, *, position_grid=None):
         return import_saved_model(extract_module(handle))
     if handle.startswith(("http://", "https://")):
         return import_saved_model(extract_module(_fetch_module(handle)))
+    if kaggle.is_handle(handle):  # kaggle://owner/model/framework/variation[/version], via kagglehub
+        return import_saved_model(kaggle.download(handle))
     entry = catalogue.find(handle)
     if entry is not None:
         return registry.create_model(entry.tag)
@@ -58,8 +61,8 @@ def load(handle_or_path, *, position_grid=None):
 
 
 def _fetch_module(url):
-    if "tfhub.dev/" in url and "tf-hub-format" not in url:
-        url += ("&" if "?" in url else "?") + "tf-hub-format=compressed"
+    # Every http(s) handle (tfhub.dev, kaggle.com, others), as tensorflow_hub's resolver does.
+    url = kaggle.compressed_url(url)
     key = hashlib.sha1(url.encode()).hexdigest()
     return download.fetch(url, f"modules/{key}.tar.gz", use_mirror=False)
 

@@ -29,6 +29,12 @@ class Entry:
     known_bad: Optional[str] = None
     known_bad_use: Optional[str] = None
     aliases: tuple = ()
+    # Evaluation settings, as timm's pretrained configurations give them (input size: resolution):
+    # `keras_bigtransfer.preprocessing.eval_transform(images, tag)` uses them.
+    crop_pct: Optional[float] = None
+    interpolation: Optional[str] = None
+    mean: Optional[tuple] = None
+    std: Optional[tuple] = None
 
     @property
     def filename(self):
@@ -44,7 +50,8 @@ def _entries():
         if not item.name.endswith(".json"):
             continue
         for raw in json.loads(item.read_text())["entries"]:
-            entry = Entry(**{**raw, "aliases": tuple(raw.get("aliases", ()))})
+            entry = Entry(**{**raw, "aliases": tuple(raw.get("aliases", ())),
+                             **{k: tuple(raw[k]) for k in ("mean", "std") if raw.get(k) is not None}})
             if entry.tag in entries:
                 raise ValueError(f"catalogue tag {entry.tag!r} appears twice ({item.name}).")
             entries[entry.tag] = entry

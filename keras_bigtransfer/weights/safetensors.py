@@ -17,7 +17,8 @@ import struct
 
 import numpy as np
 
-from keras_bigtransfer.weights.checkpoint import LazyArray
+from keras_bigtransfer.errors import WeightsError
+from keras_bigtransfer.weights.checkpoint import LazyArray, reading
 
 # safetensors dtype names -> NumPy (little-endian). BF16 is widened to float32 on read.
 DTYPES = {
@@ -75,7 +76,7 @@ def is_safetensors(path):
         return False
 
 
-def _lazy(path, start, dtype_name, shape, begin, end):
+def _lazy(path, name, start, dtype_name, shape, begin, end):
     stored = np.dtype(DTYPES[dtype_name])
     total = int(np.prod(shape, dtype=np.int64))
     wide = np.float32 if dtype_name == "BF16" else stored
@@ -85,33 +86,39 @@ def _lazy(path, start, dtype_name, shape, begin, end):
             return (raw.astype(np.uint32) << 16).view(np.float32)
         return raw
 
+    # Untrusted input, as every checkpoint reader's (weights/checkpoint.py): a failure while
+    # reading a tensor is a one-line WeightsError naming the file and the tensor.
     def load():
-        with open(path, "rb") as f:
+        with reading(path, f"{name} cannot be read"), open(path, "rb") as f:
             f.seek(start + begin)
             raw = np.frombuffer(f.read(end - begin), dtype=stored, count=total)
         return widen(raw).reshape(shape)
 
     def flat_chunks(elements):
-        with open(path, "rb") as f:
+        with reading(path, f"{name} cannot be read"), open(path, "rb") as f:
             f.seek(start + begin)
             for first in range(0, total, elements):
                 count = min(elements, total - first)
                 data = f.read(count * stored.itemsize)
                 if len(data) != count * stored.itemsize:
-                    raise ValueError(f"{path}: a tensor ends early (truncated file?).")
+                    raise WeightsError(f"{path}: {name} ends early (truncated file?).")
                 yield widen(np.frombuffer(data, dtype=stored))
 
     return LazyArray(load, shape, wide, flat_chunks if shape else None)
 
 
 def read(path, lazy=True):
-    """{tensor name: array} of a safetensors file (`LazyArray`s unless lazy=False)."""
+    """{tensor name: array} of a safetensors file (`LazyArray`s unless lazy=False).
+
+    A malformed header raises ValueError here; `checkpoint.read_arrays`, the way the package
+    reads files, turns it (as every reader's error) into a `WeightsError` naming the file.
+    """
     path = os.fspath(path)
     header, _, start = read_header(path)
     arrays = {}
     for name, info in header.items():
         begin, end = info["data_offsets"]
-        arrays[name] = _lazy(path, start, info["dtype"], tuple(info["shape"]), begin, end)
+        arrays[name] = _lazy(path, name, start, info["dtype"], tuple(info["shape"]), begin, end)
     if not lazy:
         arrays = {name: np.asarray(array) for name, array in arrays.items()}
     return arrays

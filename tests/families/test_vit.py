@@ -190,7 +190,7 @@ def test_default_weights_are_catalogue_entries_and_offline_is_clear():
 
 
 def test_catalogue_lists_every_constructor():
-    entries = catalogue.list_models("vit")
+    entries = [e for e in catalogue.list_models("vit") if not e.url.startswith("hf-hub:")]  # timm's Hub copies aside
     assert {e.constructor for e in entries} == set(TIMM_PARAMS)
     for e in entries:
         assert e.url.startswith("https://storage.googleapis.com/vit_models/") and e.url.endswith(".npz")

@@ -6,8 +6,8 @@ keras_bigtransfer nor TensorFlow nor Keras; its logits must match the Keras mode
 1e-4 relative (max |difference| / max |Keras logit|) in float32.
 
 Parity: a small variant of each family (randomized non-zero weights, 64 px, ViTs exported
-at a fixed size). The fast tier covers every format and every family once; the rest of the
-matrix (and the 98M-parameter R50 hybrid) is `slow`. Int8: the real Lite0 weights keep the
+at a fixed size). The fast tier runs one export per format; the rest of the matrix (the
+98M-parameter R50 hybrid among them) is `slow`. Int8: the real Lite0 weights keep the
 Keras top-1 on the scikit-image photos; a Lite0 fine-tuned on Fashion-MNIST with fit_bit
 keeps its held-out accuracy within a measured bound (slow). Bad input fails before any
 conversion starts.
@@ -39,8 +39,9 @@ FAMILIES = {
     "vit": ("ViT_Ti16", (SIZE, SIZE)),
     "hybrid": ("ViT_R50_B16", (SIZE, SIZE)),
 }
-# One export per family and at least one per format (WSConv folding: bit) stays in the fast tier.
-FAST = {("lite0", "litert"), ("b0", "onnx"), ("bit", "openvino"), ("vit", "litert")}
+# The fast tier: one export per format (each 25-60 s on 2 shared cores); the other 12 are slow.
+# Folding WSConv2D is checked fast on a tiny model (and the CLI's int8 export of it).
+FAST = {("lite0", "litert"), ("b0", "onnx"), ("vit", "openvino")}
 MATRIX = [
     pytest.param(family, fmt, id=f"{family}-{fmt}",
                  marks=() if (family, fmt) in FAST else pytest.mark.slow)
@@ -157,6 +158,26 @@ def test_bad_options_fail_before_converting(kwargs, message, no_conversion, tmp_
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.parametrize("fmt", deploy.FORMATS)
+def test_an_existing_file_is_refused_before_converting(fmt, no_conversion, tmp_path):
+    """hub.export's rule for outputs: an existing file is replaced only with overwrite=True,
+    and the refusal comes before any work (OpenVINO's .bin counts as its output too)."""
+    names = {"litert": ["m.tflite"], "onnx": ["m.onnx"], "openvino": ["m.xml", "m.bin"]}[fmt]
+    for name in names:
+        for other in names:
+            (tmp_path / other).unlink(missing_ok=True)
+        (tmp_path / name).write_bytes(b"theirs")
+        with pytest.raises(FileExistsError, match=rf"{name} exists; pass overwrite=True"):
+            hub.export(tiny_model(), tmp_path / "m", format=fmt)
+        assert (tmp_path / name).read_bytes() == b"theirs"
+    (tmp_path / "d.onnx").mkdir()
+    with pytest.raises(IsADirectoryError, match="is a directory"):
+        hub.export(tiny_model(), tmp_path / "d.onnx", format="onnx", overwrite=True)
+    # overwrite=True passes the check (and gets as far as converting: the fixture stops it there).
+    with pytest.raises(AssertionError, match="started converting"):
+        hub.export(tiny_model(), tmp_path / "m", format=fmt, overwrite=True)
+
+
 def test_empty_calibration_directory(no_conversion, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no images"):
@@ -244,6 +265,7 @@ def photo_crops(count, size=224, seed=0):
     return np.stack(crops)
 
 
+@pytest.mark.slow  # about a minute: the int8 calibration at 224 px
 def test_int8_lite0_keeps_the_top1_of_keras_on_photos(tmp_path):
     import skimage.data
 
@@ -267,8 +289,11 @@ def test_int8_lite0_keeps_the_top1_of_keras_on_photos(tmp_path):
 # HyperRule's 128 px crop), export it fully int8 calibrated on 200 training images, compare the
 # held-out accuracy of Keras (float32) and the LiteRT runtime (int8) on the same 2,000 test images.
 FASHION = dict(steps=100, base_lr=0.1, batch_size=32, per_class=100, test_images=2000, calibration=200, size=128)
-# Measured (AMD EPYC, 2 shared cores; `python -c "from tests.integration.test_deploy import
-# fashion_int8_drop as f; print(f(SEED))"`): see docs/deployment.md. The issue's bound is 1 point.
+# Measured (AMD EPYC, 2 cores shared with other jobs, load 5-8; `python -c "import tests.conftest;
+# from tests.integration.test_deploy import fashion_int8_drop as f; print(f(SEED))"`, 2026-11-30):
+# seed 0: Keras 0.5935, int8 0.5870 (-0.65 points, 416 s); seed 1: 0.6590, 0.6575 (-0.15, 274 s).
+# The bound is the issue's 1 point: 0.35 above the worst drop seen (accuracy moves by up to 0.07
+# between CPUs for the same seed, see test_transfer_fashion_mnist.py; the drop moved less).
 MAX_DROP = 0.01
 
 

@@ -64,7 +64,7 @@ def test_bit_r50x1_matches_timm_features_only(tmp_path, rng):
     with torch.no_grad():
         x = torch.from_numpy((images.transpose(0, 3, 1, 2) - 0.5) / 0.5)
         last = _nhwc(full.forward_intermediates(x, indices=[4], norm=True, intermediates_only=True))
-    _check_maps([normed(images)], last, normed.feature_info)
+    _check_maps(normed(images), last, normed.feature_info)
 
 
 def _randomize_bn(model, seed):
@@ -156,6 +156,7 @@ def test_vit_default_out_indices_are_timms():
     assert ours.reduction() == theirs.feature_info.reduction()
 
 
+@pytest.mark.slow  # a random ViT-B in both libraries: about 35 s on 2 CPU cores
 def test_r50_b16_hybrid_matches_timm_forward_intermediates(tmp_path, rng):
     """As the hybrid's logits test: ours set to timm's epsilons for the comparison."""
     import keras

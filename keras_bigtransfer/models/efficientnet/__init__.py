@@ -1,4 +1,4 @@
-"""EfficientNet B0-B7 and Lite0-4: the family's registration and its constructors.
+"""EfficientNet B0-B7, Lite0-4 and L2 (Noisy Student): the family's registration and its constructors.
 
 `config.py` holds the variants (`EfficientNetConfig` rows), `model.py` the compound-scaling
 builder, `convert.py` the published formats (Keras application .h5, EfficientNet-PyTorch
@@ -36,7 +36,7 @@ OPTIONS_DOC = """        drop_connect_rate: stochastic depth of the last block (
 def _register(config):
     """Register one variant; return its constructor (made by `base.make_constructor`)."""
     series = "Lite" if config.lite else "B"
-    reference = (f"timm:tf_efficientnet_{config.variant}" if config.lite
+    reference = (f"timm:tf_efficientnet_{config.variant}" if config.lite or config.variant == "l2"
                  else f"keras.applications:{config.constructor_name}")
     variant = registry.Variant(
         name=config.constructor_name,
@@ -70,6 +70,7 @@ EfficientNetLite1 = _register(CONFIGS["EfficientNetLite1"])
 EfficientNetLite2 = _register(CONFIGS["EfficientNetLite2"])
 EfficientNetLite3 = _register(CONFIGS["EfficientNetLite3"])
 EfficientNetLite4 = _register(CONFIGS["EfficientNetLite4"])
+EfficientNetL2 = _register(CONFIGS["EfficientNetL2"])
 
 __all__ = list(CONFIGS) + [
     "CONFIGS", "EfficientNet", "EfficientNetConfig", "block_names", "constructor_name",

