@@ -160,6 +160,8 @@ def main():
     parser.add_argument("--repeats", type=int, default=20, help="timed batch-1 calls (batch calls: a quarter)")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--only", default="", help="comma-separated substrings of subject names")
+    parser.add_argument("--formats", default="keras,litert,int8,onnx,openvino",
+                        help="comma-separated engines to measure (keras, litert, int8, onnx, openvino)")
     parser.add_argument("--out", default=os.path.join(HERE, "deploy_results.json"))
     parser.add_argument("--child", nargs=2, metavar=("FORMAT", "FILE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -181,12 +183,17 @@ def main():
         if args.only and not any(s.lower() in name.lower() for s in args.only.split(",")):
             continue
         model = getattr(kb, constructor)(input_shape=(args.size, args.size, 3), **kwargs)
-        latency, throughput = speed(lambda x: (lambda: model.predict_on_batch(x)), args.size, args.repeats, args.batch)
-        rows.append({"model": name, "engine": "Keras (TF backend)", "latency_ms": latency,
-                     "images_per_s": throughput, "file_mb": None, "export_s": None})
-        print(rows[-1], flush=True)
+        wanted = args.formats.split(",")
+        if "keras" in wanted:
+            latency, throughput = speed(lambda x: (lambda: model.predict_on_batch(x)), args.size, args.repeats,
+                                        args.batch)
+            rows.append({"model": name, "engine": "Keras (TF backend)", "latency_ms": latency,
+                         "images_per_s": throughput, "file_mb": None, "export_s": None})
+            print(rows[-1], flush=True)
         variants = [("litert", None), ("litert", "int8")] if int8 else [("litert", None)]
         for fmt, quantize in variants + [("onnx", None), ("openvino", None)]:
+            if (quantize or fmt) not in wanted:
+                continue
             stem = os.path.join(workdir, f"{constructor}_{quantize or 'float32'}")
             start = time.perf_counter()
             data = calibration_images(64, args.size) if quantize == "int8" else None
@@ -213,7 +220,7 @@ def render(report):
     for row in report["rows"]:
         if row["engine"].startswith("Keras"):
             keras_latency[row["model"]] = row["latency_ms"]
-        speedup = keras_latency[row["model"]] / row["latency_ms"]
+        speedup = keras_latency.get(row["model"], float("nan")) / row["latency_ms"]
         size = "-" if row["file_mb"] is None else f"{row['file_mb']:.1f}"
         lines.append(f"| {row['model']} | {row['engine']} | {row['latency_ms']:.1f} | {row['images_per_s']:.1f} | "
                      f"{speedup:.2f}x | {size} |")
