@@ -2,6 +2,7 @@
 constructor arguments, and the model class that enforces both."""
 
 import numbers
+import sys
 
 import numpy as np
 import keras
@@ -30,6 +31,17 @@ class ImageModel(keras.Model):
     it 255.0). The normalization the weights expect is a layer inside the model,
     so callers never normalize.
     """
+
+    # Keras maps a functional graph depth-first by recursion, a few frames per layer on the
+    # longest path: EfficientNet-L2 (about 1,000 layers deep) reaches Python's default limit of
+    # 1,000 frames when built or loaded from a caller that is itself a few hundred frames deep
+    # (pytest, notebooks). Raised, never lowered; Python-to-Python calls use no C stack in 3.11+.
+    MIN_RECURSION_LIMIT = 10_000
+
+    def __init__(self, *args, **kwargs):
+        if sys.getrecursionlimit() < self.MIN_RECURSION_LIMIT:
+            sys.setrecursionlimit(self.MIN_RECURSION_LIMIT)
+        super().__init__(*args, **kwargs)
 
     def __call__(self, inputs, *args, **kwargs):
         # Before Keras' own input checks, whose messages do not say what to pass.
