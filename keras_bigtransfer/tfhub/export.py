@@ -21,6 +21,7 @@ import tensorflow as tf
 
 from keras_bigtransfer.models.base import HEAD_LAYER, ImageModel
 from keras_bigtransfer.models.folding import fold_weight_standardization
+from keras_bigtransfer.tfhub import raw_weights
 from keras_bigtransfer.weights.atomic import atomic_directory, atomic_file
 
 SIGNATURES = ("feature_vector", "classification")
@@ -245,6 +246,8 @@ def export(model, path, signature="feature_vector", archive=False, overwrite=Fal
                     # The unfolded model, so an import gets WSConv2D layers back.
                     "model": keras.saving.serialize_keras_object(published),
                     "variable_paths": [v.path for v in folded.weights],
+                    # The raw kernels the folded graph standardized (`raw_weights`).
+                    "raw_weights": raw_weights.write(staging, raw_weights.differing(published, folded)),
                 },
                 f,
             )
