@@ -160,3 +160,22 @@ def test_hub_load_reads_every_efficientnet_file_format(tmp_path, lite0_state, li
     save_file({k: v.contiguous() for k, v in t.state_dict().items()}, str(tmp_path / "model.safetensors"))
     lite2 = hub.load(str(tmp_path / "model.safetensors"))
     assert lite2.name == "efficientnet_lite2" and lite2.output_shape == (None, 4)
+
+
+def test_hub_load_reads_timm_files_of_bit_and_vit(tmp_path, images):
+    """timm's .safetensors and .pth of BiT and ViT (the Hugging Face Hub copies) through hub.load."""
+    import torch
+    from safetensors.torch import save_file
+
+    from tests import reference
+
+    vit = reference.timm_vit("vit_tiny_patch16_224", num_classes=6, depth=2, img_size=64)
+    save_file({k: v.contiguous() for k, v in vit.state_dict().items()}, str(tmp_path / "vit.safetensors"))
+    loaded = hub.load(str(tmp_path / "vit.safetensors"))
+    assert loaded.name == "vit" and loaded.output_shape[-1] == 6
+    query = next(w for w in loaded.weights if w.path.endswith("query/kernel"))
+    assert tuple(query.shape) == (192, 3, 64)  # ViT-Ti's 3 heads, which timm's fused qkv does not say
+    bit = reference.timm_bit(num_classes=5)
+    torch.save(bit.state_dict(), tmp_path / "bit.pth")
+    loaded = hub.load(str(tmp_path / "bit.pth"))
+    assert loaded.name.startswith("bit_r50x1") and loaded.output_shape[-1] == 5
