@@ -7,7 +7,6 @@ import os
 from keras_bigtransfer.errors import WeightsError
 from keras_bigtransfer.models import loading, registry
 from keras_bigtransfer.tfhub import raw_weights, tf1_hub
-from keras_bigtransfer.tfhub.export import CONFIG_ASSET
 from keras_bigtransfer.weights import assign, catalogue, checkpoint, download
 from keras_bigtransfer.weights.archive import extract_module
 
@@ -88,6 +87,8 @@ def import_saved_model(path):
     with checkpoint.reading(path, "is not a loadable SavedModel"):
         loaded = tf.saved_model.load(path)
         variables = list(getattr(loaded, "variables", []))
+    from keras_bigtransfer.tfhub.export import CONFIG_ASSET  # export imports TensorFlow: not for .npz/.keras
+
     config_path = os.path.join(path, "assets", CONFIG_ASSET)
     if os.path.exists(config_path):
         with open(config_path) as f:
