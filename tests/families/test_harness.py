@@ -21,6 +21,7 @@ same layers and the same serialization code as the family's smaller variants, wh
 """
 
 import gc
+import os
 
 import keras
 import numpy as np
@@ -32,6 +33,10 @@ from keras_bigtransfer.weights import catalogue
 from tests import reference
 
 NAMES = kb.list_models()
+# `make test-backends` (JAX, PyTorch) runs the harness on one small variant per family, e.g.
+# KERAS_BIGTRANSFER_HARNESS_VARIANTS=BiT_S_R50x1,EfficientNetLite0,ViT_Ti16 (JAX builds slowly on CPU).
+if os.environ.get("KERAS_BIGTRANSFER_HARNESS_VARIANTS"):
+    NAMES = [n for n in NAMES if n in os.environ["KERAS_BIGTRANSFER_HARNESS_VARIANTS"].split(",")]
 COMMON_DEFAULTS = {"include_top": True, "num_classes": None, "input_shape": None, "pooling": None,
                    "classifier_activation": None, "name": None}
 # Known gaps, reported (issue 16): the hybrid's ResNet stem floors a side that is not a multiple
@@ -145,7 +150,10 @@ def _reference_count(ref, num_classes):
         # Keras counts BatchNorm's moving statistics; torch keeps them as buffers.
         return (sum(p.numel() for p in model.parameters())
                 + sum(b.numel() for n, b in model.named_buffers() if n.endswith(("running_mean", "running_var"))))
-    import tf_keras
+    if keras.backend.backend() == "tensorflow":
+        import tf_keras
+    else:  # Keras 3's own copy: no TensorFlow in a JAX or PyTorch process
+        tf_keras = keras
 
     model = getattr(tf_keras.applications, name)(weights=None, classes=num_classes)
     # keras.applications also counts its input Normalization layer's mean, variance and count,
