@@ -30,7 +30,7 @@ JAX_DEVICES = textwrap.dedent("""
     import keras, numpy as np
     import keras_bigtransfer as kb
     from keras_bigtransfer import distribution as kd
-    from keras_bigtransfer.models.bit.model import ResNetV2
+    from keras_bigtransfer.models.bit.model import bottleneck_unit
     from keras_bigtransfer.models.vit.model import VisionTransformer
     from tests.toys import tiny_model, colour_data
     devices = keras.distribution.list_devices()
@@ -40,10 +40,18 @@ JAX_DEVICES = textwrap.dedent("""
 
     # The large variants' layout map, applied (by name) to small builds of the same families.
     mesh = keras.distribution.DeviceMesh((1, 2), ("batch", "model"), devices)
+    def mini_bit():  # BiT's own bottleneck units (their names), stages 3 and 4, narrow
+        inputs = keras.Input((32, 32, 3))
+        x = keras.layers.Conv2D(64, 3, strides=2, name="root_block_standardized_conv2d")(inputs)
+        for block in (3, 4):
+            x = bottleneck_unit(x, 32 * (block - 2), 2, f"block{{block}}_unit01")  # GroupNorm: 32 groups
+        x = keras.layers.GlobalAveragePooling2D()(x)
+        return keras.Model(inputs, keras.layers.Dense(5, name="head")(x))
+
     builders = {{
         "vit": lambda: VisionTransformer(patch_size=16, hidden_size=32, mlp_size=64, num_heads=2, num_layers=2,
                                          num_classes=5, input_shape=(32, 32, 3), pretrained_resolution=32),
-        "bit": lambda: ResNetV2(50, 1, num_classes=5, input_shape=(32, 32, 3)),
+        "bit": mini_bit,
     }}
     x = np.random.default_rng(0).random((2, 32, 32, 3), dtype=np.float32)
     for family, build in builders.items():
