@@ -63,6 +63,17 @@ SCRIPT = textwrap.dedent("""
         steps.append(step((x_l, y_l), (x_u, x_u_aug)))
     x = rng.random((4, 16, 16, 3), dtype=np.float32)
     out["step"] = steps
+    # The checkpoint of MPL's state round-trips (a TF checkpoint on TF, one .npz elsewhere).
+    from keras_bigtransfer.training.semi_supervised.meta_step import MetaState
+    state = MetaState(t, s, t_opt, s_opt, step.baseline)
+    state.step, saver = 3, MetaState(t, s, t_opt, s_opt, step.baseline).saver({ckpt!r} + "_state")
+    saver.state = state
+    saver.save()
+    saved = [w.copy() for w in t.get_weights() + s.get_weights()]
+    t.set_weights([w * 0 for w in t.get_weights()])
+    state.step = 0
+    assert saver.restore() and state.step == 3
+    assert all(np.array_equal(a, b) for a, b in zip(saved, t.get_weights() + s.get_weights()))
     out["step_logits"] = [keras.ops.convert_to_numpy(m(x)).tolist() for m in (t, s)]
     print("RESULT " + json.dumps(out))
 """)
