@@ -32,7 +32,7 @@ from keras_bigtransfer.models import registry
 from keras_bigtransfer.weights import catalogue
 from tests import reference
 
-NAMES = kb.list_models()
+ALL_NAMES = NAMES = kb.list_models()
 # `make test-backends` (JAX, PyTorch) runs the harness on one small variant per family, e.g.
 # KERAS_BIGTRANSFER_HARNESS_VARIANTS=BiT_S_R50x1,EfficientNetLite0,ViT_Ti16 (JAX builds slowly on CPU).
 if os.environ.get("KERAS_BIGTRANSFER_HARNESS_VARIANTS"):
@@ -47,9 +47,9 @@ ROUND_TRIP_MAX_PARAMS = 200_000_000  # ViT-L, BiT R50x3 and up: a .keras file ov
 
 def test_every_public_constructor_is_registered():
     public = {n for n in kb.__all__ if callable(getattr(kb, n)) and getattr(getattr(kb, n), "variant", None)}
-    assert public == set(NAMES)
-    assert len(NAMES) == len(set(n.lower() for n in NAMES))
-    assert {registry.get_variant(n).family for n in NAMES} == {f.name for f in registry.families()}
+    assert public == set(ALL_NAMES)
+    assert len(ALL_NAMES) == len(set(n.lower() for n in ALL_NAMES))
+    assert {registry.get_variant(n).family for n in ALL_NAMES} == {f.name for f in registry.families()}
 
 
 # --- registration (no model built) ---------------------------------------------------------
@@ -106,8 +106,8 @@ def test_create_model_unknown_name_lists_the_closest():
 
 def test_list_models_globs_case_insensitively():
     assert kb.list_models() == sorted(kb.list_models())
-    assert kb.list_models("bit_m_*") == [n for n in NAMES if n.startswith("BiT_M_")]
-    assert set(kb.list_models("*VIT*")) == {n for n in NAMES if "vit" in n.lower()}
+    assert kb.list_models("bit_m_*") == [n for n in ALL_NAMES if n.startswith("BiT_M_")]
+    assert set(kb.list_models("*VIT*")) == {n for n in ALL_NAMES if "vit" in n.lower()}
     tags = kb.list_models(pretrained=True)
     assert tags == sorted(e.tag for e in catalogue.list_models())
     assert "bit_m_r50x1_ilsvrc2012" in kb.list_models("*ilsvrc2012", pretrained=True)
