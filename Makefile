@@ -8,7 +8,7 @@ SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 # Fashion-MNIST, the real dataset of the fine-tuning checks, from Debian's package.
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: setup demo test test-fast bench docs clean
+.PHONY: setup demo test test-backends test-fast bench docs clean
 
 setup: $(STAMP) $(FASHION_MNIST)
 
@@ -28,6 +28,24 @@ demo: setup
 # Everything, the `slow` checks included (CI runs this).
 test: setup
 	$(PY) -m pytest -q --durations=15
+	$(MAKE) test-backends
+
+# The same model checks on JAX and PyTorch, each backend in its own pytest process
+# (conftest.py honours KERAS_BACKEND): the harness on one small variant per family, parity
+# against timm, the real Lite0 weights on photos, mixed precision. tests/backends/ itself
+# (no TensorFlow imported on JAX/torch) runs in the TensorFlow suite above: it starts both.
+BACKENDS ?= jax torch
+BACKEND_VARIANTS := BiT_S_R50x1,EfficientNetLite0,ViT_Ti16
+BACKEND_TESTS := tests/families/test_harness.py tests/families/test_mixed_precision.py \
+	tests/parity/test_bit_parity.py::test_npz_logits_match_timm \
+	tests/parity/test_vit_parity.py::test_ti16_logits_match_timm_at_224 \
+	tests/parity/test_vit_parity.py::test_bicubic_matches_timm_dynamic_size_non_square \
+	tests/families/test_efficientnet.py::test_real_lite0_weights_classify_real_photos
+test-backends: setup
+	for backend in $(BACKENDS); do \
+	  KERAS_BACKEND=$$backend KERAS_BIGTRANSFER_HARNESS_VARIANTS=$(BACKEND_VARIANTS) \
+	    $(PY) -m pytest -q --durations=10 -p no:cacheprovider $(BACKEND_TESTS) || exit 1; \
+	done
 
 # The quick loop while developing.
 test-fast: setup

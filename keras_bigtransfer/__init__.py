@@ -57,14 +57,25 @@ from keras_bigtransfer.models.vit import (
     ViT_S32,
     ViT_Ti16,
 )
-from keras_bigtransfer.training import (
-    HyperRule,
-    fit_bit,
-    fit_meta_pseudo_labels,
-    fit_noisy_student,
-    freeze_batch_norm,
-    hyperrule,
-)
+# Training feeds tf.data to every backend, so it imports TensorFlow: loaded on first use
+# (`keras_bigtransfer.fit_bit`), so that `import keras_bigtransfer` imports no TensorFlow
+# under KERAS_BACKEND=jax or torch (tests/backends/test_no_tensorflow.py).
+_TRAINING = ("HyperRule", "fit_bit", "fit_meta_pseudo_labels", "fit_noisy_student", "freeze_batch_norm",
+             "hyperrule")
+
+
+def __getattr__(name):
+    if name in _TRAINING:
+        from keras_bigtransfer import training
+
+        value = getattr(training, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'keras_bigtransfer' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_TRAINING))
 
 __all__ = [
     # constructors

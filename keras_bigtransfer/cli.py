@@ -358,7 +358,7 @@ def cmd_predict(args):
         outputs = model(image[None])
         if isinstance(outputs, dict):  # a foreign SavedModel's signature, wrapped in a TFSMLayer
             outputs = next(iter(outputs.values()))
-        logits = np.asarray(outputs)
+        logits = np.asarray(keras.ops.convert_to_numpy(outputs))  # torch: a tensor that requires grad
         if logits.ndim != 2:
             raise ValueError(f"predict: {source} outputs shape {logits.shape[1:]} per image, not class "
                              "scores; predict needs a classifier (include_top=True).")

@@ -25,7 +25,8 @@ class PatchEmbedding(keras.layers.Conv2D):
         self.patch_size = patch_size
 
     def _check_sides(self, shape):
-        sides = [s for s in shape[1:3] if s is not None]
+        # Known sides only: None, or a symbolic one (jax2tf's shape polymorphism) has no int value.
+        sides = [s for s in shape[1:3] if isinstance(s, int)]
         bad = [int(s) for s in sides if int(s) % self.patch_size]
         if bad:
             p = self.patch_size

@@ -53,9 +53,11 @@ class ImageModel(keras.Model):
             check_images(shape, inputs.dtype, self._where())
         return super().__call__(inputs, *args, **kwargs)
 
-    def call(self, inputs, *args, **kwargs):
+    def call(self, inputs, training=None, mask=None, **kwargs):
         # Runs on every call, nested ones included (a model inside another model's graph).
-        return super().call(to_unit_range(inputs, self._where()), *args, **kwargs)
+        # `training` is a named parameter so that Keras passes the training flag down to
+        # BatchNormalization and dropout (it is not passed to a call that only takes **kwargs).
+        return super().call(to_unit_range(inputs, self._where()), training=training, mask=mask, **kwargs)
 
     def _where(self):
         expected = tuple(self.inputs[0].shape)

@@ -18,8 +18,21 @@ def local_path(weights):
     a catalogue tag downloaded (or found in the cache) first."""
     path = os.fspath(weights)
     if os.path.exists(path) or checkpoint.tf_checkpoint_prefix(path) is not None:
+        refuse_known_bad(path)
         return path
     return resolve(path)
+
+
+def refuse_known_bad(path):
+    """Raise `WeightsError` when `path` is a local copy of a file the catalogue marks known-bad
+    (by its published file name, e.g. `BiT-S-R50x3.h5`: big_transfer issue 47), naming the file
+    to use instead; its arrays would otherwise build, or fail against, another architecture."""
+    name = os.path.basename(os.fspath(path).rstrip(os.sep))
+    entry = catalogue.find(name)
+    if entry is not None and entry.known_bad and entry.url.rsplit("/", 1)[-1] == name:
+        from keras_bigtransfer.errors import WeightsError
+
+        raise WeightsError(f"{path}: {entry.known_bad}")
 
 
 def checkpoint_classes(weights, family):
@@ -110,6 +123,7 @@ def model_from_checkpoint(path_or_arrays, source=None, *, position_grid=None):
     if isinstance(path_or_arrays, dict):
         return _from_arrays(path_or_arrays, source or "checkpoint", position_grid)
     source = source or os.fspath(path_or_arrays)
+    refuse_known_bad(path_or_arrays)
     # Lazy: names and shapes are checked (and the model built) before data is read.
     arrays = checkpoint.read_arrays(path_or_arrays, lazy=True)
     return _from_arrays(arrays, source, position_grid, reading=checkpoint.reading(path_or_arrays))

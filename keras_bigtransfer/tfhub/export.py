@@ -21,6 +21,7 @@ import tensorflow as tf
 
 from keras_bigtransfer.models.base import HEAD_LAYER, ImageModel
 from keras_bigtransfer.models.folding import fold_weight_standardization
+from keras_bigtransfer.tfhub import raw_weights
 from keras_bigtransfer.weights.atomic import atomic_directory, atomic_file
 
 SIGNATURES = ("feature_vector", "classification", "feature_maps")
@@ -200,6 +201,19 @@ class _ReusableSavedModel(tf.train.Checkpoint):
         self.serving_default = tf.function(serve, input_signature=[spec])
 
 
+def check_backend():
+    """A SavedModel is written from TensorFlow, or from JAX through jax2tf; PyTorch has
+    no route here (Keras' needs torch_xla): a ValueError naming what works instead."""
+    backend = keras.backend.backend()
+    if backend not in ("tensorflow", "jax"):
+        raise ValueError(
+            f'format="saved_model" exports from the tensorflow and jax Keras backends; this is {backend}. '
+            'Keras\' own route from PyTorch goes through torch_xla (StableHLO), which this package does not '
+            'support. From PyTorch: save the model (model.save("m.keras")) and export it in a process with '
+            'KERAS_BACKEND=tensorflow or jax (models, weights and .keras files are the same on every backend).'
+        )
+
+
 def export(model, path, signature="feature_vector", archive=False, overwrite=False):
     """Write `model` as a TF Hub reusable SavedModel at `path`.
 
@@ -220,13 +234,19 @@ def export(model, path, signature="feature_vector", archive=False, overwrite=Fal
     Returns:
         The path of the SavedModel directory (and the archive's when `archive`).
     """
+    check_backend()
     path = check_export_target(path, archive=archive, overwrite=overwrite)
     published = published_submodel(model, signature)
     folded = fold_weight_standardization(published)
     output_name = {"feature_vector": "feature_vector", "classification": "logits"}.get(signature)
     if signature == "feature_maps":
         output_name = list(published.feature_info.names())
-    module = _ReusableSavedModel(folded, output_name)
+    if keras.backend.backend() == "jax":  # jax2tf through keras.export (jax_export.py)
+        from keras_bigtransfer.tfhub import jax_export
+
+        module = jax_export.reusable_module(folded, output_name)
+    else:
+        module = _ReusableSavedModel(folded, output_name)
 
     def replace(existing):
         check_export_target(existing, overwrite=overwrite)  # again: it may have changed meanwhile
@@ -243,6 +263,8 @@ def export(model, path, signature="feature_vector", archive=False, overwrite=Fal
                     # The unfolded model, so an import gets WSConv2D layers back.
                     "model": keras.saving.serialize_keras_object(published),
                     "variable_paths": [v.path for v in folded.weights],
+                    # The raw kernels the folded graph standardized (`raw_weights`).
+                    "raw_weights": raw_weights.write(staging, raw_weights.differing(published, folded)),
                 },
                 f,
             )

@@ -6,7 +6,7 @@ import os
 
 from keras_bigtransfer.errors import WeightsError
 from keras_bigtransfer.models import loading, registry
-from keras_bigtransfer.tfhub.export import CONFIG_ASSET
+from keras_bigtransfer.tfhub import raw_weights, tf1_hub
 from keras_bigtransfer.weights import assign, catalogue, checkpoint, download, kaggle
 from keras_bigtransfer.weights.archive import extract_module
 
@@ -36,7 +36,7 @@ def load(handle_or_path, *, position_grid=None):
     """
     handle = os.fspath(handle_or_path)
     if os.path.isdir(handle):
-        return import_saved_model(handle)
+        return _import_directory(handle)
     if os.path.isfile(handle):
         kind = checkpoint.sniff_kind(handle)
         if kind == "keras":
@@ -44,9 +44,12 @@ def load(handle_or_path, *, position_grid=None):
 
             with checkpoint.reading(handle, "is not a loadable .keras file"):
                 return keras.saving.load_model(handle)
-        if kind in ("npz", "h5"):
+        if kind in ("npz", "h5", "torch", "safetensors") or checkpoint.tf_checkpoint_prefix(handle):
+            # Every family's files (a TF checkpoint by its .index): the registry says which family.
             return loading.model_from_checkpoint(handle, position_grid=position_grid)
-        return import_saved_model(extract_module(handle))
+        return _import_directory(extract_module(handle))
+    if checkpoint.tf_checkpoint_prefix(handle) is not None:  # a TF checkpoint's prefix
+        return loading.model_from_checkpoint(handle, position_grid=position_grid)
     if handle.startswith(("http://", "https://")):
         return import_saved_model(extract_module(_fetch_module(handle)))
     if kaggle.is_handle(handle):  # kaggle://owner/model/framework/variation[/version], via kagglehub
@@ -67,6 +70,14 @@ def _fetch_module(url):
     return download.fetch(url, f"modules/{key}.tar.gz", use_mirror=False)
 
 
+def _import_directory(path):
+    """A SavedModel (or TF1 Hub module) directory, or a TF checkpoint release's (tensorflow/tpu
+    `efficientnet-b0.tar.gz` unpacked: a folder holding `model.ckpt*`)."""
+    if not os.path.exists(os.path.join(path, "saved_model.pb")) and checkpoint.tf_checkpoint_prefix(path):
+        return loading.model_from_checkpoint(path)
+    return import_saved_model(path)
+
+
 def import_saved_model(path):
     """A SavedModel directory as a native Keras model (or a TFSMLayer when we cannot)."""
     import keras
@@ -74,15 +85,21 @@ def import_saved_model(path):
 
     if not os.path.exists(os.path.join(path, "saved_model.pb")):
         raise WeightsError(f"{path} holds no saved_model.pb: it is not a SavedModel directory.")
+    if tf1_hub.is_tf1_hub_module(path):  # hub.Module format: several MetaGraphs, TF1 variables
+        return _import_tf1_hub_module(path)
     with checkpoint.reading(path, "is not a loadable SavedModel"):
         loaded = tf.saved_model.load(path)
         variables = list(getattr(loaded, "variables", []))
+    from keras_bigtransfer.tfhub.export import CONFIG_ASSET  # export imports TensorFlow: not for .npz/.keras
+
     config_path = os.path.join(path, "assets", CONFIG_ASSET)
     if os.path.exists(config_path):
         with open(config_path) as f:
             config = json.load(f)
         model = keras.saving.deserialize_keras_object(config["model"])
         converted = {p: (p, v.numpy()) for p, v in zip(config["variable_paths"], variables)}
+        # The raw kernels beside the folded graph: the model trains as the exported one did.
+        converted.update((p, (p, a)) for p, a in raw_weights.read(path).items())
         return assign.assign(model, converted, source=path)
     arrays = {v.name.split(":")[0]: v.numpy() for v in variables}
     if registry.detect_family(arrays) is not None:  # a published layout: the family builds it
@@ -90,3 +107,15 @@ def import_saved_model(path):
     # The reusable API's __call__ returns tensors; signatures return dicts.
     endpoint = "__call__" if callable(loaded) else "serving_default"
     return keras.layers.TFSMLayer(path, call_endpoint=endpoint)
+
+
+def _import_tf1_hub_module(path):
+    """A TF1 Hub format module as a native model where a family recognizes its variables
+    (read from its checkpoint; `tensorflow_hub.load` would pass `tags=[]`)."""
+    arrays = tf1_hub.read_variables(path)
+    if registry.detect_family(arrays) is not None:
+        return loading.model_from_checkpoint(arrays, source=path)
+    raise WeightsError(
+        f"{path} is a TF1 Hub format module (hub.Module, tfhub_module.pb) of no family we implement; "
+        "use it through tensorflow_hub.KerasLayer (tf_keras), which runs hub.Module graphs."
+    )

@@ -25,6 +25,7 @@ RANK = {
     "datasets": 1,
     "preprocessing": 1,
     "models": 2,
+    "distribution": 2,  # keras only: model-parallel layout maps
     "training": 3,
     "tfhub": 3,
     "deploy": 3,

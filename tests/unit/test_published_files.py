@@ -159,3 +159,20 @@ def test_vit_docs_top1_column_is_the_catalogued_files_numbers():
             assert f"{TIMM_TOP1[names[0]]:.2f} ({other.resolution})" in rows[variant.name], (variant.name, tag)
             checked += 1
     assert checked == 15
+
+
+def test_a_local_copy_of_a_known_bad_file_is_refused_by_name(tmp_path):
+    """BiT-S-R50x3.h5 as published holds R50x1-shaped arrays: hub.load would build an R50x1 and
+    call it by the file's name, a constructor would fail on 100+ shapes; both name issue 47."""
+    from keras_bigtransfer.models import loading
+
+    arrays = {"resnet/root_block/standardized_conv2d/kernel": np.zeros((7, 7, 3, 64), np.float32)}
+    path = reference.write_bit_tf2_h5(tmp_path / "BiT-S-R50x3.h5", arrays)
+    with pytest.raises(WeightsError, match=r"issues/47.*BiT-S-R50x3\.npz"):
+        loading.model_from_checkpoint(str(path))
+    with pytest.raises(WeightsError, match=r"issues/47"):
+        kb.BiT_S_R50x3(weights=str(path))
+    renamed = reference.write_bit_tf2_h5(tmp_path / "mine.h5", arrays)
+    with pytest.raises(Exception) as info:  # any other name: read as what it holds
+        loading.model_from_checkpoint(str(renamed))
+    assert "issues/47" not in str(info.value)

@@ -284,3 +284,30 @@ def test_export_replaces_only_empty_directories_and_earlier_exports(tmp_path, im
     hub.export(model, foreign, overwrite=True)
     hub.export(model, tmp_path / "arch", archive=True, overwrite=True)
     assert "notes.txt" not in os.listdir(foreign) and publishing.is_our_archive(tmp_path / "arch.tar.gz")
+
+
+def _three_sgd_steps(model, images, labels):
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.1), run_eagerly=True,
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    for _ in range(3):
+        model.train_on_batch(images, labels)
+    return np.asarray(model(images, training=False))
+
+
+def test_import_of_our_export_trains_as_the_original(model, exports):
+    """Issue 18 item 8: the export keeps the raw kernels beside the folded graph, so the
+    re-imported WSConv2D layers hold the original (unstandardized) kernels and fine-tune alike."""
+    from keras_bigtransfer.tfhub import raw_weights
+
+    raw = raw_weights.read(exports["logits"])
+    assert set(raw) == {layer.kernel.path for layer in model.layers if isinstance(layer, kb.layers.WSConv2D)}
+    loaded = hub.load(exports["logits"])
+    for ours, theirs in zip(model.weights, loaded.weights):
+        assert ours.path == theirs.path
+        np.testing.assert_array_equal(np.asarray(ours.numpy()), np.asarray(theirs.numpy()))
+    original = keras.models.clone_model(model)  # the module's fixture stays untrained
+    original.set_weights(model.get_weights())
+    images = np.random.default_rng(6).random((4, 32, 32, 3), dtype=np.float32)
+    labels = np.array([0, 3, 5, 6])
+    ours, theirs = _three_sgd_steps(original, images, labels), _three_sgd_steps(loaded, images, labels)
+    assert np.max(np.abs(ours - theirs)) <= 1e-5 * max(1.0, float(np.max(np.abs(ours))))

@@ -6,7 +6,7 @@ state dicts, the TF reference's checkpoints and TF Hub modules).
 """
 
 from keras_bigtransfer.models import base, registry
-from keras_bigtransfer.models.efficientnet import convert
+from keras_bigtransfer.models.efficientnet import convert, layouts
 from keras_bigtransfer.models.efficientnet.config import CONFIGS, EfficientNetConfig, constructor_name
 from keras_bigtransfer.models.efficientnet.model import (
     EfficientNet,
@@ -24,8 +24,8 @@ FAMILY = registry.register_family(registry.Family(
     convert=convert.load_arrays,
     head_classes=convert.head_classes,
     owns=owns,
-    detect=convert.detect,
-    from_checkpoint=convert.from_checkpoint,
+    detect=layouts.detect,  # every published layout: TF, Model Garden, Keras .h5, PyTorch, timm
+    from_checkpoint=layouts.from_checkpoint,
 ))
 
 OPTIONS_DOC = """        drop_connect_rate: stochastic depth of the last block (0 for the first).

@@ -223,8 +223,8 @@ def load_arrays(arrays, model, kind=None, position_grid=None, source="checkpoint
 
 
 def detect(arrays):
-    """Whether {key: array} is a published ViT checkpoint (any accepted layout)."""
-    return detect_prefix(arrays) is not None
+    """Whether {key: array} is a published ViT checkpoint (any accepted layout, timm's names too)."""
+    return is_timm(arrays) or detect_prefix(arrays) is not None
 
 
 def head_classes(arrays):
@@ -244,6 +244,7 @@ def from_checkpoint(arrays, source, position_grid=None):
     grid; a non-square one needs `position_grid` (rows, cols) and gives a model built
     for images of exactly that grid.
     """
+    arrays, timm_unknown = from_timm(arrays)  # timm's names (a .safetensors/.pth) first
     canonical, _ = canonical_arrays(arrays)
     shape = {name: np.shape(array) for name, (_, array) in canonical.items()}
     embedding = shape["embedding/kernel"]
@@ -267,7 +268,7 @@ def from_checkpoint(arrays, source, position_grid=None):
     model = VisionTransformer(
         patch_size=embedding[0], hidden_size=embedding[-1],
         mlp_size=shape["Transformer/encoderblock_0/MlpBlock_3/Dense_0/kernel"][-1],
-        num_heads=shape[attention + "query/kernel"][1], num_layers=len(blocks),
+        num_heads=_heads(shape[attention + "query/kernel"]), num_layers=len(blocks),
         resnet_layers=resnet_layers, include_top=head is not None,
         num_classes=head[-1] if head is not None else 1, pooling=None if head is not None else "avg",
         classifier="token" if has_class_token else "gap",
@@ -276,7 +277,20 @@ def from_checkpoint(arrays, source, position_grid=None):
     )
     name = os.path.basename(str(source))
     converted, unknown, optional = convert(arrays, model, source=name, position_grid=position_grid)
-    return assign.assign(model, converted, unknown, source=name, optional=optional, stored=arrays)
+    converted = fit_attention(converted, model)
+    return assign.assign(model, converted, timm_unknown + unknown, source=name, optional=optional, stored=arrays)
+
+
+# Heads per width of the published ViTs (vit_jax configs: Ti, S, B, L, H). timm's fused qkv
+# kernel (D, D) does not say how many heads it has; the published (D, H, D/H) one does.
+_HEADS_BY_WIDTH = {192: 3, 384: 6, 768: 12, 1024: 16, 1280: 16}
+
+
+def _heads(query_kernel_shape):
+    if len(query_kernel_shape) == 3:
+        return query_kernel_shape[1]
+    width = query_kernel_shape[0]
+    return _HEADS_BY_WIDTH.get(width, max(1, width // 64))
 
 
 # timm's VisionTransformer names (`vit_*`, the R50 hybrids `vit_base_r50_s16_*`: the Hugging

@@ -95,6 +95,6 @@ def evaluate(model, validation_data, rule, num_classes, batch_size=256):
     source = data_lib.load_source(validation_data, what="validation_data")
     correct = total = 0
     for x, y in data_lib.eval_pipeline(source, rule, num_classes, batch_size):
-        correct += int(np.sum(np.argmax(np.asarray(model(x, training=False)), 1) == np.argmax(y, 1)))
+        correct += int(np.sum(np.argmax(keras.ops.convert_to_numpy(model(x, training=False)), 1) == np.argmax(y, 1)))
         total += int(y.shape[0])
     return correct / total

@@ -41,15 +41,17 @@ from keras_bigtransfer.training.semi_supervised.common import (
     unlabeled_images,
     warmup_cosine,
 )
+from keras_bigtransfer.training.semi_supervised.meta_step import (
+    METRICS,
+    MetaPseudoLabelsStep,
+    MetaState,
+    cross_entropy,
+)
 
 log = logging.getLogger(__name__)
 
 SAVE_EVERY = 50  # MPL steps between checkpoints
-METRICS = ("teacher_loss", "student_loss", "h", "uda", "teacher_supervised")
-
-
-def _cross_entropy(targets, logits):
-    return tf.reduce_mean(keras.losses.categorical_crossentropy(targets, logits, from_logits=True))
+_cross_entropy = cross_entropy  # the name the tests use
 
 
 def fit_meta_pseudo_labels(
@@ -150,86 +152,46 @@ def fit_meta_pseudo_labels(
         student_opt = keras.optimizers.SGD(warmup_cosine(student_learning_rate, steps), momentum=0.9)
         teacher_opt.build(teacher.trainable_variables)
         student_opt.build(student.trainable_variables)
-        step = tf.Variable(0, dtype=tf.int64, trainable=False, name="mpl_step")
-        baseline = tf.Variable(0.0, trainable=False, name="mpl_baseline")
-        # Sums of the per-step metrics, checkpointed, so a resumed run reports whole-run means.
-        sums = tf.Variable(tf.zeros(len(METRICS), tf.float64), trainable=False, name="mpl_sums")
-    replicas = strategy.num_replicas_in_sync if strategy is not None else 1
+        # One step on any backend (meta_step.py): the losses once, the gradients per backend.
+        mpl_step = MetaPseudoLabelsStep(
+            teacher, student, teacher_opt, student_opt, num_classes=num_classes, label_smoothing=label_smoothing,
+            uda_weight=uda_weight, uda_threshold=uda_threshold, uda_temperature=uda_temperature, strategy=strategy)
     smooth = float(label_smoothing)
+    # The step count and the sums of the per-step metrics (so a resumed run reports whole-run means).
+    state = MetaState(teacher, student, teacher_opt, student_opt, mpl_step.baseline, scope)
 
-    def train_step(labeled_batch, unlabeled_batch):
-        (x_l, y_l), (x_u, x_u_aug) = labeled_batch, unlabeled_batch
-        y_l_smooth = y_l * (1.0 - smooth) + smooth / num_classes
-        n_l, n_u = tf.shape(x_l)[0], tf.shape(x_u)[0]
-        with tf.GradientTape() as teacher_tape:
-            logits = teacher(tf.concat([x_l, x_u, x_u_aug], 0), training=True)
-            t_l, t_u, t_u_aug = logits[:n_l], logits[n_l:n_l + n_u], logits[n_l + n_u:]
-            teacher_supervised = _cross_entropy(y_l_smooth, t_l)
-            soft = tf.stop_gradient(tf.nn.softmax(t_u / uda_temperature))
-            confident = tf.cast(tf.reduce_max(tf.nn.softmax(t_u), -1) >= uda_threshold, tf.float32)
-            uda = tf.reduce_mean(confident * keras.losses.categorical_crossentropy(soft, t_u_aug, from_logits=True))
-            pseudo = tf.stop_gradient(tf.one_hot(tf.argmax(t_u_aug, -1), num_classes))
-            teacher_on_pseudo = _cross_entropy(pseudo, t_u_aug)
-
-        with tf.GradientTape() as student_tape:
-            s_logits = student(tf.concat([x_l, x_u_aug], 0), training=True)
-            student_loss = _cross_entropy(pseudo, s_logits[n_l:])
-            scaled = student_loss / replicas  # recorded on the tape: the division is part of the loss
-        old = _cross_entropy(y_l, s_logits[:n_l])
-        grads = student_tape.gradient(scaled, student.trainable_variables)
-        student_opt.apply_gradients(zip(grads, student.trainable_variables))
-        new = _cross_entropy(y_l, student(x_l, training=True))
-        h = tf.stop_gradient(old - new)
-        advantage = h - baseline
-        baseline.assign_add(0.01 * (h - baseline))
-
-        with teacher_tape:
-            teacher_loss = teacher_supervised + uda_weight * uda + advantage * teacher_on_pseudo
-            scaled = teacher_loss / replicas
-        grads = teacher_tape.gradient(scaled, teacher.trainable_variables)
-        teacher_opt.apply_gradients(zip(grads, teacher.trainable_variables))
-        return {"teacher_loss": teacher_loss, "student_loss": student_loss, "h": h, "uda": uda,
-                "teacher_supervised": teacher_supervised}
-
-    @tf.function
-    def distributed_step(labeled_batch, unlabeled_batch):
-        if strategy is None:
-            return train_step(labeled_batch, unlabeled_batch)
-        out = strategy.run(train_step, args=(labeled_batch, unlabeled_batch))
-        return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None) for k, v in out.items()}
-
-    manager = None
+    saver = None
     if checkpoint_dir is not None:
-        # tf.train.Checkpoint writes to a temporary prefix and renames, and the manager's
-        # index file is replaced atomically: a kill mid-save leaves the previous checkpoint.
-        ckpt = tf.train.Checkpoint(teacher=teacher, student=student, teacher_opt=teacher_opt,
-                                   student_opt=student_opt, step=step, baseline=baseline, sums=sums)
-        manager = tf.train.CheckpointManager(ckpt, os.path.join(checkpoint_dir, "mpl"), max_to_keep=2)
-        if manager.latest_checkpoint:
-            try:
-                ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-            except (AssertionError, ValueError, tf.errors.OpError) as e:
-                raise WeightsError(
-                    f"checkpoint_dir={checkpoint_dir!r}: {manager.latest_checkpoint} does not restore "
-                    f"into these models ({str(e)[:300]}). Pass a new checkpoint_dir, or overwrite=True "
-                    "to discard it and start afresh."
-                ) from e
-            log.info("resumed Meta Pseudo Labels at step %d", int(step.numpy()))
+        saver = state.saver(os.path.join(checkpoint_dir, "mpl"))
+        try:
+            resumed = saver.restore()
+        except (AssertionError, ValueError, KeyError, OSError, tf.errors.OpError) as e:
+            raise WeightsError(
+                f"checkpoint_dir={checkpoint_dir!r}: {saver.latest} does not restore "
+                f"into these models ({str(e)[:300]}). Pass a new checkpoint_dir, or overwrite=True "
+                "to discard it and start afresh."
+            ) from e
+        if resumed:
+            log.info("resumed Meta Pseudo Labels at step %d", state.step)
 
     # The pipeline is seeded: skipping the batches already trained on resumes the data.
-    batches = batches.skip(int(step.numpy())) if int(step.numpy()) else batches
-    iterator = iter(strategy.experimental_distribute_dataset(batches) if strategy is not None else batches)
-    while int(step.numpy()) < steps:
+    batches = batches.skip(state.step) if state.step else batches
+    if strategy is not None:
+        iterator = iter(strategy.experimental_distribute_dataset(batches))
+    elif keras.backend.backend() == "tensorflow":
+        iterator = iter(batches)
+    else:  # JAX and PyTorch take NumPy batches
+        iterator = batches.as_numpy_iterator()
+    while state.step < steps:
         labeled_batch, unlabeled_batch = next(iterator)
-        out = distributed_step(labeled_batch, unlabeled_batch)
-        sums.assign_add(tf.constant([float(out[k]) for k in METRICS], tf.float64))
-        step.assign_add(1)
-        if verbose and int(step.numpy()) % 10 == 0:
-            print(f"mpl step {int(step.numpy())}/{steps}: " + ", ".join(f"{k} {float(v):.4f}" for k, v in out.items()))
-        if manager is not None and (int(step.numpy()) % SAVE_EVERY == 0 or int(step.numpy()) == steps):
-            manager.save(checkpoint_number=int(step.numpy()))
+        out = mpl_step(labeled_batch, unlabeled_batch)
+        state.add(out)
+        if verbose and state.step % 10 == 0:
+            print(f"mpl step {state.step}/{steps}: " + ", ".join(f"{k} {float(v):.4f}" for k, v in out.items()))
+        if saver is not None and (state.step % SAVE_EVERY == 0 or state.step == steps):
+            saver.save()
 
-    record = {"steps": steps, **{f"mean_{k}": float(v) / steps for k, v in zip(METRICS, sums.numpy())}}
+    record = {"steps": steps, **{f"mean_{k}": float(v) / steps for k, v in zip(METRICS, state.sums)}}
     if validation_data is not None:
         record["val_accuracy_after_mpl"] = evaluate(student, validation_data, rule, num_classes)
     if finetune_steps:

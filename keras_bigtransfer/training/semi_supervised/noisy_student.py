@@ -45,7 +45,8 @@ def pseudo_label(teacher, images, rule, num_classes, batch_size=256):
     images resized to the crop size as at evaluation)."""
     source = data_lib.load_source((images, np.zeros(len(images), "int64")), what="unlabeled_data")
     batches = data_lib.eval_pipeline(source, rule, num_classes, batch_size).map(lambda x, y: x)
-    logits = np.concatenate([np.asarray(teacher(x, training=False)) for x in batches])
+    # convert_to_numpy, not np.asarray: a PyTorch output that requires grad has no __array__
+    logits = np.concatenate([keras.ops.convert_to_numpy(teacher(x, training=False)) for x in batches])
     return tf.nn.softmax(logits.astype("float32")).numpy()
 
 
