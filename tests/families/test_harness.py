@@ -130,8 +130,9 @@ def built(request):
 
 
 def _sizes(variant):
-    """Two input sizes of 2 and 3 x 2 patches (16 px a side for convolutional families)."""
-    m = max(variant.input_multiple, 16)
+    """Two input sizes of 2 and 3 x 2 units, a unit being the smallest multiple of
+    `input_multiple` of at least 16 px (16 for convolutional families, 28 for patch 14)."""
+    m = variant.input_multiple * -(-16 // variant.input_multiple)
     return (2 * m, 2 * m), (3 * m, 2 * m)
 
 
