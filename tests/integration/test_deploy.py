@@ -42,9 +42,15 @@ FAMILIES = {
 # The fast tier: one export per format (each 25-60 s on 2 shared cores); the other 12 are slow.
 # Folding WSConv2D is checked fast on a tiny model (and the CLI's int8 export of it).
 FAST = {("lite0", "litert"), ("b0", "onnx"), ("vit", "openvino")}
+# Not run in the suite: the R50 hybrid's conversions (98M parameters, ResNet stem + ViT-B) took the
+# suite's process past the machine's 24 GiB (OOM-killed at 18.9 GB, with the other families'
+# models held by this module); ViT-B/16's ONNX export alone peaked at 19.4 GB in bench/deploy.py.
+# Open in issue 19: run each export in its own process, then re-enable.
+NOT_RUN = {"hybrid": "the hybrid's exports exhausted the 24 GiB machine in the suite (issue 19, open)"}
 MATRIX = [
     pytest.param(family, fmt, id=f"{family}-{fmt}",
-                 marks=() if (family, fmt) in FAST else pytest.mark.slow)
+                 marks=(pytest.mark.skip(reason=NOT_RUN[family]),) if family in NOT_RUN
+                 else () if (family, fmt) in FAST else pytest.mark.slow)
     for family in FAMILIES for fmt in deploy.FORMATS
 ]
 
