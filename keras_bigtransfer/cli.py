@@ -141,26 +141,13 @@ def _need(args, count, command, at_least=False):
 
 # Output checks: cheap, so they run before anything is loaded, downloaded or trained.
 
-def _check_writable(path, what):
-    """`path` can be created or replaced: its nearest existing ancestor is a writable directory."""
-    parent = os.path.dirname(os.path.abspath(path))
-    while not os.path.exists(parent):
-        parent = os.path.dirname(parent)
-    if not os.path.isdir(parent):
-        raise NotADirectoryError(f"{what} {path}: {parent} is a file, not a directory.")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise PermissionError(f"{what} {path}: {parent} is not writable.")
-
-
 def _check_output_file(path, extensions, what):
+    """The CLI's extension rule; the rest is the writers' own (`weights.atomic.check_file_target`)."""
     if not path.endswith(extensions):
         raise app.UsageError(f"{what} must end in {' or '.join(extensions)}; got {path!r}.")
-    if os.path.isdir(path):
-        raise IsADirectoryError(f"{what} {path} is a directory; give a file name ending in "
-                                f"{' or '.join(extensions)}.")
-    if os.path.lexists(path) and not FLAGS.overwrite:
-        raise FileExistsError(f"{what} {path} exists; pass --overwrite to replace it.")
-    _check_writable(path, what)
+    from keras_bigtransfer.weights.atomic import check_file_target
+
+    check_file_target(path, overwrite=FLAGS.overwrite, prefix=f"{what}: ")
 
 
 def _check_fit_out(out, checkpoint_dir):
@@ -188,7 +175,9 @@ def _check_fit_out(out, checkpoint_dir):
 
             check_export_target(saved, overwrite=FLAGS.overwrite)
     else:
-        _check_writable(out, "--out")
+        from keras_bigtransfer.weights.atomic import check_writable
+
+        check_writable(out, prefix="--out: ")
 
 
 def cmd_list(args):
@@ -282,8 +271,8 @@ def cmd_export(args):
     else:
         from keras_bigtransfer import deploy
 
-        _check_writable(target, "export: OUT")
-        # An existing file is refused (without --overwrite) before any download or conversion.
+        # A directory, an unwritable parent or (without --overwrite) an existing file is refused
+        # before any download or conversion: the export's own check.
         deploy.check_output_target(deploy.output_path(target, FLAGS.format), FLAGS.format, overwrite=FLAGS.overwrite)
         signature = FLAGS.signature if FLAGS["signature"].present else None
         size = (FLAGS.image_size, FLAGS.image_size) if FLAGS.image_size else None

@@ -20,6 +20,7 @@ import os
 import numpy as np
 
 from keras_bigtransfer.deploy.calibration import load_representative_data
+from keras_bigtransfer.weights import atomic
 
 FORMATS = ("litert", "onnx", "openvino")
 QUANTIZATIONS = (None, "float16", "dynamic_int8", "int8")
@@ -142,22 +143,11 @@ def check_output_target(path, format, overwrite=False):
 
     An existing file is replaced only with `overwrite=True` (the rule of `hub.export`'s
     SavedModel target: check first, then write atomically); a directory is never replaced
-    by a file. The nearest existing ancestor must be a writable directory.
+    by a file. The nearest existing ancestor must be a writable directory
+    (`weights.atomic.check_file_target`, the rule every writer of the package checks).
     """
-    parent = os.path.dirname(path)
-    while not os.path.exists(parent):
-        parent = os.path.dirname(parent)
-    if not os.path.isdir(parent):
-        raise NotADirectoryError(f"export: cannot write {path}: {parent} is a file, not a directory.")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise PermissionError(f"export: cannot write {path}: {parent} is not writable.")
     for target in output_files(path, format):
-        if os.path.isdir(target) and not os.path.islink(target):
-            raise IsADirectoryError(f"export: {target} is a directory; a {format} export writes a file there. "
-                                    "Choose another path.")
-        if os.path.lexists(target) and not overwrite:
-            raise FileExistsError(f"export: {target} exists; pass overwrite=True (CLI: --overwrite) to "
-                                  "replace it, or choose another path.")
+        atomic.check_file_target(target, overwrite=overwrite, prefix="export: ")
     return path
 
 

@@ -4,12 +4,15 @@ A *family* (`Family`) is one folder under `models/` (bit, efficientnet, vit): it
 its checkpoint converter, and how to recognize its checkpoints and models. A *variant*
 (`Variant`) is one public constructor (`BiT_M_R50x1`, `EfficientNetB0`, `ViT_B16`): its
 configuration row, default weights and upstream head. A family's `__init__.py`
-registers both when the package is imported:
+declares both and hands them to `factory.register`, which registers them and binds each
+variant to its constructor (`factory.make_constructor`):
 
-    registry.register_family(registry.Family(name="bit", build=..., convert=..., ...))
-    for config in CONFIGS:
-        variant = registry.Variant(name=..., family="bit", config=config, ...)
-        globals()[variant.name] = registry.register_variant(variant, base.make_constructor(variant))
+    FAMILY = registry.Family(name="bit", build=..., convert=..., ...)
+
+    def _variant(config):
+        return registry.Variant(name=config.constructor_name, family="bit", config=config, ...)
+
+    BiT_S_R50x1, BiT_S_R50x3, ... = factory.register(FAMILY, map(_variant, CONFIGS.values()))
 
 Public API (also at the package top level): `create_model(name, **kwargs)` and
 `list_models(pattern=None, pretrained=False)`.
@@ -85,6 +88,8 @@ class Variant:
         weights_unavailable: when set, passing weights raises ValueError with this message
             (BiT-L: never released).
         options: the family-specific keyword arguments and their defaults.
+        summary: the first line(s) of the constructor's docstring.
+        options_doc: the docstring lines (8-space indent) of `options`.
     """
 
     name: str
@@ -99,6 +104,8 @@ class Variant:
     default_name: Optional[str] = None
     weights_unavailable: Optional[str] = None
     options: tuple = ()  # ((name, default), ...)
+    summary: str = ""
+    options_doc: str = ""
 
     @property
     def constructor(self):
@@ -113,7 +120,7 @@ def register_family(family):
 
 
 def register_variant(variant, constructor):
-    """Register `variant` with its constructor (see `base.make_constructor`); return the constructor."""
+    """Register `variant` with its constructor (see `factory.make_constructor`); return the constructor."""
     if variant.family not in _FAMILIES:
         raise ValueError(f"{variant.name}: register family {variant.family!r} first.")
     key = variant.name.lower()

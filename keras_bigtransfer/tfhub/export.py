@@ -22,7 +22,7 @@ import tensorflow as tf
 from keras_bigtransfer.models.base import HEAD_LAYER, ImageModel
 from keras_bigtransfer.models.folding import fold_weight_standardization
 from keras_bigtransfer.tfhub import raw_weights
-from keras_bigtransfer.weights.atomic import atomic_directory, atomic_file
+from keras_bigtransfer.weights.atomic import atomic_directory, atomic_file, check_writable
 
 SIGNATURES = ("feature_vector", "classification", "feature_maps")
 # assets/keras_bigtransfer.json marks a SavedModel (and an archive of one) as ours, so a
@@ -70,17 +70,6 @@ def is_our_archive(path):
     return False
 
 
-def _writable_parent(path):
-    """Raise unless `path` could be created: its nearest existing ancestor is a writable directory."""
-    parent = os.path.dirname(os.path.abspath(path))
-    while not os.path.exists(parent):
-        parent = os.path.dirname(parent)
-    if not os.path.isdir(parent):
-        raise NotADirectoryError(f"cannot write {path}: {parent} is a file, not a directory.")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise PermissionError(f"cannot write {path}: {parent} is not writable.")
-
-
 def check_export_target(path, archive=False, overwrite=False):
     """Raise before any work if `export(model, path, archive=archive)` may not write there.
 
@@ -89,7 +78,7 @@ def check_export_target(path, archive=False, overwrite=False):
     raises `FileExistsError` unless `overwrite=True`. The parent must be writable.
     """
     path = os.path.abspath(os.fspath(path)).rstrip(os.sep)
-    _writable_parent(path)
+    check_writable(path, "export: ")
     if os.path.lexists(path) and not overwrite:
         if not os.path.isdir(path) or os.path.islink(path):
             raise FileExistsError(f"export: {path} exists and is not a directory; pass overwrite=True "

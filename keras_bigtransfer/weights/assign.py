@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 
 from keras_bigtransfer.errors import WeightsError
-from keras_bigtransfer.weights.checkpoint import row_blocks, stored_dtype
+from keras_bigtransfer.weights.lazy import row_blocks, stored_dtype
 
 HEAD_LAYER = "head"  # models.base.HEAD_LAYER; the weights layer imports no model code
 

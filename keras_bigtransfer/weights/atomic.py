@@ -3,12 +3,53 @@
 Every writer in the package (downloads, converted checkpoints, exports, training
 backups, extracted archives) goes through these two helpers, so a kill or an error
 mid-write never leaves a truncated file where a reader would take it for complete.
+
+`check_writable` and `check_file_target` are the rule of where a writer may write, checked
+before any work: the exports (`tfhub/export.py`, `deploy/`) and the CLI all ask them.
 """
 
 import contextlib
 import os
 import shutil
 import tempfile
+
+
+def check_writable(path, prefix=""):
+    """Raise unless `path` can be created or replaced: its nearest existing ancestor is a writable directory.
+
+    Args:
+        path: the file or directory about to be written.
+        prefix: what the messages start with ("export: ", "--out: ").
+
+    Raises:
+        NotADirectoryError: that ancestor is a file.
+        PermissionError: that directory is not writable.
+    """
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise NotADirectoryError(f"{prefix}cannot write {path}: {parent} is a file, not a directory.")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise PermissionError(f"{prefix}cannot write {path}: {parent} is not writable.")
+
+
+def check_file_target(path, overwrite=False, prefix=""):
+    """Raise unless a writer may put a file at `path` (then `atomic_file` writes it).
+
+    A directory is never replaced by a file; an existing file only with `overwrite=True`;
+    and `check_writable` holds.
+
+    Raises:
+        IsADirectoryError, FileExistsError, NotADirectoryError, PermissionError: one line,
+        starting with `prefix` and naming the path.
+    """
+    if os.path.isdir(path) and not os.path.islink(path):
+        raise IsADirectoryError(f"{prefix}{path} is a directory; a file goes there. Choose another path.")
+    if os.path.lexists(path) and not overwrite:
+        raise FileExistsError(f"{prefix}{path} exists; pass overwrite=True (CLI: --overwrite) to replace it, "
+                              "or choose another path.")
+    check_writable(path, prefix)
 
 
 @contextlib.contextmanager

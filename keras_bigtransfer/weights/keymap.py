@@ -18,7 +18,8 @@ import string
 
 import numpy as np
 
-from keras_bigtransfer.weights.checkpoint import LazyArray, put
+from keras_bigtransfer.weights.checkpoint import put
+from keras_bigtransfer.weights.lazy import LazyArray
 
 TRANSFORMS = {
     # PyTorch conv (out, in, h, w) -> Keras/TF (h, w, in, out).

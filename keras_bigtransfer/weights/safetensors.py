@@ -18,7 +18,7 @@ import struct
 import numpy as np
 
 from keras_bigtransfer.errors import WeightsError
-from keras_bigtransfer.weights.checkpoint import LazyArray, reading
+from keras_bigtransfer.weights.lazy import LazyArray, reading
 
 # safetensors dtype names -> NumPy (little-endian). BF16 is widened to float32 on read.
 DTYPES = {
@@ -86,7 +86,7 @@ def _lazy(path, name, start, dtype_name, shape, begin, end):
             return (raw.astype(np.uint32) << 16).view(np.float32)
         return raw
 
-    # Untrusted input, as every checkpoint reader's (weights/checkpoint.py): a failure while
+    # Untrusted input, as every checkpoint reader's (weights/lazy.py): a failure while
     # reading a tensor is a one-line WeightsError naming the file and the tensor.
     def load():
         with reading(path, f"{name} cannot be read"), open(path, "rb") as f:

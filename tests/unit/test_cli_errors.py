@@ -161,7 +161,9 @@ def test_predict_labels_must_name_every_class(tmp_path, capsys):
 def test_outputs_are_checked_before_loading_or_training(tmp_path, capsys, no_work):
     (tmp_path / "a_file").write_text("x")
     (tmp_path / "exists.keras").write_text("x")
+    (tmp_path / "exists.onnx").write_text("x")
     (tmp_path / "dir.keras").mkdir()
+    (tmp_path / "dir.onnx").mkdir()
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("mine")
@@ -180,6 +182,9 @@ def test_outputs_are_checked_before_loading_or_training(tmp_path, capsys, no_wor
         (("export", "src", foreign), 1, "not an earlier keras_bigtransfer export"),
         (("export", "src", tmp_path / "new", "--archive"), 1, "new.tar.gz exists"),
         (("export", "src", tmp_path / "a_file" / "sub"), 1, "is a file, not a directory"),
+        (("export", "src", tmp_path / "exists.onnx", "--format=onnx"), 1, "--overwrite"),
+        (("export", "src", tmp_path / "dir.onnx", "--format=onnx"), 1, "is a directory"),
+        (("export", "src", tmp_path / "a_file" / "m.onnx", "--format=onnx"), 1, "is a file, not a directory"),
         (("fit", "EfficientNetLite0", "data", f"--out={tmp_path / 'out.keras'}"), 2, "--out is a directory"),
         (("fit", "EfficientNetLite0", "data", f"--out={tmp_path / 'a_file'}"), 1, "not a directory"),
         (("fit", "EfficientNetLite0", "data", f"--out={tmp_path / 'a_file' / 'sub'}"), 1, "not a directory"),

@@ -4,13 +4,13 @@
 `convert.py` the published formats (.npz, TF2 .h5, TF Hub SavedModel variables).
 """
 
-from keras_bigtransfer.models import base, registry
+from keras_bigtransfer.models import factory, registry
 from keras_bigtransfer.models.bit import convert
 from keras_bigtransfer.models.bit.config import CONFIGS, DEPTHS, FLAVOURS, BiTConfig
 from keras_bigtransfer.models.bit.model import ResNetV2, bottleneck_unit, build, owns
 from keras_bigtransfer.weights import catalogue
 
-FAMILY = registry.register_family(registry.Family(
+FAMILY = registry.Family(
     name="bit",
     build=build,
     convert=convert.load_arrays,
@@ -20,16 +20,16 @@ FAMILY = registry.register_family(registry.Family(
     from_checkpoint=convert.from_checkpoint,
     to_published=convert.save_npz,
     export_formats=(".npz",),
-))
+)
 
 
-def _register(config):
-    """Register one variant; return its constructor (made by `base.make_constructor`)."""
+def _variant(config):
+    """The registry entry of one configuration row (its constructor's defaults and docstring)."""
     default_name = config.published.lower().replace("-", "_")
     released = config.flavour != "L"
     default_weights = default_name if released else None
     entry = catalogue.find(default_weights) if default_weights else None
-    variant = registry.Variant(
+    return registry.Variant(
         name=config.constructor_name,
         family="bit",
         config=config,
@@ -45,25 +45,15 @@ def _register(config):
             "private JFT-300M dataset); build the architecture with weights=None, "
             f"or use BiT-M-{config.architecture} (ImageNet-21k) weights."
         ),
+        summary=(f"{config.published}: ResNet-{config.depth} with width x{config.width}, pretrained on "
+                 f"{config.upstream} ({config.upstream_classes} classes)."),
     )
-    summary = (f"{config.published}: ResNet-{config.depth} with width x{config.width}, pretrained on "
-               f"{config.upstream} ({config.upstream_classes} classes).")
-    return registry.register_variant(variant, base.make_constructor(variant, summary=summary))
 
 
-BiT_S_R50x1 = _register(CONFIGS["BiT_S_R50x1"])
-BiT_S_R50x3 = _register(CONFIGS["BiT_S_R50x3"])
-BiT_S_R101x1 = _register(CONFIGS["BiT_S_R101x1"])
-BiT_S_R101x3 = _register(CONFIGS["BiT_S_R101x3"])
-BiT_S_R152x2 = _register(CONFIGS["BiT_S_R152x2"])
-BiT_S_R152x4 = _register(CONFIGS["BiT_S_R152x4"])
-BiT_M_R50x1 = _register(CONFIGS["BiT_M_R50x1"])
-BiT_M_R50x3 = _register(CONFIGS["BiT_M_R50x3"])
-BiT_M_R101x1 = _register(CONFIGS["BiT_M_R101x1"])
-BiT_M_R101x3 = _register(CONFIGS["BiT_M_R101x3"])
-BiT_M_R152x2 = _register(CONFIGS["BiT_M_R152x2"])
-BiT_M_R152x4 = _register(CONFIGS["BiT_M_R152x4"])
-BiT_L_R152x4 = _register(CONFIGS["BiT_L_R152x4"])
+# The public constructors, in the order of CONFIGS (the harness checks each name's variant).
+(BiT_S_R50x1, BiT_S_R50x3, BiT_S_R101x1, BiT_S_R101x3, BiT_S_R152x2, BiT_S_R152x4, BiT_M_R50x1,
+ BiT_M_R50x3, BiT_M_R101x1, BiT_M_R101x3, BiT_M_R152x2, BiT_M_R152x4, BiT_L_R152x4) = factory.register(
+    FAMILY, map(_variant, CONFIGS.values()))
 
 __all__ = list(CONFIGS) + [
     "BiTConfig", "CONFIGS", "DEPTHS", "FLAVOURS", "ResNetV2", "bottleneck_unit",

@@ -5,7 +5,7 @@ builder, `convert.py` the published formats (Keras application .h5, EfficientNet
 state dicts, the TF reference's checkpoints and TF Hub modules).
 """
 
-from keras_bigtransfer.models import base, registry
+from keras_bigtransfer.models import factory, registry
 from keras_bigtransfer.models.efficientnet import convert, layouts
 from keras_bigtransfer.models.efficientnet.config import CONFIGS, EfficientNetConfig, constructor_name
 from keras_bigtransfer.models.efficientnet.model import (
@@ -18,7 +18,7 @@ from keras_bigtransfer.models.efficientnet.model import (
     stage_plan,
 )
 
-FAMILY = registry.register_family(registry.Family(
+FAMILY = registry.Family(
     name="efficientnet",
     build=build,
     convert=convert.load_arrays,
@@ -26,19 +26,19 @@ FAMILY = registry.register_family(registry.Family(
     owns=owns,
     detect=layouts.detect,  # every published layout: TF, Model Garden, Keras .h5, PyTorch, timm
     from_checkpoint=layouts.from_checkpoint,
-))
+)
 
 OPTIONS_DOC = """        drop_connect_rate: stochastic depth of the last block (0 for the first).
         dropout_rate: dropout before the head (default {dropout}).
 """
 
 
-def _register(config):
-    """Register one variant; return its constructor (made by `base.make_constructor`)."""
+def _variant(config):
+    """The registry entry of one configuration row (its constructor's defaults and docstring)."""
     series = "Lite" if config.lite else "B"
     reference = (f"timm:tf_efficientnet_{config.variant}" if config.lite or config.variant == "l2"
                  else f"keras.applications:{config.constructor_name}")
-    variant = registry.Variant(
+    return registry.Variant(
         name=config.constructor_name,
         family="efficientnet",
         config=config,
@@ -50,27 +50,17 @@ def _register(config):
         reference=reference,
         default_name="efficientnet_" + config.variant,
         options=(("drop_connect_rate", 0.2), ("dropout_rate", config.dropout)),
+        summary=(f"{config.constructor_name}: EfficientNet-{series} width x{config.width}, depth "
+                 f"x{config.depth}, native resolution {config.resolution}, ImageNet (1000 classes)."),
+        options_doc=OPTIONS_DOC.format(dropout=config.dropout),
     )
-    summary = (f"{config.constructor_name}: EfficientNet-{series} width x{config.width}, depth "
-               f"x{config.depth}, native resolution {config.resolution}, ImageNet (1000 classes).")
-    return registry.register_variant(variant, base.make_constructor(
-        variant, summary=summary, options_doc=OPTIONS_DOC.format(dropout=config.dropout)))
 
 
-EfficientNetB0 = _register(CONFIGS["EfficientNetB0"])
-EfficientNetB1 = _register(CONFIGS["EfficientNetB1"])
-EfficientNetB2 = _register(CONFIGS["EfficientNetB2"])
-EfficientNetB3 = _register(CONFIGS["EfficientNetB3"])
-EfficientNetB4 = _register(CONFIGS["EfficientNetB4"])
-EfficientNetB5 = _register(CONFIGS["EfficientNetB5"])
-EfficientNetB6 = _register(CONFIGS["EfficientNetB6"])
-EfficientNetB7 = _register(CONFIGS["EfficientNetB7"])
-EfficientNetLite0 = _register(CONFIGS["EfficientNetLite0"])
-EfficientNetLite1 = _register(CONFIGS["EfficientNetLite1"])
-EfficientNetLite2 = _register(CONFIGS["EfficientNetLite2"])
-EfficientNetLite3 = _register(CONFIGS["EfficientNetLite3"])
-EfficientNetLite4 = _register(CONFIGS["EfficientNetLite4"])
-EfficientNetL2 = _register(CONFIGS["EfficientNetL2"])
+# The public constructors, in the order of CONFIGS (the harness checks each name's variant).
+(EfficientNetB0, EfficientNetB1, EfficientNetB2, EfficientNetB3, EfficientNetB4, EfficientNetB5,
+ EfficientNetB6, EfficientNetB7, EfficientNetLite0, EfficientNetLite1, EfficientNetLite2,
+ EfficientNetLite3, EfficientNetLite4, EfficientNetL2) = factory.register(
+    FAMILY, map(_variant, CONFIGS.values()))
 
 __all__ = list(CONFIGS) + [
     "CONFIGS", "EfficientNet", "EfficientNetConfig", "block_names", "constructor_name",

@@ -340,7 +340,7 @@ def is_timm(arrays):
 
 
 def _lazy_slice(array, index, axis, parts=3):
-    from keras_bigtransfer.weights.checkpoint import LazyArray
+    from keras_bigtransfer.weights.lazy import LazyArray
 
     shape = list(array.shape)
     size = shape[axis] // parts
