@@ -37,19 +37,21 @@ def _ours(importer):
     return "keras_bigtransfer" in importer or os.path.abspath(importer) == os.path.abspath(__file__)
 
 
-def _verdict(strict):
+def _verdict(strict, scenario=""):
     """strict: no TensorFlow at all. Otherwise: none imported from a keras_bigtransfer frame
     (Keras' own `Model.save` imports TensorFlow when it is installed: serialization_lib's
-    `tf.available` check, keras/src/saving/serialization_lib.py)."""
+    `tf.available` check, keras/src/saving/serialization_lib.py). Prints the verdict, prefixed
+    with the scenario's name when one process runs several."""
+    prefix = f"{scenario}: " if scenario else ""
     imported = sorted(m for m in WATCHED if m in sys.modules)
     if not imported:
-        print("NO_TENSORFLOW", flush=True)
+        print(prefix + "NO_TENSORFLOW", flush=True)
         return
     if not strict and _FIRST and not _ours(_FIRST[0][2]):
-        print("TENSORFLOW_BY_KERAS_ONLY", flush=True)
+        print(prefix + "TENSORFLOW_BY_KERAS_ONLY", flush=True)
         return
     name, stack = _FIRST[0][:2] if _FIRST else (imported, "")
-    sys.stderr.write(f"TENSORFLOW IMPORTED: {name}\n{stack}")
+    sys.stderr.write(f"{prefix}TENSORFLOW IMPORTED: {name}\n{stack}")
     sys.stderr.flush()
     os._exit(3)
 
@@ -153,9 +155,11 @@ def main():
                 raise
         _verdict(strict)
         return
-    {"models": models, "checkpoints": checkpoints}[sys.argv[1]](sys.argv[2])
-    _verdict(strict=sys.argv[1] != "models")
-
+    # Several scenarios may share one process ("checkpoints+models": JAX compiles each op once
+    # for both). A strict one must come before any that saves a .keras file (see _verdict).
+    for scenario in sys.argv[1].split("+"):
+        {"models": models, "checkpoints": checkpoints}[scenario](sys.argv[2])
+        _verdict(strict=scenario != "models", scenario=scenario)
 
 if __name__ == "__main__":
     main()

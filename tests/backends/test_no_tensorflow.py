@@ -1,5 +1,5 @@
-"""JAX and PyTorch users never import TensorFlow (issue 17): each scenario of no_tensorflow.py
-runs in a fresh subprocess under KERAS_BACKEND=jax and =torch and must end with
+"""JAX and PyTorch users never import TensorFlow (issue 17): the scenarios of no_tensorflow.py
+run in fresh subprocesses under KERAS_BACKEND=jax and =torch and must end with
 "tensorflow" not in sys.modules.
 
 The one exception is Keras' own: `Model.save` (a .keras file) imports TensorFlow when it is
@@ -31,15 +31,13 @@ def run(backend, *args, cwd=None):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_models_build_run_save_and_load_without_tensorflow(backend, tmp_path):
-    out = run(backend, "models", str(tmp_path))
-    assert "NO_TENSORFLOW" in out or "TENSORFLOW_BY_KERAS_ONLY" in out
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_checkpoint_formats_load_without_tensorflow(backend, tmp_path):
-    assert "NO_TENSORFLOW" in run(backend, "checkpoints", str(tmp_path))
+def test_checkpoints_and_models_without_tensorflow(backend, tmp_path):
+    """Every checkpoint format that does not need TensorFlow loads (strict: no TensorFlow at
+    all), then one model per family builds, runs, saves and loads a .keras file (TensorFlow
+    only from Keras' own Model.save). One process: JAX compiles the shared ops once."""
+    out = run(backend, "checkpoints+models", str(tmp_path))
+    assert "checkpoints: NO_TENSORFLOW" in out
+    assert "models: NO_TENSORFLOW" in out or "models: TENSORFLOW_BY_KERAS_ONLY" in out
 
 
 @pytest.mark.slow
