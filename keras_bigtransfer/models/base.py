@@ -111,6 +111,7 @@ def pool_features(x, pooling, name="pool"):
 # The arguments every constructor takes, with the same defaults everywhere.
 COMMON_ARGS = (
     ("weights", "the variant's default weights"),
+    ("revision", None),
     ("include_top", True),
     ("num_classes", None),
     ("input_shape", None),
@@ -128,7 +129,10 @@ COMMON_DOC = """
     Args:
         weights: a catalogue tag (default {default!r}, downloaded and verified on first
             use; `keras_bigtransfer.list_models(pretrained=True)` lists them), None
-            (random init), or a path to a published checkpoint of the family.
+            (random init), a path to a published checkpoint of the family, or a Hugging
+            Face Hub handle (`hf-hub:timm/<name>[@revision]`).
+        revision: Hub weights only: a branch, tag or commit (as timm and keras-hub take it);
+            with other weights, or a handle naming another revision, a ValueError.
         include_top: add global pooling and a linear classifier head.
         num_classes: head size. Default: the class count of the weights (the catalogue
             entry's, or the checkpoint file's head), else {num_classes} (upstream). Asking for
@@ -165,7 +169,7 @@ def make_constructor(variant, *, summary, options_doc=""):
 
     options = dict(variant.options)
 
-    def constructor(*, weights=variant.default_weights, include_top=True, num_classes=None,
+    def constructor(*, weights=variant.default_weights, revision=None, include_top=True, num_classes=None,
                     input_shape=None, pooling=None, classifier_activation=None, name=None,
                     features_only=False, out_indices=None, feature_norm=False, output_dict=False, **kwargs):
         features = dict(features_only=features_only, out_indices=out_indices, feature_norm=feature_norm,
@@ -177,7 +181,7 @@ def make_constructor(variant, *, summary, options_doc=""):
                 f"{[a for a, _ in COMMON_ARGS] + list(options)}."
             )
         return build_variant(
-            variant, weights=weights, include_top=include_top, num_classes=num_classes,
+            variant, weights=weights, revision=revision, include_top=include_top, num_classes=num_classes,
             input_shape=input_shape, pooling=pooling, classifier_activation=classifier_activation,
             name=name, **features, **{**options, **kwargs},
         )
@@ -199,11 +203,15 @@ def make_constructor(variant, *, summary, options_doc=""):
     return constructor
 
 
-def build_variant(variant, *, weights, include_top, num_classes, input_shape, pooling,
+def build_variant(variant, *, weights, revision=None, include_top, num_classes, input_shape, pooling,
                   classifier_activation, name, features_only=False, out_indices=None,
                   feature_norm=False, output_dict=False, **options):
     """What every constructor does: check the weights, size the head, build, load."""
     import os
+
+    from keras_bigtransfer.weights import hf_hub
+
+    weights = hf_hub.pin(weights, revision)  # `revision=` into the handle, refused for other weights
 
     if features_only:  # the backbone, loaded, then its maps (models/features.py)
         from keras_bigtransfer.models import features
