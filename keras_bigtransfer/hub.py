@@ -1,9 +1,9 @@
 """The weight hub, the facade users call: the catalogue, weights, TF Hub export and import.
 
     hub.list_models()      the catalogue's entries (`Entry`), optionally of one family
-    hub.resolve(tag)       download (or find in the cache) a catalogue checkpoint: its path
-    hub.load_weights(model, weights)   a checkpoint (tag or path) into a built model
-    hub.load(handle)       a tag, checkpoint, SavedModel, TF Hub module or URL as a Keras model
+    hub.resolve(tag, revision=None)    download (or find in the cache) a catalogue checkpoint: its path
+    hub.load_weights(model, weights, revision=None)   a checkpoint (tag or path) into a built model
+    hub.load(handle, revision=None)    a tag, checkpoint, SavedModel, TF Hub module or URL as a Keras model
     hub.export(model, path)            a TF Hub reusable SavedModel
     hub.export(model, path, format="litert", quantize="int8", representative_data=images)
                                        LiteRT (.tflite), ONNX or OpenVINO (`keras_bigtransfer.deploy`)
@@ -20,15 +20,16 @@ from keras_bigtransfer.weights.resolve import resolve
 __all__ = ["Entry", "catalogue", "export", "list_models", "load", "load_weights", "resolve"]
 
 
-def load(handle_or_path, *, position_grid=None):
+def load(handle_or_path, *, revision=None, position_grid=None):
     """Load a model as a native, editable Keras model where we implement its family.
 
     See `keras_bigtransfer.tfhub.load.load` for what `handle_or_path` may be;
+    `revision` (a branch, tag or commit) picks the revision of a Hugging Face Hub handle;
     `position_grid` (rows, cols) builds a ViT checkpoint with a non-square stored grid.
     """
     from keras_bigtransfer.tfhub.load import load as _load
 
-    return _load(handle_or_path, position_grid=position_grid)
+    return _load(handle_or_path, revision=revision, position_grid=position_grid)
 
 
 def export(model, path, format="saved_model", quantize=None, representative_data=None,

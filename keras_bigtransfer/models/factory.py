@@ -13,7 +13,7 @@ import os
 
 from keras_bigtransfer.errors import WeightsError
 from keras_bigtransfer.models import features, loading, registry
-from keras_bigtransfer.weights import catalogue
+from keras_bigtransfer.weights import catalogue, hf_hub
 
 
 def register(family, variants):
@@ -46,6 +46,7 @@ def register(family, variants):
 # The arguments every constructor takes, with the same defaults everywhere.
 COMMON_ARGS = (
     ("weights", "the variant's default weights"),
+    ("revision", None),
     ("include_top", True),
     ("num_classes", None),
     ("input_shape", None),
@@ -63,7 +64,10 @@ COMMON_DOC = """
     Args:
         weights: a catalogue tag (default {default!r}, downloaded and verified on first
             use; `keras_bigtransfer.list_models(pretrained=True)` lists them), None
-            (random init), or a path to a published checkpoint of the family.
+            (random init), a path to a published checkpoint of the family, or a Hugging
+            Face Hub handle (`hf-hub:timm/<name>[@revision]`).
+        revision: Hub weights only: a branch, tag or commit (as timm and keras-hub take it);
+            with other weights, or a handle naming another revision, a ValueError.
         include_top: add global pooling and a linear classifier head.
         num_classes: head size. Default: the class count of the weights (the catalogue
             entry's, or the checkpoint file's head), else {num_classes} (upstream). Asking for
@@ -97,7 +101,7 @@ def make_constructor(variant):
     """
     options = dict(variant.options)
 
-    def constructor(*, weights=variant.default_weights, include_top=True, num_classes=None,
+    def constructor(*, weights=variant.default_weights, revision=None, include_top=True, num_classes=None,
                     input_shape=None, pooling=None, classifier_activation=None, name=None,
                     features_only=False, out_indices=None, feature_norm=False, output_dict=False, **kwargs):
         features = dict(features_only=features_only, out_indices=out_indices, feature_norm=feature_norm,
@@ -109,7 +113,7 @@ def make_constructor(variant):
                 f"{[a for a, _ in COMMON_ARGS] + list(options)}."
             )
         return build_variant(
-            variant, weights=weights, include_top=include_top, num_classes=num_classes,
+            variant, weights=weights, revision=revision, include_top=include_top, num_classes=num_classes,
             input_shape=input_shape, pooling=pooling, classifier_activation=classifier_activation,
             name=name, **features, **{**options, **kwargs},
         )
@@ -132,10 +136,12 @@ def make_constructor(variant):
     return constructor
 
 
-def build_variant(variant, *, weights, include_top, num_classes, input_shape, pooling,
+def build_variant(variant, *, weights, revision=None, include_top, num_classes, input_shape, pooling,
                   classifier_activation, name, features_only=False, out_indices=None,
                   feature_norm=False, output_dict=False, **options):
     """What every constructor does: check the weights, size the head, build, load."""
+    weights = hf_hub.pin(weights, revision)  # `revision=` into the handle, refused for other weights
+
     if features_only:  # the backbone, loaded, then its maps (models/features.py)
         features.feature_info(variant, out_indices)  # bad out_indices fail before a download
         backbone = build_variant(variant, weights=weights, include_top=False, num_classes=None,

@@ -9,7 +9,7 @@ import contextlib
 import os
 
 from keras_bigtransfer.models import registry
-from keras_bigtransfer.weights import assign, catalogue, checkpoint
+from keras_bigtransfer.weights import assign, catalogue, checkpoint, hf_hub
 from keras_bigtransfer.weights.resolve import resolve
 
 
@@ -61,7 +61,7 @@ def _converter_options(family, position_grid, source):
     return options
 
 
-def load_weights(model, weights, *, strict=True, position_grid=None):
+def load_weights(model, weights, *, revision=None, strict=True, position_grid=None):
     """Load `weights` (a local checkpoint path or a catalogue tag) into `model`, all or nothing.
 
     The model's family (from the registry) picks the key map. Names, shapes and dtypes
@@ -72,7 +72,9 @@ def load_weights(model, weights, *, strict=True, position_grid=None):
 
     Args:
         model: a model of a registered family.
-        weights: path to a checkpoint file (or TF checkpoint), or a catalogue tag / alias.
+        weights: path to a checkpoint file (or TF checkpoint), a catalogue tag / alias, or a
+            Hugging Face Hub handle (`hf-hub:org/name[@revision]`).
+        revision: Hub weights only: the branch, tag or commit (as `@revision` in the handle).
         strict: raise `WeightsError` on any missing, unused or mis-shaped key.
         position_grid: ViT only: (rows, cols) of the stored position-embedding grid,
             needed when it is not square and differs from the model's grid.
@@ -80,7 +82,9 @@ def load_weights(model, weights, *, strict=True, position_grid=None):
     Raises:
         WeightsError: the file cannot be read or does not fit (one line naming the file
             for unreadable files; every problem listed for files that do not fit).
+        ValueError: `revision` with weights not from the Hub, or with a handle naming another.
     """
+    weights = hf_hub.pin(weights, revision)
     family = registry.family_of(model)
     _converter_options(family, position_grid, None)  # refuse a misplaced position_grid first
     if isinstance(weights, str) and not os.path.exists(weights):

@@ -25,7 +25,7 @@ import difflib
 import fnmatch
 from typing import Any, Callable, Optional
 
-from keras_bigtransfer.weights import catalogue
+from keras_bigtransfer.weights import catalogue, hf_hub
 
 _FAMILIES = {}  # name -> Family, in registration order
 _VARIANTS = {}  # constructor name -> Variant, in registration order
@@ -190,9 +190,10 @@ def create_model(name, **kwargs):
             or a catalogue tag or alias ("bit_m_r50x1_ilsvrc2012"), which also picks
             those weights and, through them, the head's class count (a headless `*_notop`
             tag gives the backbone with average pooling). A constructor name wins where
-            a string is both.
-        **kwargs: the constructor's arguments (`weights=`, `num_classes=`, `input_shape=`,
-            ...); an explicit `weights=` overrides the tag's.
+            a string is both. A catalogued Hugging Face handle at a revision
+            ("hf-hub:timm/<name>@<revision>") builds that entry's constructor with those weights.
+        **kwargs: the constructor's arguments (`weights=`, `revision=`, `num_classes=`,
+            `input_shape=`, ...); an explicit `weights=` overrides the tag's.
 
     Raises:
         ValueError: `name` is neither; the message lists the closest matches.
@@ -203,6 +204,10 @@ def create_model(name, **kwargs):
     if variant is not None:
         return variant.constructor(**kwargs)
     entry = catalogue.find(name)
+    if entry is None and hf_hub.is_handle(name):  # a catalogued Hub repository at a revision (@rev)
+        entry = catalogue.find("hf-hub:" + hf_hub.parse(name)[0])
+        if entry is not None:
+            kwargs.setdefault("weights", name)
     if entry is not None:
         kwargs.setdefault("weights", entry.tag)
         if entry.num_classes == 0 and kwargs["weights"] == entry.tag:

@@ -7,34 +7,44 @@ import os
 from keras_bigtransfer.errors import WeightsError
 from keras_bigtransfer.models import loading, registry
 from keras_bigtransfer.tfhub import raw_weights, tf1_hub
-from keras_bigtransfer.weights import assign, catalogue, checkpoint, download, kaggle
+from keras_bigtransfer.weights import assign, catalogue, checkpoint, download, hf_hub, kaggle
 from keras_bigtransfer.weights.archive import extract_module
 
 
-def load(handle_or_path, *, position_grid=None):
+def load(handle_or_path, *, revision=None, position_grid=None):
     """Load a model as a native, editable Keras model where we implement its family.
 
     Args:
         handle_or_path: a catalogue tag ("bit_m_r50x1"), a SavedModel directory, a
             `.tar.gz` TF Hub module, an http(s) URL of one (tfhub.dev, kaggle.com: every
             http(s) handle gets `?tf-hub-format=compressed`, as TF Hub's own resolver does),
-            a `kaggle://owner/model/framework/variation[/version]` handle (kagglehub). Also a
+            a `kaggle://owner/model/framework/variation[/version]` handle (kagglehub), a
+            Hugging Face Hub handle (`hf-hub:timm/<name>[@revision]`, `hf://...`). Also a
             published checkpoint file (.npz / .h5, architecture read off the weights)
             or a `.keras` file.
+        revision: a Hugging Face Hub handle's branch, tag or commit (as `@revision`).
         position_grid: for a ViT checkpoint whose position grid is not square, its
             (rows, cols): the model is then built for images of that grid.
 
     Returns:
         For our own exports, SavedModels in the published TF Hub BiT layout and
         checkpoints, a keras_bigtransfer model with the weights mapped in. For any
-        other SavedModel, a `keras.layers.TFSMLayer` wrapping it. A catalogue tag
-        without a head (`*_notop`) gives the backbone with average pooling.
+        other SavedModel, a `keras.layers.TFSMLayer` wrapping it; for any other TF1 Hub
+        format module, a `tf1_hub.TF1HubLayer` calling its `default` signature. A catalogue
+        tag without a head (`*_notop`) gives the backbone with average pooling.
 
     Raises:
         WeightsError: a checkpoint or archive that cannot be read (naming the file)
             or whose weights do not fit.
+        ValueError: `revision` with anything but a Hugging Face Hub handle (or a catalogue
+            tag whose file is on the Hub), or a handle naming another revision.
     """
-    handle = os.fspath(handle_or_path)
+    handle = hf_hub.pin(os.fspath(handle_or_path), revision)  # before any work
+    if hf_hub.is_handle(handle):
+        entry = catalogue.find(handle)  # catalogued (no other revision): its settings too
+        if entry is not None:
+            return registry.create_model(entry.tag)
+        return loading.model_from_checkpoint(hf_hub.download(handle), source=handle, position_grid=position_grid)
     if os.path.isdir(handle):
         return _import_directory(handle)
     if os.path.isfile(handle):
@@ -111,11 +121,9 @@ def import_saved_model(path):
 
 def _import_tf1_hub_module(path):
     """A TF1 Hub format module as a native model where a family recognizes its variables
-    (read from its checkpoint; `tensorflow_hub.load` would pass `tags=[]`)."""
+    (read from its checkpoint), else a `TF1HubLayer` calling its `default` signature (loaded
+    with `tags=[]`, as `tensorflow_hub.load` does), as other SavedModels get a `TFSMLayer`."""
     arrays = tf1_hub.read_variables(path)
     if registry.detect_family(arrays) is not None:
         return loading.model_from_checkpoint(arrays, source=path)
-    raise WeightsError(
-        f"{path} is a TF1 Hub format module (hub.Module, tfhub_module.pb) of no family we implement; "
-        "use it through tensorflow_hub.KerasLayer (tf_keras), which runs hub.Module graphs."
-    )
+    return tf1_hub.TF1HubLayer(path)

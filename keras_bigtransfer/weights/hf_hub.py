@@ -49,6 +49,54 @@ def parse(handle, revision=None):
     return rest, revision or pinned or None
 
 
+def _check_revision(revision):
+    if not isinstance(revision, str) or not revision.strip() or "@" in revision:
+        raise ValueError(f"revision= must be a branch, tag or commit of a Hugging Face Hub repository "
+                         f"(e.g. 'main' or a commit hash); got {revision!r}.")
+    return revision.strip()
+
+
+def pin(weights, revision):
+    """`weights` with `revision=` written into it: `hf-hub:org/name@revision`.
+
+    `revision=` is the keyword timm, keras-hub and huggingface_hub users pass; here it becomes
+    the handle's `@revision`, so one string names the weights from then on.
+
+    Args:
+        weights: a Hub handle (`hf-hub:org/name[@rev]`, `hf://org/name[@rev]`), or a catalogue
+            tag whose file is on the Hub (its URL is such a handle).
+        revision: a branch, tag or commit; None returns `weights` as it is.
+
+    Raises:
+        ValueError: `weights` is not Hub weights (None, a local file, a catalogue tag of
+            another source, a TF Hub or Kaggle handle), `revision` is empty, or the handle
+            already names another revision. Nothing is downloaded before.
+    """
+    if revision is None:
+        return weights
+    revision = _check_revision(revision)
+    handle = weights if is_handle(weights) else None
+    if handle is None and isinstance(weights, str) and not os.path.exists(weights):
+        from keras_bigtransfer.weights import catalogue
+
+        entry = catalogue.find(weights)
+        if entry is not None and is_handle(entry.url):
+            handle = entry.url
+    if handle is None:
+        raise ValueError(
+            f"revision={revision!r} applies to weights from the Hugging Face Hub (hf-hub:org/name, "
+            f"hf://org/name, or a catalogue tag whose file is on the Hub); weights={weights!r} is "
+            "not one. Drop revision=, or name the Hub repository."
+        )
+    repo_id, pinned = parse(handle)
+    if pinned is not None and pinned != revision:
+        raise ValueError(
+            f"{handle!r} names revision {pinned!r} and revision={revision!r} names another; "
+            "give the revision once."
+        )
+    return f"hf-hub:{repo_id}@{revision}"
+
+
 def _env_true(name):
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 

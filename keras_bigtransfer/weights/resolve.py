@@ -4,14 +4,18 @@ from keras_bigtransfer.errors import WeightsError
 from keras_bigtransfer.weights import archive, catalogue, download, hf_hub
 
 
-def resolve(tag, *, progress=True):
+def resolve(tag, *, revision=None, progress=True):
     """Download (or find in the cache) the checkpoint of a catalogue tag; return its path.
+
+    `revision=` (a branch, tag or commit) picks the revision of Hugging Face Hub weights, as
+    `hf-hub:org/name@revision` does; with anything else it raises `ValueError` (`hf_hub.pin`).
 
     A Hugging Face Hub handle (`hf-hub:timm/<name>`), or an entry whose URL is one, comes
     through `huggingface_hub` and its cache (`weights.hf_hub`). An entry marked `known_bad`
     raises `WeightsError` (the reason and the file to use) before any download. A `tf_checkpoint_tar` entry is extracted (once, into the cache) and the directory
     holding the TF checkpoint returned.
     """
+    tag = hf_hub.pin(tag, revision)  # before anything: refuses revision= for non-Hub weights
     if hf_hub.is_handle(tag):  # hf-hub:org/name[@revision]: the Hugging Face Hub and its cache
         return hf_hub.download(tag)
     entry = catalogue.find(tag)

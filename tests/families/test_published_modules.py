@@ -124,6 +124,25 @@ def test_model_garden_efficientnet_saved_model_imports_natively(tmp_path, images
     assert _rel(native(images), model(images)) <= 1e-6
 
 
+def test_model_garden_real_variable_names_import_natively(rng):
+    """The names and shapes of a real Model Garden EfficientNet-B0 export (tf-models-official
+    2.20.0, written by tools/model_garden_names.py; Model Garden is not installed here) import
+    as a native B0, every array where the Model Garden code keeps it."""
+    import json
+
+    from keras_bigtransfer.models import loading
+
+    with open(os.path.join(os.path.dirname(__file__), "..", "data", "model_garden_efficientnet_b0.json")) as f:
+        shapes = json.load(f)["variables"]
+    arrays = {k: (0.5 + rng.random(s) if "moving_variance" in k else rng.standard_normal(s)).astype("float32")
+              for k, s in shapes.items()}
+    native = loading.model_from_checkpoint(arrays, source="model garden b0")
+    assert isinstance(native, kb.ImageModel) and native.name == "efficientnet_b0"
+    back = _model_garden_names(native)
+    assert sorted(back) == sorted(arrays)
+    assert all(np.array_equal(back[k], arrays[k]) for k in arrays)
+
+
 # Item 9: every family's published file formats through hub.load.
 def test_hub_load_reads_every_efficientnet_file_format(tmp_path, lite0_state, lite0, images):
     import tensorflow as tf

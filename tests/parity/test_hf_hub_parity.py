@@ -142,3 +142,33 @@ def test_local_safetensors_and_pytorch_bin_revision_and_offline_errors(cache, rn
         kb.BiT_M_R50x1(weights="hf-hub:timm/resnetv2_50x1_bit.goog_in21k")
     with pytest.raises(ValueError, match="org/name"):
         kb.BiT_M_R50x1(weights="hf-hub:resnetv2_50x1_bit")
+
+
+def test_revision_keyword_loads_that_revision_everywhere(cache, rng):
+    """Two revisions of a ViT-Ti repository (32 px, tanh GELU: our default, so that hub.load
+    compares too): `main` and branch `v1` (another commit). `revision=` in constructors,
+    create_model, hub.load and hub.load_weights reads v1, as `@v1` in the handle does; compared
+    with timm's logits of each revision."""
+    from keras_bigtransfer import hub
+
+    repo, old = "timm/vit_tiny_patch16_224.augreg_in21k_ft_in1k", "fedcba9876543210fedcba9876543210fedcba98"
+    new_model, old_model = (reference.timm_vit("vit_tiny_patch16_224", seed=seed, img_size=32,
+                                               act_layer="gelu_tanh") for seed in (0, 1))
+    hf_cache.add_timm_model(cache, repo, new_model)
+    hf_cache.add_timm_model(cache, repo, old_model, commit=old, ref="v1")
+    images = rng.random((1, 32, 32, 3), dtype=np.float32)
+    expected_new, expected_old = (reference.timm_logits(m, images) for m in (new_model, old_model))
+    assert reference.max_rel_diff(expected_new, expected_old) > 0.1  # the revisions differ
+
+    def check(model, expected):
+        assert reference.max_rel_diff(np.asarray(model(images)), expected) <= RTOL_LOGITS
+
+    # About 10 s: four ViT-Ti builds, one per way of naming the revision.
+    handle, shape = "hf-hub:" + repo, (32, 32, 3)
+    model = kb.ViT_Ti16(weights=handle, revision="v1", input_shape=shape)
+    check(model, expected_old)
+    check(kb.create_model(handle, revision=old, input_shape=shape), expected_old)
+    check(kb.create_model(f"{handle}@v1", input_shape=shape), expected_old)
+    check(hub.load(handle, revision="v1"), expected_old)  # another revision: built from the file
+    hub.load_weights(model, handle, revision="main")  # back to main, into the built model
+    check(model, expected_new)

@@ -143,6 +143,63 @@ def test_unknown_saved_model_is_wrapped_in_a_layer(tmp_path):
     np.testing.assert_allclose(np.asarray(layer(np.ones((1, 3), np.float32))), 2.0)
 
 
+def _write_generic_tf1_hub_module(path, rng):
+    """A TF1 Hub format module of no family of ours, in the published layout (tfhub_module.pb,
+    saved_model.pb with MetaGraphs {"train"} and {}, variables/): a tf.compat.v1 graph with
+    TF1 reference variables and a `default` signature (images -> {"default", "pooled"}).
+    Returns the graph's own outputs for `images`, computed in its session."""
+    images_in = rng.random((2, 8, 8, 3), dtype=np.float32)
+    kernel, bias = rng.standard_normal((3, 5)).astype(np.float32), rng.standard_normal(5).astype(np.float32)
+    builder = tf.compat.v1.saved_model.Builder(str(path))
+    expected = None
+    for tags in (["train"], []):
+        graph = tf.Graph()
+        with graph.as_default():
+            images = tf.compat.v1.placeholder(tf.float32, [None, None, None, 3], name="images")
+            w = tf.compat.v1.get_variable("dense/kernel", initializer=kernel, use_resource=False)
+            b = tf.compat.v1.get_variable("dense/bias", initializer=bias, use_resource=False)
+            pooled = tf.reduce_mean(images, axis=[1, 2])
+            logits = tf.nn.relu(tf.matmul(pooled, w) + b)
+            signature = tf.compat.v1.saved_model.predict_signature_def(
+                {"images": images}, {"default": logits, "pooled": pooled})
+            with tf.compat.v1.Session(graph=graph) as session:
+                session.run(tf.compat.v1.global_variables_initializer())
+                if tags:
+                    builder.add_meta_graph_and_variables(session, tags, signature_def_map={"default": signature})
+                else:
+                    builder.add_meta_graph(tags, signature_def_map={"default": signature})
+                    expected = session.run({"default": logits, "pooled": pooled}, {images: images_in})
+    builder.save()
+    with open(os.path.join(path, "tfhub_module.pb"), "wb") as f:
+        f.write(b"\x08\x03")  # tensorflow_hub ModuleDef(format=FORMAT_V3)
+    return images_in, expected
+
+
+def test_unknown_tf1_hub_module_is_wrapped_in_a_layer(tmp_path, rng):
+    """As tensorflow_hub.load: its `default` signature runs, in a Keras 3 layer and model."""
+    import tensorflow_hub
+    from keras_bigtransfer.tfhub.tf1_hub import TF1HubLayer
+
+    path = str(tmp_path / "generic_tf1")
+    images, expected = _write_generic_tf1_hub_module(path, rng)
+    layer = hub.load(path)
+    assert isinstance(layer, TF1HubLayer)
+    np.testing.assert_allclose(np.asarray(layer(images)), expected["default"], rtol=1e-6)
+    theirs = tensorflow_hub.load(path).signatures["default"](images=tf.constant(images))
+    np.testing.assert_allclose(np.asarray(layer(images)), theirs["default"].numpy(), rtol=1e-6)
+    inputs = keras.Input((8, 8, 3))
+    model = keras.Model(inputs, layer(inputs))
+    np.testing.assert_allclose(np.asarray(model(images)), expected["default"], rtol=1e-6)
+    every = TF1HubLayer(path, output_key=None)
+    np.testing.assert_allclose(np.asarray(every(images)["pooled"]), expected["pooled"], rtol=1e-6)
+    again = TF1HubLayer.from_config(layer.get_config())
+    np.testing.assert_allclose(np.asarray(again(images)), expected["default"], rtol=1e-6)
+    with pytest.raises(ValueError, match="no signature 'image_feature_vector'.*'default'"):
+        TF1HubLayer(path, signature="image_feature_vector")
+    with pytest.raises(ValueError, match="no output 'logits'.*'pooled'"):
+        TF1HubLayer(path, output_key="logits")
+
+
 def _tar_with(tmp_path, name, add):
     path = tmp_path / name
     with tarfile.open(path, "w:gz") as tar:
