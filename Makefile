@@ -26,12 +26,16 @@ demo: setup
 	$(PY) examples/demo.py
 
 # Everything, the `slow` checks included (CI runs this).
-# One pytest process per tier: a single process over the whole suite grew past the machine's
+# One pytest run per tier: a single process over the whole suite grew past the machine's
 # 24 GiB (TensorFlow keeps graphs and allocator pools from hundreds of models) and was
-# OOM-killed; each tier alone stays well under it.
+# OOM-killed; each tier alone stays well under it. Each tier runs on two pytest-xdist workers
+# (much of a test is single-threaded Python: tracing, graph building, subprocess start-up); a
+# module's tests stay on one worker, the harness spreads per variant, its largest variants
+# one at a time (tests/conftest.py).
 TIERS := tests/unit tests/families tests/parity tests/integration tests/backends
+XDIST := -n 2 --dist loadgroup
 test: setup
-	for tier in $(TIERS); do $(PY) -m pytest -q --durations=15 $$tier || exit 1; done
+	for tier in $(TIERS); do $(PY) -m pytest -q $(XDIST) --durations=15 $$tier || exit 1; done
 	$(MAKE) test-backends
 
 # The same model checks on JAX and PyTorch, each backend in its own pytest process
@@ -48,7 +52,7 @@ BACKEND_TESTS := tests/families/test_harness.py tests/families/test_mixed_precis
 test-backends: setup
 	for backend in $(BACKENDS); do \
 	  KERAS_BACKEND=$$backend KERAS_BIGTRANSFER_HARNESS_VARIANTS=$(BACKEND_VARIANTS) \
-	    $(PY) -m pytest -q --durations=10 -p no:cacheprovider $(BACKEND_TESTS) || exit 1; \
+	    $(PY) -m pytest -q $(XDIST) --durations=10 -p no:cacheprovider $(BACKEND_TESTS) || exit 1; \
 	done
 
 # The quick loop while developing.

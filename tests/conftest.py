@@ -31,3 +31,16 @@ def isolated_hub(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_BIGTRANSFER_HOME", str(tmp_path / "hub_cache"))
     monkeypatch.setenv("KERAS_BIGTRANSFER_OFFLINE", "1")
     monkeypatch.delenv("KERAS_BIGTRANSFER_MIRROR", raising=False)
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the marks
+def pytest_collection_modifyitems(config, items):
+    """Groups for `pytest -n 2 --dist loadgroup` (make test): a module's tests run on one worker,
+    so module-scoped fixtures build once; a module may spread its tests with its own
+    `xdist_group(item)` (the family harness does, per variant)."""
+    for item in items:
+        if item.get_closest_marker("xdist_group"):
+            continue
+        spread = getattr(item.module, "xdist_group", None)
+        group = (spread(item) if spread else None) or item.module.__name__
+        item.add_marker(pytest.mark.xdist_group(group))

@@ -43,6 +43,20 @@ COMMON_DEFAULTS = {"include_top": True, "num_classes": None, "input_shape": None
 # of its 16-pixel stride, as timm's does, instead of raising as the plain ViTs do.
 SIDES_NOT_CHECKED = {"ViT_R50_B16": "the R50 hybrid does not check input_multiple (16)"}
 ROUND_TRIP_MAX_PARAMS = 200_000_000  # ViT-L, BiT R50x3 and up: a .keras file over 800 MB
+# The variants above ROUND_TRIP_MAX_PARAMS (test_large_variants_are_listed keeps this true): under
+# pytest-xdist they share one worker, one at a time, as two of them at once (up to ~10 GB each
+# while they run) would not fit in the machine's 24 GiB beside the other worker.
+LARGE = {"BiT_M_R50x3", "BiT_S_R50x3", "BiT_M_R101x3", "BiT_S_R101x3", "BiT_M_R152x2", "BiT_S_R152x2",
+         "BiT_M_R152x4", "BiT_S_R152x4", "BiT_L_R152x4", "EfficientNetL2", "ViT_H14", "ViT_L16", "ViT_L32"}
+
+
+def xdist_group(item):
+    """pytest-xdist group (tests/conftest.py): a built variant's tests on one worker, built once."""
+    callspec = getattr(item, "callspec", None)
+    name = callspec.params.get("built") if callspec else None
+    if name is not None:
+        return "harness-large" if name in LARGE else f"harness-{name}"
+    return None
 
 
 def test_every_public_constructor_is_registered():
@@ -165,6 +179,13 @@ def _reference_count(ref, num_classes):
     del model
     tf_keras.backend.clear_session()
     return count
+
+
+def test_large_variants_are_listed(built):
+    variant, model = built
+    assert (model.count_params() > ROUND_TRIP_MAX_PARAMS) == (variant.name in LARGE), (
+        f"{variant.name} has {model.count_params():,} parameters: LARGE must list exactly the variants "
+        f"above {ROUND_TRIP_MAX_PARAMS:,}")
 
 
 def test_parameter_count_equals_the_reference(built):
