@@ -37,3 +37,8 @@ def test_notebook_runs(path, tmp_path, monkeypatch):
                    resources={"metadata": {"path": str(tmp_path)}}).execute()
     images = [o for cell in nb.cells for o in cell.get("outputs", []) if "image/png" in o.get("data", {})]
     assert images, f"{os.path.basename(path)} drew no plots"
+
+
+def xdist_group(item):
+    """pytest-xdist group (tests/conftest.py): each notebook may run on either worker (its own kernel)."""
+    return item.nodeid
