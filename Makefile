@@ -44,7 +44,8 @@ BACKEND_TESTS := tests/families/test_harness.py tests/families/test_mixed_precis
 	tests/parity/test_bit_parity.py::test_npz_logits_match_timm \
 	tests/parity/test_vit_parity.py::test_ti16_logits_match_timm_at_224 \
 	tests/parity/test_vit_parity.py::test_bicubic_matches_timm_dynamic_size_non_square \
-	tests/families/test_efficientnet.py::test_real_lite0_weights_classify_real_photos
+	tests/families/test_efficientnet.py::test_real_lite0_weights_classify_real_photos \
+	'tests/families/test_efficientnet.py::test_keras_h5_logits_match_tf_keras[b0-67]'
 test-backends: setup
 	for backend in $(BACKENDS); do \
 	  KERAS_BACKEND=$$backend KERAS_BIGTRANSFER_HARNESS_VARIANTS=$(BACKEND_VARIANTS) \
