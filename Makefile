@@ -40,9 +40,9 @@ test: setup
 # (no TensorFlow imported on JAX/torch) runs in the TensorFlow suite above: it starts both.
 BACKENDS ?= jax torch
 BACKEND_VARIANTS := BiT_S_R50x1,EfficientNetLite0,ViT_Ti16
-# features_only against timm, one model per family and the hybrid (issue 20). Measured alone on
-# 2 loaded cores: JAX 45 s BiT, 69 s EfficientNet-B0 (XLA compiles each initializer shape; the
-# h5 test above builds B0 first), 20 s ViT-Ti, 28 s hybrid; PyTorch 18, 11, 7, 34 s.
+# features_only against timm, one model per family and the hybrid (issue 20). With the B0 .h5 test
+# in one process on 2 loaded cores: JAX 175 s for the five (BiT 43 s, hybrid 39, ViT-Ti 21,
+# B0 15: the .h5 test compiled B0's initializer shapes first), PyTorch 105 s.
 FEATURE_PARITY := $(addprefix tests/parity/test_features_parity.py::,test_bit_r50x1_matches_timm_features_only \
 	test_efficientnet_b0_matches_timm_features_only 'test_vit_ti16_matches_timm_forward_intermediates_non_square[True]' \
 	test_r50_b16_hybrid_matches_timm_forward_intermediates)
