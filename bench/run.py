@@ -49,7 +49,7 @@ from measure import (  # noqa: E402
     measure_throughput,
 )
 from report import _engine, _machine, _write, ratios, render, render_backends  # noqa: E402
-from subjects import OPTIONS, SUBJECTS, subjects_for, threads as _threads  # noqa: E402
+from subjects import OPTIONS, subjects_for, threads as _threads  # noqa: E402
 
 BACKENDS = ("tensorflow", "jax", "torch")
 
