@@ -72,16 +72,56 @@ def render(report):
 
 
 def _machine():
-    import tensorflow as tf
-
+    """The CPU, threads and versions; the Keras backend's own version (no TensorFlow import on JAX)."""
     cpu = "unknown CPU"
     try:
         with open("/proc/cpuinfo") as f:
             cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    return (f"{cpu}, {_threads()} threads, TensorFlow {tf.__version__}, torch {torch.__version__}, "
-            f"timm {timm.__version__}, Python {platform.python_version()}")
+    return (f"{cpu}, {_threads()} threads, {_engine()}, "
+            f"torch {torch.__version__}, timm {timm.__version__}, Python {platform.python_version()}")
+
+
+def _engine():
+    """"Keras 3.x on jax 0.y": the backend of this process and its version."""
+    import importlib
+
+    import keras
+
+    backend = keras.backend.backend()
+    return f"Keras {keras.__version__} on {backend} {importlib.import_module(backend).__version__}"
+
+
+def render_backends(report):
+    """One run per Keras backend (`run.py --backend=tensorflow,jax,torch`): medians side by side."""
+    backends = list(report["backends"])
+    runs = report["backends"]
+    fmt = lambda s: f"{s['median']:.2f}" if s else "-"  # noqa: E731
+    lines = [f"machine: {report['machine']}", f"command: `{report['command']}`", "",
+             "Ratios ours / peer, median over repeats (inference / training), each backend in its own process:", "",
+             "| ours | peer | " + " | ".join(backends) + " |", "|---|---|" + "---|" * len(backends)]
+    pairs = [(r["ours"], r["peer"]) for r in runs[backends[0]]["ratios"]]
+    for b in backends[1:]:
+        pairs += [(r["ours"], r["peer"]) for r in runs[b]["ratios"] if (r["ours"], r["peer"]) not in pairs]
+    for ours, peer in pairs:
+        cells = []
+        for b in backends:
+            row = next((r for r in runs[b]["ratios"] if (r["ours"], r["peer"]) == (ours, peer)), None)
+            cells.append(f"{fmt(row.get('inference'))} / {fmt(row.get('training'))}" if row else "-")
+        lines.append(f"| {ours} | {peer} | " + " | ".join(cells) + " |")
+    lines += ["", "Images/s, median (inference / training):", "",
+              "| subject | " + " | ".join(backends) + " |", "|---|" + "---|" * len(backends)]
+    names = list(dict.fromkeys(n for b in backends for n in runs[b]["throughput"]))
+    for name in names:
+        cells = []
+        for b in backends:
+            r = runs[b]["throughput"].get(name)
+            train = f"{statistics.median(r['training']):.1f}" if r and r["training"] else "-"
+            cells.append(f"{statistics.median(r['inference']):.1f} / {train}" if r else "-")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", "Engines: " + "; ".join(runs[b]["engine"] for b in backends)]
+    return "\n".join(lines)
 
 
 def _write(report, out, text=None):

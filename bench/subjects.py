@@ -25,6 +25,9 @@ def threads():
 def keras_subject(build, *, jit=False, bf16=False, train=True):
     def make(size, batch):
         import keras
+
+        if keras.backend.backend() != "tensorflow":
+            return _keras_backend_subject(build, size, batch)
         import tensorflow as tf
 
         keras.mixed_precision.set_global_policy("mixed_bfloat16" if bf16 else "float32")
@@ -44,6 +47,27 @@ def keras_subject(build, *, jit=False, bf16=False, train=True):
         return (lambda: infer(x).numpy()), ((lambda: model.train_on_batch(x, y)) if train else None)
 
     return make
+
+
+def _keras_backend_subject(build, size, batch):
+    """JAX or PyTorch: Keras' own predict and train steps (jitted on JAX, eager on PyTorch)."""
+    import keras
+
+    model = build(size)
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.001, momentum=0.9),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        jit_compile=keras.backend.backend() == "jax",  # torch.compile is not what users get by default
+    )
+    rng = np.random.default_rng(0)
+    x = rng.random((batch, size, size, 3), dtype=np.float32)
+    y = rng.integers(0, 1000, batch)
+    return (lambda: model.predict_on_batch(x)), (lambda: model.train_on_batch(x, y))
+
+
+def subjects_for(backend, options=True):
+    """The subjects a backend runs: the option rows (XLA, bf16, SavedModel) are TensorFlow's."""
+    return [n for n in SUBJECTS if (options and backend == "tensorflow") or not any(o in n for o in OPTIONS)]
 
 
 def saved_model_subject(build):

@@ -107,6 +107,10 @@ def checkpoints(workdir):
 
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
     from tests import reference
+    # make test-backends runs these modules on JAX/PyTorch: TensorFlow only inside the tests that need it.
+    from tests import tf_keras_reference  # noqa: F401
+    from tests.families import test_efficientnet  # noqa: F401
+    from tests.parity import test_bit_parity, test_features_parity, test_vit_parity  # noqa: F401
 
     rng = np.random.default_rng(0)
     images = rng.random((1, 32, 32, 3), dtype=np.float32)
