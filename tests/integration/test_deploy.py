@@ -291,40 +291,41 @@ def test_int8_lite0_keeps_the_top1_of_keras_on_photos(tmp_path):
     assert want.argmax(-1)[1] == 967  # espresso: the real weights
 
 
-# Fashion-MNIST: fine-tune Lite0 with fit_bit (100 steps at batch 32, 100 images per class, the
-# HyperRule's 128 px crop), export it fully int8 calibrated on 200 training images, compare the
-# held-out accuracy of Keras (float32) and the LiteRT runtime (int8) on the same 2,000 test images.
-FASHION = dict(steps=100, base_lr=0.1, batch_size=32, per_class=100, test_images=2000, calibration=200, size=128)
-# Measured (AMD EPYC, 2 cores shared with other jobs, load 5-8; `python -c "import tests.conftest;
-# from tests.integration.test_deploy import fashion_int8_drop as f; print(f(SEED))"`, 2026-11-30):
-# seed 0: Keras 0.5935, int8 0.5870 (-0.65 points, 416 s); seed 1: 0.6590, 0.6575 (-0.15, 274 s).
-# The bound is the issue's 1 point: 0.35 above the worst drop seen (accuracy moves by up to 0.07
-# between CPUs for the same seed, see test_transfer_fashion_mnist.py; the drop moved less).
+# Fashion-MNIST: the Lite0 fine-tuned by examples/fashion_mnist_transfer.py (conftest.py's
+# fashion_lite0, shared with test_transfer_fashion_mnist.py: 100 steps at batch 32, 100 images per
+# class, the HyperRule's 128 px crop, seed 0), exported fully int8 calibrated on 200 training images;
+# the held-out accuracy of Keras (float32) and the LiteRT runtime (int8) on the same 2,000 test images.
+FASHION = dict(test_images=2000, calibration=200, size=128)
+# Measured (AMD EPYC, 2 cores shared with other jobs; train with `python examples/fashion_mnist_transfer.py
+# --steps=100 --base_lr=0.1 --test_images=500 --seed=S --save_model=/tmp/fashion_S.keras`, then
+# `python -c "import tests.conftest; from tests.integration.test_deploy import fashion_int8_drop as f;
+# print(f('/tmp/fashion_S.keras', S))"`): seed 0: Keras 0.5935, int8 0.5870 (-0.65 points) and, on
+# 2026-12-01, 0.6220, 0.6065 (-1.55, the suite) and 0.6560, 0.6435 (-1.25); seed 1: 0.6590, 0.6575 (-0.15).
+# The drop is over the issue's 1-point bound on some runs: open in issue 19 (the per-layer int8 errors
+# are largest in the stem and block1a, whose fine-tuned BatchNorm gains reach ~55; docs/deployment.md).
 MAX_DROP = 0.01
 
 
-def fashion_int8_drop(seed, workdir=None):
-    """(Keras float32 accuracy, LiteRT int8 accuracy) on the 2,000 held-out images."""
+def fashion_int8_drop(model_path, seed=0, workdir=None):
+    """(Keras float32 accuracy, LiteRT int8 accuracy) on the 2,000 held-out images of the
+    fine-tuned model saved at `model_path` (calibrated on training images drawn with `seed`)."""
     import tempfile
 
     import tensorflow as tf
 
-    from keras_bigtransfer.datasets import fashion_mnist, per_class_subset
+    from keras_bigtransfer.datasets import fashion_mnist
 
     workdir = workdir or tempfile.mkdtemp(prefix="fashion_int8_")
     c = FASHION
-    (x_train, y_train), (x_test, y_test) = fashion_mnist()
-    x_small, y_small = per_class_subset(x_train, y_train, c["per_class"], seed=seed)
+    (x_train, _), (x_test, y_test) = fashion_mnist()
     test_index = np.random.default_rng(1234).choice(len(x_test), c["test_images"], replace=False)
 
     def prepare(images):  # 28x28 grey -> size x size RGB uint8, the same for Keras and LiteRT
         x = tf.image.resize(images[..., None].astype("float32"), (c["size"], c["size"]), method="bilinear")
         return np.clip(np.round(np.repeat(x.numpy(), 3, axis=-1)), 0, 255).astype(np.uint8)
 
-    keras.utils.set_random_seed(seed)
-    model = kb.EfficientNetLite0(num_classes=10)  # the real ImageNet weights
-    kb.fit_bit(model, (x_small, y_small), batch_size=c["batch_size"], base_lr=c["base_lr"],
-               total_steps=c["steps"], seed=seed, verbose=0)
+    # compile=False: inference only (the optimizer's HyperRule schedule lives in keras_bigtransfer.training).
+    model = keras.saving.load_model(model_path, compile=False)
     test, labels = prepare(x_test[test_index]), y_test[test_index]
     keras_logits = np.concatenate([np.asarray(model.predict_on_batch(test[i:i + 100].astype("float32") / 255.0))
                                    for i in range(0, len(test), 100)])
@@ -335,9 +336,10 @@ def fashion_int8_drop(seed, workdir=None):
     return float(np.mean(keras_logits.argmax(-1) == labels)), float(np.mean(int8_logits.argmax(-1) == labels))
 
 
-@pytest.mark.slow
-def test_int8_lite0_fine_tuned_on_fashion_mnist_keeps_its_accuracy(tmp_path):
-    float_accuracy, int8_accuracy = fashion_int8_drop(0, str(tmp_path))
+@pytest.mark.slow  # about a minute after the shared fine-tune (conftest.py's fashion_lite0)
+def test_int8_lite0_fine_tuned_on_fashion_mnist_keeps_its_accuracy(fashion_lite0, tmp_path):
+    _, model_path = fashion_lite0
+    float_accuracy, int8_accuracy = fashion_int8_drop(model_path, 0, str(tmp_path))
     print(f"Fashion-MNIST held-out accuracy: Keras float32 {float_accuracy:.4f}, LiteRT int8 {int8_accuracy:.4f}")
     assert float_accuracy >= 0.45  # it learned (see test_transfer_fashion_mnist.py for the spread)
     assert float_accuracy - int8_accuracy <= MAX_DROP
