@@ -42,14 +42,17 @@ FAMILIES = {
 # The fast tier: one export per format (each 25-60 s on 2 shared cores); the other 12 are slow.
 # Folding WSConv2D is checked fast on a tiny model (and the CLI's int8 export of it).
 FAST = {("lite0", "litert"), ("b0", "onnx"), ("vit", "openvino")}
-# Not run in the suite: the R50 hybrid's conversions (98M parameters, ResNet stem + ViT-B) took the
-# suite's process past the machine's 24 GiB (OOM-killed at 18.9 GB, with the other families'
-# models held by this module); ViT-B/16's ONNX export alone peaked at 19.4 GB in bench/deploy.py.
-# Open in issue 19: run each export in its own process, then re-enable.
-NOT_RUN = {"hybrid": "the hybrid's exports exhausted the 24 GiB machine in the suite (issue 19, open)"}
+# Exported in a child process of their own: the R50 hybrid (98M parameters) took the suite's
+# process past the machine's 24 GiB (OOM-killed at 18.9 GB, with the other families' models held
+# by this module); alone in a process each of its conversions peaks far lower (see CHILD_PEAKS).
+# Measured alone (peak RSS of the exporting process, 64 px, 2026-12-01): LiteRT 6.3 GB (39 s), OpenVINO
+# 2.9 GB (22 s);
+# ONNX (tf2onnx) passed 12.5 GB and was killed there by the measuring script, so it is not run.
+CHILD_EXPORT = {"hybrid"}
+NOT_RUN = {("hybrid", "onnx"): "tf2onnx passed 12.5 GB exporting the R50 hybrid alone in a process (issue 19, open)"}
 MATRIX = [
     pytest.param(family, fmt, id=f"{family}-{fmt}",
-                 marks=(pytest.mark.skip(reason=NOT_RUN[family]),) if family in NOT_RUN
+                 marks=(pytest.mark.skip(reason=NOT_RUN[family, fmt]),) if (family, fmt) in NOT_RUN
                  else () if (family, fmt) in FAST else pytest.mark.slow)
     for family in FAMILIES for fmt in deploy.FORMATS
 ]
@@ -98,10 +101,30 @@ def family_model(family):
     return _models[family]
 
 
+def export_family(family, fmt, workdir):
+    """Export `family_model(family)` to `workdir`; save its images and Keras logits beside it."""
+    model, images, want = family_model(family)
+    path = hub.export(model, os.path.join(workdir, family), format=fmt, input_shape=FAMILIES[family][1])
+    np.save(os.path.join(workdir, "images.npy"), images)
+    np.save(os.path.join(workdir, "want.npy"), want)
+    return path, images, want
+
+
+def export_family_in_child(family, fmt, workdir):
+    """export_family in a fresh Python process (its memory is returned when it exits)."""
+    code = ("import tests.conftest; from tests.integration.test_deploy import export_family; "
+            f"export_family({family!r}, {fmt!r}, {workdir!r})")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900, cwd=ROOT,
+                            env=dict(os.environ, PYTHONPATH=ROOT))
+    assert result.returncode == 0, result.stderr[-3000:]
+    path = os.path.join(workdir, family) + deploy.SUFFIXES[fmt]
+    return path, np.load(os.path.join(workdir, "images.npy")), np.load(os.path.join(workdir, "want.npy"))
+
+
 @pytest.mark.parametrize("family, fmt", MATRIX)
 def test_export_runs_in_its_runtime_with_keras_logits(family, fmt, tmp_path):
-    model, images, want = family_model(family)
-    path = hub.export(model, tmp_path / family, format=fmt, input_shape=FAMILIES[family][1])
+    export = export_family_in_child if family in CHILD_EXPORT else export_family
+    path, images, want = export(family, fmt, str(tmp_path))
     assert path == str(tmp_path / family) + deploy.SUFFIXES[fmt] and os.path.isfile(path)
     if fmt == "openvino":
         assert os.path.isfile(path[: -len(".xml")] + ".bin")
