@@ -26,11 +26,13 @@ flags.DEFINE_integer("seed", 0, "data draw and pipeline seed.")
 flags.DEFINE_boolean("scratch", False, "random initialization instead of the pretrained weights.")
 flags.DEFINE_string("export", None, "write a TF Hub SavedModel of the fine-tuned model here.")
 flags.DEFINE_string("save_model", None, "write the fine-tuned model here (a .keras file).")
+flags.DEFINE_boolean("freeze_batch_norm", False, "keep the pretrained BatchNorm statistics (fit_bit's "
+                     "freeze_batch_norm): the model int8 quantization keeps best (docs/deployment.md).")
 FLAGS = flags.FLAGS
 
 
 def run(model_name, steps, base_lr, batch_size, per_class, test_images, seed, scratch, export=None,
-        verbose=0, save_model=None):
+        verbose=0, save_model=None, freeze_batch_norm=False):
     """Returns (held-out accuracy, seconds spent in fit_bit)."""
     import keras
     import numpy as np
@@ -52,7 +54,7 @@ def run(model_name, steps, base_lr, batch_size, per_class, test_images, seed, sc
     start = time.perf_counter()
     history = kb.fit_bit(model, (x_small, y_small), (x_test[test_index], y_test[test_index]),
                          batch_size=batch_size, base_lr=base_lr, total_steps=steps, seed=seed,
-                         verbose=verbose)
+                         verbose=verbose, freeze_batch_norm=freeze_batch_norm)
     elapsed = time.perf_counter() - start
     if export:
         kb.hub.export(model, export, signature="classification")
@@ -66,7 +68,7 @@ def main(argv):
     del argv
     accuracy, elapsed = run(FLAGS.model, FLAGS.steps, FLAGS.base_lr, FLAGS.batch_size, FLAGS.per_class,
                             FLAGS.test_images, FLAGS.seed, FLAGS.scratch, FLAGS.export, verbose=2,
-                            save_model=FLAGS.save_model)
+                            save_model=FLAGS.save_model, freeze_batch_norm=FLAGS.freeze_batch_norm)
     print(json.dumps({"model": FLAGS.model, "init": "scratch" if FLAGS.scratch else "pretrained",
                       "steps": FLAGS.steps, "base_lr": FLAGS.base_lr, "batch_size": FLAGS.batch_size,
                       "seed": FLAGS.seed, "heldout_accuracy": round(float(accuracy), 4),

@@ -1,8 +1,7 @@
 """Transfer on real data: the real ImageNet-pretrained EfficientNet-Lite0 against random
 initialization, fine-tuned with fit_bit on 100 Fashion-MNIST images per class.
 
-Runs examples/fashion_mnist_transfer.py as a user does (the tests import no example); the
-pretrained run is conftest.py's `fashion_lite0`, shared with test_deploy.py's int8 test."""
+Runs examples/fashion_mnist_transfer.py as a user does (the tests import no example)."""
 
 import pytest
 
@@ -10,8 +9,8 @@ from tests.integration.conftest import FASHION_BUDGET, run_fashion_example
 
 
 @pytest.mark.slow
-def test_pretrained_lite0_beats_random_init_on_fashion_mnist(fashion_lite0, tmp_path):
-    report, _ = fashion_lite0
+def test_pretrained_lite0_beats_random_init_on_fashion_mnist(tmp_path):
+    report = run_fashion_example(home=tmp_path / "hub_cache")
     assert {k: report[k] for k in ("steps", "base_lr", "batch_size", "seed")} == {
         k: FASHION_BUDGET[k] for k in ("steps", "base_lr", "batch_size", "seed")}
     pretrained = report["heldout_accuracy"]
