@@ -382,3 +382,9 @@ def test_int8_lite0_fine_tuned_on_fashion_mnist_keeps_its_accuracy(fashion_lite0
     print(f"Fashion-MNIST held-out accuracy: Keras float32 {float_accuracy:.4f}, LiteRT int8 {int8_accuracy:.4f}")
     assert float_accuracy >= 0.45  # it learned (see test_transfer_fashion_mnist.py for the spread)
     assert float_accuracy - int8_accuracy <= MAX_DROP
+
+
+def xdist_group(item):
+    """pytest-xdist group (tests/conftest.py): each test may run on either worker (family_model
+    builds what a worker needs; the exports hold the memory, one per worker at a time)."""
+    return item.nodeid

@@ -117,3 +117,9 @@ def test_fit_from_a_directory(tmp_path):
     history = json.loads((out / "history.json").read_text())
     assert history["rule"]["total_steps"] == 2 and len(history["history"]["loss"]) == 2
     assert (out / "model.keras").exists() and (out / "saved_model" / "saved_model.pb").exists()
+
+
+def xdist_group(item):
+    """pytest-xdist group (tests/conftest.py): each test may run on either worker (each starts its
+    own CLI processes; only test_convert_export_predict uses the module's checkpoint)."""
+    return item.nodeid
