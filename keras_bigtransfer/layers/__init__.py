@@ -1,10 +1,12 @@
-"""Layers shared by the model families."""
+"""Layers shared by the model families, and the learning-rate schedule saved models name
+(all registered Keras serializables, loaded with the package on every backend)."""
 
 from keras_bigtransfer.layers.activations import GELU
 from keras_bigtransfer.layers.group_norm import ChannelsLastGroupNormalization
 from keras_bigtransfer.layers.image_input import ImageInput
 from keras_bigtransfer.layers.patch_embedding import PatchEmbedding
 from keras_bigtransfer.layers.position_embedding import PositionEmbedding, resize_grid
+from keras_bigtransfer.layers.schedules import HyperRuleSchedule
 from keras_bigtransfer.layers.stochastic_depth import StochasticDepth
 from keras_bigtransfer.layers.tokens import LearnedTokens, TokenPooling
 from keras_bigtransfer.layers.ws_conv import WSConv2D
@@ -12,6 +14,7 @@ from keras_bigtransfer.layers.ws_conv import WSConv2D
 __all__ = [
     "ChannelsLastGroupNormalization",
     "GELU",
+    "HyperRuleSchedule",
     "ImageInput",
     "LearnedTokens",
     "PatchEmbedding",

@@ -6,8 +6,9 @@ import math
 import numbers
 from typing import Optional
 
-import keras
-from keras import ops
+# The schedule is a registered serializable kept with the layers (loaded with the package, so
+# keras.saving.load_model finds it); imported here for `training.HyperRuleSchedule`.
+from keras_bigtransfer.layers.schedules import HyperRuleSchedule  # noqa: F401
 
 REFERENCE_BATCH = 512
 SMALL_IMAGE_AREA = 96 * 96
@@ -186,31 +187,3 @@ def hyperrule(num_examples, image_size, batch_size=512, base_lr=0.003):
         base_lr=base_lr * batch_size / REFERENCE_BATCH,
         batch_size=batch_size,
     )
-
-
-@keras.saving.register_keras_serializable(package="keras_bigtransfer")
-class HyperRuleSchedule(keras.optimizers.schedules.LearningRateSchedule):
-    """`HyperRule.learning_rate` as a Keras schedule, computed in the graph."""
-
-    def __init__(self, base_lr, warmup_steps, decay_boundaries):
-        self.base_lr = check_positive("base_lr", base_lr)
-        self.warmup_steps = check_int("warmup_steps", warmup_steps, minimum=0)
-        self.decay_boundaries = tuple(check_int("decay boundary", b, minimum=0) for b in decay_boundaries)
-
-    @classmethod
-    def from_rule(cls, rule):
-        return cls(rule.base_lr, rule.warmup_steps, rule.decay_boundaries)
-
-    def __call__(self, step):
-        step = ops.cast(step, "float32")
-        warmup = self.base_lr * step / max(self.warmup_steps, 1)
-        decays = sum(ops.cast(ops.greater(step, float(b)), "float32") for b in self.decay_boundaries)
-        decayed = self.base_lr * ops.power(0.1, decays)
-        return ops.where(ops.less(step, float(self.warmup_steps)), warmup, decayed)
-
-    def get_config(self):
-        return {
-            "base_lr": self.base_lr,
-            "warmup_steps": self.warmup_steps,
-            "decay_boundaries": list(self.decay_boundaries),
-        }

@@ -111,3 +111,29 @@ def test_crop_rounded_to_the_patch_multiple_and_said_so():
     assert small.with_patch_multiple(16) is small and "rounded down" not in str(small)  # 128 is a multiple of 16
     assert small.with_resolution(100).with_patch_multiple(32).crop_size == 96
     assert small.with_patch_multiple(14).with_resolution(140).crop_rounded_from is None
+
+
+def test_a_model_compiled_by_fit_bit_loads_with_the_package_alone(tmp_path):
+    """keras.saving.load_model finds the schedule after `import keras_bigtransfer` alone (the
+    training subpackage, which needs TensorFlow, unimported): a fresh process loads the file."""
+    import os
+    import subprocess
+    import sys
+
+    import keras
+
+    from tests.toys import ROOT
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile(optimizer=keras.optimizers.SGD(HyperRuleSchedule(0.1, 5, (10, 20)), momentum=0.9), loss="mse")
+    model.fit(np.zeros((4, 3)), np.zeros((4, 2)), verbose=0)
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    code = ("import sys, keras, keras_bigtransfer; m = keras.saving.load_model(sys.argv[1]); "
+            "assert 'keras_bigtransfer.training' not in sys.modules; "
+            "lr = m.optimizer.get_config()['learning_rate']; "
+            "print(lr['class_name'], lr['config']['decay_boundaries'])")
+    out = subprocess.run([sys.executable, "-c", code, path], capture_output=True, text=True, timeout=300,
+                         env=dict(os.environ, PYTHONPATH=ROOT))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split()[-3:] == ["HyperRuleSchedule", "[10,", "20]"], out.stdout
