@@ -11,6 +11,8 @@ import pytest
 
 from tests.toys import ROOT
 
+XDIST_FIRST = True  # the longest tests of the tier: started first (tests/conftest.py)
+
 
 def run_example(seed):
     """examples/semi_supervised_fashion_mnist.py run as a user does (tests import no example)."""

@@ -7,6 +7,8 @@ import pytest
 
 from tests.integration.conftest import FASHION_BUDGET, run_fashion_example
 
+XDIST_FIRST = True  # the longest tests of the tier: started first (tests/conftest.py)
+
 
 @pytest.mark.slow
 def test_pretrained_lite0_beats_random_init_on_fashion_mnist(tmp_path):
