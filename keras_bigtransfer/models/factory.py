@@ -154,9 +154,12 @@ def build_variant(variant, *, weights, revision=None, include_top, num_classes, 
 
     if weights is not None and variant.weights_unavailable:
         raise ValueError(variant.weights_unavailable)
-    entry = None
+    entry, pinned = None, False
     if isinstance(weights, str) and not os.path.exists(weights):
         entry = catalogue.find(weights)
+        if entry is None and hf_hub.is_handle(weights):  # a catalogued Hub repository at a revision:
+            entry = catalogue.find("hf-hub:" + hf_hub.parse(weights)[0])  # its checks and resolution
+            pinned = entry is not None
     if entry is not None:
         if entry.family != variant.family:
             raise ValueError(f"{entry.tag} holds {entry.family} weights, not {variant.family} weights.")
@@ -170,7 +173,8 @@ def build_variant(variant, *, weights, revision=None, include_top, num_classes, 
             raise WeightsError(f"weights={weights!r}: {entry.known_bad}")
     if num_classes is None:
         if include_top and weights is not None:
-            num_classes = entry.num_classes if entry is not None else loading.checkpoint_classes(
+            # Another revision may hold another head: its class count is read off its file.
+            num_classes = entry.num_classes if entry is not None and not pinned else loading.checkpoint_classes(
                 weights, variant.family)
         if not num_classes:  # no weights, or weights without a head (a `_notop` entry has 0)
             num_classes = variant.num_classes

@@ -210,7 +210,7 @@ def create_model(name, **kwargs):
             kwargs.setdefault("weights", name)
     if entry is not None:
         kwargs.setdefault("weights", entry.tag)
-        if entry.num_classes == 0 and kwargs["weights"] == entry.tag:
+        if entry.num_classes == 0 and kwargs["weights"] in (entry.tag, name):
             # A headless checkpoint (`*_notop`): the backbone with average pooling.
             kwargs.setdefault("include_top", False)
             kwargs.setdefault("pooling", "avg")

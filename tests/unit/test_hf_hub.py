@@ -59,3 +59,29 @@ def test_revision_is_refused_before_any_download_for_other_weights(cache, tmp_pa
         hub.load(str(local), revision="v1")
     with pytest.raises(ValueError, match="is not one"):
         hub.load_weights(object(), str(local), revision="v1")
+
+
+def test_a_pinned_revision_keeps_its_catalogue_entry(monkeypatch):
+    """A catalogued repository at a revision is built as its entry says (ViT's pretrained
+    resolution, the entry's checks); only the class count is read off the pinned file. Nothing is
+    built or downloaded: the family's builder and the loaders are recorded."""
+    from keras_bigtransfer.models import loading, registry
+
+    import dataclasses
+
+    seen = {}
+    family = dataclasses.replace(registry.get_family("vit"), build=lambda config, **kw: seen.update(kw) or "model")
+    monkeypatch.setattr(registry, "get_family", lambda name: family)
+    monkeypatch.setattr(loading, "load_weights", lambda model, weights: seen.update(loaded=weights))
+    monkeypatch.setattr(loading, "checkpoint_classes", lambda weights, fam: seen.update(read=weights) or 1000)
+    tag = "hf-hub:timm/vit_base_patch16_384.augreg_in21k_ft_in1k"
+    for call in (lambda: kb.ViT_B16(weights=tag, revision="v1"), lambda: kb.create_model(tag + "@v1")):
+        seen.clear()
+        assert call() == "model"
+        assert seen["weights_entry"].tag == tag and seen["weights_entry"].resolution == 384
+        assert seen["loaded"] == seen["read"] == tag + "@v1" and seen["num_classes"] == 1000
+    with pytest.raises(ValueError, match="ViT_B32"):  # the entry's architecture check still runs
+        kb.ViT_B32(weights=tag, revision="v1")
+    seen.clear()  # a headless entry at a revision is the pooled backbone, as without one
+    assert kb.create_model("hf-hub:timm/vit_base_patch16_224.orig_in21k@v1") == "model"
+    assert seen["include_top"] is False and seen["pooling"] == "avg"
