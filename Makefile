@@ -29,9 +29,9 @@ demo: setup
 # One pytest run per tier: a single process over the whole suite grew past the machine's
 # 24 GiB (TensorFlow keeps graphs and allocator pools from hundreds of models) and was
 # OOM-killed; each tier alone stays well under it. Each tier runs on two pytest-xdist workers
-# (much of a test is single-threaded Python: tracing, graph building, subprocess start-up); a
-# module's tests stay on one worker, the harness spreads per variant, its largest variants
-# one at a time (tests/conftest.py).
+# (much of a test is single-threaded Python: tracing, graph building, subprocess start-up); by
+# default a module's tests stay on one worker, some modules spread theirs (the harness per
+# variant, its largest variants one at a time): tests/conftest.py.
 TIERS := tests/unit tests/families tests/parity tests/integration tests/backends
 XDIST := -n 2 --dist loadgroup
 test: setup

@@ -44,6 +44,7 @@ def pytest_collection_modifyitems(config, items):
         spread = getattr(item.module, "xdist_group", None)
         group = (spread(item) if spread else None) or item.module.__name__
         item.add_marker(pytest.mark.xdist_group(group))
-    # The longest tests first (a module's `XDIST_FIRST = True`): xdist hands out work in this
-    # order, and a 10-minute test started last would run alone at the end of its tier.
+    # The longest tests first (a module's `XDIST_FIRST = True`): xdist's loadgroup hands out the
+    # groups with the most tests first (--loadscope-reorder, its default) and equal ones in this
+    # order; a one-test, 10-minute group started last would run alone at the end of its tier.
     items.sort(key=lambda item: not getattr(item.module, "XDIST_FIRST", False))

@@ -50,7 +50,7 @@ FAST = {("lite0", "litert"), ("b0", "onnx"), ("vit", "openvino")}
 # 2.9 GB (22 s);
 # ONNX (tf2onnx) passed 12.5 GB and was killed there by the measuring script, so it is not run.
 CHILD_EXPORT = {"hybrid"}
-# tf2onnx's peak grows with the weights (about 200 bytes per parameter here): the R50 hybrid's ONNX
+# tf2onnx's peak grows with the weights (about 200 bytes per parameter or more here): the R50 hybrid's ONNX
 # row runs on `narrow_hybrid`, its full ResNet stem under a narrow 2-block encoder (12.0M
 # parameters, 2.5 GB, 29 s alone), which exercises every op of the hybrid's graph.
 NOT_RUN = {("hybrid", "onnx"): "tf2onnx passed 12.5 GB exporting the R50 hybrid alone in a process; "
@@ -65,7 +65,7 @@ MATRIX = [
 
 
 def narrow_hybrid():
-    """The R50+ViT-B/16 hybrid's graph at a tenth of its weights: its ResNet stem (3, 4, 9 units)
+    """The R50+ViT-B/16 hybrid's graph at an eighth of its weights: its ResNet stem (3, 4, 9 units)
     under a 2-block, 64-wide encoder."""
     from keras_bigtransfer.models.vit.model import VisionTransformer
 
@@ -363,7 +363,7 @@ def fashion_int8_drop(model_path, seed=0, workdir=None):
         x = tf.image.resize(images[..., None].astype("float32"), (c["size"], c["size"]), method="bilinear")
         return np.clip(np.round(np.repeat(x.numpy(), 3, axis=-1)), 0, 255).astype(np.uint8)
 
-    # compile=False: inference only (the optimizer's HyperRule schedule lives in keras_bigtransfer.training).
+    # compile=False: inference only (the optimizer's state is not needed).
     model = keras.saving.load_model(model_path, compile=False)
     test, labels = prepare(x_test[test_index]), y_test[test_index]
     keras_logits = np.concatenate([np.asarray(model.predict_on_batch(test[i:i + 100].astype("float32") / 255.0))

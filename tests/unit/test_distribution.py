@@ -14,8 +14,6 @@ import pytest
 
 from tests.toys import ROOT
 
-XDIST_FIRST = True  # among the longest of the tier (subprocesses per backend): started first (tests/conftest.py)
-
 ENV = dict(os.environ, PYTHONPATH=ROOT, CUDA_VISIBLE_DEVICES="", JAX_PLATFORMS="cpu")
 
 FIT = """

@@ -17,8 +17,6 @@ import pytest
 
 from tests.toys import ROOT
 
-XDIST_FIRST = True  # among the longest of the tier (subprocesses per backend): started first (tests/conftest.py)
-
 BACKENDS = ("tensorflow", "jax", "torch")
 
 SCRIPT = textwrap.dedent("""
