@@ -10,6 +10,7 @@ import pytest
 import keras_bigtransfer as kb
 from keras_bigtransfer import hub
 from tests.families.test_efficientnet import _rel, _tf_names_from_pytorch
+from tests.tf1_hub_module import write_tf1_hub_module
 
 
 @pytest.fixture(scope="module")
@@ -31,30 +32,17 @@ def images():
     return np.random.default_rng(7).random((2, 64, 64, 3), dtype=np.float32)
 
 
-def write_tf1_hub_module(path, tensors):
-    """A module in the TF1 Hub format, as `hub.Module` exports wrote them: TF1 reference
-    variables in graph mode, a SavedModel with two MetaGraphs (tags {"train"} and {}),
-    and `tfhub_module.pb` (a ModuleDef of format 3) beside it."""
+def write_tf1_hub_module_of(path, tensors):
+    """`tensors` as the TF1 reference variables of a TF1 Hub format module
+    (tests/tf1_hub_module.py), with a stand-in `default` signature; returns its path."""
     import tensorflow as tf
 
-    builder = tf.compat.v1.saved_model.Builder(str(path))
-    for tags in (["train"], []):
-        graph = tf.Graph()
-        with graph.as_default():
-            images = tf.compat.v1.placeholder(tf.float32, [None, None, None, 3], name="images")
-            for name, value in sorted(tensors.items()):
-                tf.compat.v1.get_variable(name, initializer=tf.constant(value), use_resource=False)
-            outputs = tf.reduce_mean(images, axis=[1, 2])
-            signature = tf.compat.v1.saved_model.predict_signature_def({"images": images}, {"default": outputs})
-            with tf.compat.v1.Session(graph=graph) as session:
-                session.run(tf.compat.v1.global_variables_initializer())
-                if tags:
-                    builder.add_meta_graph_and_variables(session, tags, signature_def_map={"default": signature})
-                else:
-                    builder.add_meta_graph(tags, signature_def_map={"default": signature})
-    builder.save()
-    with open(os.path.join(path, "tfhub_module.pb"), "wb") as f:
-        f.write(b"\x08\x03")  # tensorflow_hub ModuleDef(format=FORMAT_V3)
+    def build(images):
+        for name, value in sorted(tensors.items()):
+            tf.compat.v1.get_variable(name, initializer=tf.constant(value), use_resource=False)
+        return {"default": tf.reduce_mean(images, axis=[1, 2])}
+
+    write_tf1_hub_module(path, build)
     return str(path)
 
 
@@ -64,7 +52,7 @@ def test_tf1_hub_format_module_loads_as_native_lite0(tmp_path, lite0_state, lite
 
     tensors = _tf_names_from_pytorch(lite0_state, [i != 0 for i in range(16)])
     tensors = {k.replace("efficientnet-lite0/", "efficientnet-lite0/model/"): v for k, v in tensors.items()}
-    path = write_tf1_hub_module(tmp_path / "lite0_tf1", tensors)
+    path = write_tf1_hub_module_of(tmp_path / "lite0_tf1", tensors)
     with pytest.raises(ValueError, match="tags"):  # tensorflow/hub issue 390
         tf.saved_model.load(path)
     native = hub.load(path)

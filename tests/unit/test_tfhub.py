@@ -12,6 +12,7 @@ import keras_bigtransfer as kb
 from keras_bigtransfer import hub
 from keras_bigtransfer.models.bit.model import ResNetV2
 from tests import reference
+from tests.tf1_hub_module import write_tf1_hub_module
 
 # Folding weight standardization changes float rounding only.
 ATOL = 1e-5
@@ -144,35 +145,19 @@ def test_unknown_saved_model_is_wrapped_in_a_layer(tmp_path):
 
 
 def _write_generic_tf1_hub_module(path, rng):
-    """A TF1 Hub format module of no family of ours, in the published layout (tfhub_module.pb,
-    saved_model.pb with MetaGraphs {"train"} and {}, variables/): a tf.compat.v1 graph with
-    TF1 reference variables and a `default` signature (images -> {"default", "pooled"}).
-    Returns the graph's own outputs for `images`, computed in its session."""
+    """A TF1 Hub format module of no family of ours (tests/tf1_hub_module.py's layout): a dense
+    layer on pooled images, `default` signature images -> {"default", "pooled"}. Returns the
+    images and the graph's own outputs for them, computed in its session."""
     images_in = rng.random((2, 8, 8, 3), dtype=np.float32)
     kernel, bias = rng.standard_normal((3, 5)).astype(np.float32), rng.standard_normal(5).astype(np.float32)
-    builder = tf.compat.v1.saved_model.Builder(str(path))
-    expected = None
-    for tags in (["train"], []):
-        graph = tf.Graph()
-        with graph.as_default():
-            images = tf.compat.v1.placeholder(tf.float32, [None, None, None, 3], name="images")
-            w = tf.compat.v1.get_variable("dense/kernel", initializer=kernel, use_resource=False)
-            b = tf.compat.v1.get_variable("dense/bias", initializer=bias, use_resource=False)
-            pooled = tf.reduce_mean(images, axis=[1, 2])
-            logits = tf.nn.relu(tf.matmul(pooled, w) + b)
-            signature = tf.compat.v1.saved_model.predict_signature_def(
-                {"images": images}, {"default": logits, "pooled": pooled})
-            with tf.compat.v1.Session(graph=graph) as session:
-                session.run(tf.compat.v1.global_variables_initializer())
-                if tags:
-                    builder.add_meta_graph_and_variables(session, tags, signature_def_map={"default": signature})
-                else:
-                    builder.add_meta_graph(tags, signature_def_map={"default": signature})
-                    expected = session.run({"default": logits, "pooled": pooled}, {images: images_in})
-    builder.save()
-    with open(os.path.join(path, "tfhub_module.pb"), "wb") as f:
-        f.write(b"\x08\x03")  # tensorflow_hub ModuleDef(format=FORMAT_V3)
-    return images_in, expected
+
+    def build(images):
+        w = tf.compat.v1.get_variable("dense/kernel", initializer=kernel, use_resource=False)
+        b = tf.compat.v1.get_variable("dense/bias", initializer=bias, use_resource=False)
+        pooled = tf.reduce_mean(images, axis=[1, 2])
+        return {"default": tf.nn.relu(tf.matmul(pooled, w) + b), "pooled": pooled}
+
+    return images_in, write_tf1_hub_module(path, build, images_in)
 
 
 def test_unknown_tf1_hub_module_is_wrapped_in_a_layer(tmp_path, rng):
