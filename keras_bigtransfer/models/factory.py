@@ -157,8 +157,8 @@ def build_variant(variant, *, weights, revision=None, include_top, num_classes, 
     entry, pinned = None, False
     if isinstance(weights, str) and not os.path.exists(weights):
         entry = catalogue.find(weights)
-        if entry is None and hf_hub.is_handle(weights):  # a catalogued Hub repository at a revision:
-            entry = catalogue.find("hf-hub:" + hf_hub.parse(weights)[0])  # its checks and resolution
+        if entry is None:  # a catalogued Hub repository at a revision: its checks and resolution
+            entry = hf_hub.catalogue_entry(weights)
             pinned = entry is not None
     if entry is not None:
         if entry.family != variant.family:

@@ -204,8 +204,8 @@ def create_model(name, **kwargs):
     if variant is not None:
         return variant.constructor(**kwargs)
     entry = catalogue.find(name)
-    if entry is None and hf_hub.is_handle(name):  # a catalogued Hub repository at a revision (@rev)
-        entry = catalogue.find("hf-hub:" + hf_hub.parse(name)[0])
+    if entry is None:  # a catalogued Hub repository at a revision (@rev)
+        entry = hf_hub.catalogue_entry(name)
         if entry is not None:
             kwargs.setdefault("weights", name)
     if entry is not None:
