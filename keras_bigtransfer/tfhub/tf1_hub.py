@@ -37,7 +37,6 @@ def read_variables(path, lazy=True):
     return checkpoint.read_arrays(prefix, lazy=lazy)
 
 
-
 @keras.saving.register_keras_serializable(package="keras_bigtransfer")
 class TF1HubLayer(keras.layers.Layer):
     """A module in the TF1 Hub format as a Keras 3 layer: calls one of its signatures.
