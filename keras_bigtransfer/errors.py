@@ -22,3 +22,8 @@ class OfflineError(FileNotFoundError):
 
 class DownloadError(OSError):
     """A download failed after every retry."""
+
+
+class CacheError(OSError):
+    """A cache entry is not what the cache writes: a symbolic link, or not a regular file or
+    directory, where the cache would write. Nothing is written through it."""

@@ -3,15 +3,15 @@
 
 import os
 import shutil
-import tempfile
 
 from keras_bigtransfer.deploy import input_signature
+from keras_bigtransfer.weights.atomic import make_temp_directory
 
 
 def export_openvino(model, path, shape):
     directory = os.path.dirname(path)
     os.makedirs(directory, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix="." + os.path.basename(path) + ".staging-", dir=directory)
+    staging = make_temp_directory("." + os.path.basename(path) + ".staging-", directory)  # umask's modes
     try:
         staged = os.path.join(staging, os.path.basename(path))
         model.export(staged, format="openvino", verbose=False, input_signature=input_signature(shape))

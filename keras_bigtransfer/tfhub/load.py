@@ -69,7 +69,8 @@ def load(handle_or_path, *, revision=None, position_grid=None):
         return registry.create_model(entry.tag)
     raise ValueError(
         f"{handle!r} is not a SavedModel directory, a .tar.gz module, an http(s) URL or a "
-        "catalogue tag (keras_bigtransfer.hub.list_models())."
+        f"catalogue tag (matched exactly){catalogue.did_you_mean(handle)} "
+        "keras_bigtransfer.hub.list_models() lists the tags."
     )
 
 

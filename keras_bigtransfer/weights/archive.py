@@ -1,13 +1,12 @@
 """Safe extraction of .tar.gz archives (TF Hub modules, TF checkpoint releases) into the cache."""
 
 import os
+import stat
 import tarfile
 
-import filelock
-
-from keras_bigtransfer.errors import WeightsError
+from keras_bigtransfer.errors import CacheError, WeightsError
 from keras_bigtransfer.weights import checkpoint, download
-from keras_bigtransfer.weights.atomic import atomic_directory
+from keras_bigtransfer.weights.atomic import atomic_directory, cache_path
 
 
 def _check_member(member, archive):
@@ -104,10 +103,12 @@ def extract_module(archive, *, max_bytes=None, max_files=None, max_ratio=None):
     max_files = _limit(max_files, "KERAS_BIGTRANSFER_MAX_EXTRACT_FILES", MAX_EXTRACT_FILES)
     max_ratio = _limit(max_ratio, "KERAS_BIGTRANSFER_MAX_EXTRACT_RATIO", MAX_EXTRACT_RATIO)
     key = download.file_digest(archive, "sha256")[:20]
-    target = os.path.join(download.cache_dir(), "modules", key)
-    os.makedirs(os.path.dirname(target), exist_ok=True)
-    with filelock.FileLock(target + ".lock"):
-        if os.path.isdir(target):
+    target = cache_path(download.cache_dir(), f"modules/{key}")  # no linked directory on the way
+    with download.cache_lock(target):
+        if os.path.lexists(target):
+            if not stat.S_ISDIR(os.lstat(target).st_mode):  # a planted link: never read or replaced
+                raise CacheError(f"{target} is a symbolic link or not a directory; the cache never "
+                                 "follows a link. Remove it and try again.")
             return target
         with checkpoint.reading(archive, "is not a readable .tar.gz module"):
             with tarfile.open(archive, "r:*") as tar:

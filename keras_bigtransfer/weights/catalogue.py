@@ -58,8 +58,11 @@ def _entries():
     return entries
 
 
-def _normalize(tag):
-    return tag.strip().lower().replace("-", "_").replace(".", "_")
+def _loose(name):
+    """A name with case, '-' and '.' ignored: for suggestions only, never for a match (two
+    Hub repositories can differ only there: `vit_tiny_patch16_224.augreg_in21k_ft_in1k` and
+    `vit_tiny_patch16_224_augreg_in21k_ft_in1k`)."""
+    return name.strip().lower().replace("-", "_").replace(".", "_")
 
 
 @functools.lru_cache(maxsize=None)
@@ -67,10 +70,9 @@ def _index():
     index = {}
     for entry in _entries().values():
         for name in (entry.tag, *entry.aliases):
-            key = _normalize(name)
-            if index.get(key, entry) is not entry:
-                raise ValueError(f"catalogue name {name!r} of {entry.tag} collides with {index[key].tag}.")
-            index[key] = entry
+            if index.get(name, entry) is not entry:
+                raise ValueError(f"catalogue name {name!r} of {entry.tag} collides with {index[name].tag}.")
+            index[name] = entry
     return index
 
 
@@ -79,19 +81,40 @@ def list_models(family=None):
     return [e for e in _entries().values() if family is None or e.family == family]
 
 
+def suggest(name, limit=8):
+    """Catalogue names close to `name`, best first: those equal but for case, '-' and '.',
+    then tags sharing its first characters. Only ever offered in a message ("did you mean"):
+    a handle or tag is matched exactly (`find`)."""
+    if not isinstance(name, str):
+        return []
+    loose = _loose(name)
+    same = sorted(n for n in _index() if _loose(n) == loose and n != name)
+    close = sorted(t for t in _entries() if loose[:6] and loose[:6] in t and t not in same)
+    return (same + close)[:limit]
+
+
+def did_you_mean(name):
+    """'; did you mean ...' for a message, or '' when nothing is close."""
+    close = suggest(name)
+    return f"; did you mean {' or '.join(repr(c) for c in close[:3])}?" if close else ""
+
+
 def get(tag):
-    """The entry for a tag or alias (case, '-' and '_' do not matter)."""
-    entry = _index().get(_normalize(tag))
+    """The entry for a tag or alias, matched exactly (a name differing in case, '-' or '.' is
+    another name: it raises, suggesting the catalogued one).
+
+    Raises:
+        ValueError: `tag` is not a catalogue tag or alias; the message lists close names.
+    """
+    entry = find(tag)
     if entry is None:
-        close = sorted(t for t in _entries() if _normalize(tag)[:6] in t)[:8]
         raise ValueError(
-            f"{tag!r} is not in the weights catalogue"
-            + (f"; close tags: {close}" if close else "")
-            + ". keras_bigtransfer.hub.list_models() lists them all."
+            f"{tag!r} is not in the weights catalogue" + did_you_mean(tag)
+            + " keras_bigtransfer.hub.list_models() lists them all."
         )
     return entry
 
 
 def find(tag):
-    """Like `get`, but None for an unknown tag."""
-    return _index().get(_normalize(tag))
+    """The entry whose tag or alias is exactly `tag` (surrounding spaces aside), else None."""
+    return _index().get(tag.strip()) if isinstance(tag, str) else None

@@ -14,21 +14,32 @@ Files kept next to a cached `<file>`:
     <file>.part        an unfinished download; <file>.part.json records the URL, the
                        validator (ETag / Last-Modified) and the size it was started with
     <file>.<sha>.rejected  a cached file that failed verification, set aside (never deleted offline)
+
+The cache may be shared (one `KERAS_BIGTRANSFER_HOME` for several users), so nothing it
+writes follows a link: a link (or other non-regular file) where a `.part`, `.json`, pin or
+lock would go, or a linked directory below the cache root, raises `CacheError` and nothing
+is written (`weights.atomic.cache_path`, `open_no_follow`).
+
+A host that cannot be reached (no DNS answer, connection refused, no route) fails at once
+with a `DownloadError` that names the network and the switches that avoid it; a connection
+dropped mid-download is retried and resumed.
 """
 
+import errno
 import hashlib
 import http.client
 import json
 import logging
 import os
 import re
+import socket
 import time
 import urllib.error
 import urllib.request
 
 import filelock
 
-from keras_bigtransfer.weights.atomic import atomic_file
+from keras_bigtransfer.weights.atomic import atomic_file, cache_path, open_no_follow, refuse_link
 from keras_bigtransfer.errors import ChecksumError, DownloadError, OfflineError
 
 ENV_HOME = "KERAS_BIGTRANSFER_HOME"
@@ -98,11 +109,10 @@ def fetch(url, filename, checksum=None, *, progress=True, use_mirror=True):
     """
     algorithm, expected = _published(checksum, url)
     source = source_url(url, filename) if use_mirror else url
-    dest = os.path.join(cache_dir(), *filename.split("/"))
-    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    dest = cache_path(cache_dir(), filename)  # no `..` part, no linked directory on the way
     can_fetch = not offline() or source.startswith("file://")
     # One process downloads; the others wait here, then find the verified file.
-    with filelock.FileLock(dest + ".lock"):
+    with cache_lock(dest):
         stale = None  # a cached file that failed verification, kept until its replacement is verified
         if os.path.exists(dest):
             problem, actual = _check_cached(dest, algorithm, expected)
@@ -155,6 +165,13 @@ def fetch(url, filename, checksum=None, *, progress=True, use_mirror=True):
                 "known SHA-256 into %s.sha256 to have it verified.", source, dest, dest)
         _commit(part, dest)
         return dest
+
+
+def cache_lock(path):
+    """The inter-process lock of a cache entry (`<path>.lock`), refusing a link planted there
+    (older filelock releases open the lock file with O_TRUNC, following a link)."""
+    refuse_link(path + ".lock")
+    return filelock.FileLock(path + ".lock")
 
 
 def _published(checksum, url):
@@ -220,7 +237,7 @@ def _set_aside(dest, digest):
 
 def _commit(part, dest):
     """Rename the verified download into place (one file system, so atomic), durably."""
-    with open(part, "rb+") as f:
+    with open_no_follow(part, "rb+") as f:
         os.fsync(f.fileno())
     os.replace(part, dest)
     _remove(part + ".json")
@@ -264,10 +281,37 @@ def _download(url, part, progress):
             if 400 <= e.code < 500:
                 raise DownloadError(f"{url}: HTTP {e.code} {e.reason}") from e
             error = e
-        except (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError) as e:
+        except urllib.error.URLError as e:
+            if unreachable(e.reason):  # before any byte: retrying cannot help, say why at once
+                raise DownloadError(network_message(url, e.reason)) from e
+            error = e
+        except (http.client.HTTPException, ConnectionError, TimeoutError) as e:
             error = e
         time.sleep(min(0.2 * 2**attempt, 5.0))
     raise DownloadError(f"{url}: download failed after {RETRIES} attempts: {error}") from error
+
+
+_UNREACHABLE = {getattr(errno, name) for name in
+                ("ECONNREFUSED", "ENETUNREACH", "EHOSTUNREACH", "ENETDOWN", "EHOSTDOWN") if hasattr(errno, name)}
+
+
+def unreachable(reason):
+    """Whether a connection error means the host cannot be reached at all: its name did not
+    resolve, the connection was refused, there is no route, or connecting timed out."""
+    return (isinstance(reason, (socket.gaierror, ConnectionRefusedError, socket.timeout, TimeoutError))
+            or (isinstance(reason, OSError) and reason.errno in _UNREACHABLE))
+
+
+def network_message(what, reason):
+    """One line for a source that cannot be reached: the network is the cause, and the
+    switches that keep every source off it."""
+    return (
+        f"{what}: cannot reach the server ({type(reason).__name__}: {reason}); the network (or a "
+        f"proxy or firewall) is the cause, not the file. Check the connection, or work from the caches: "
+        f"{ENV_OFFLINE}=1 (every source: downloads, hf-hub:, kaggle://; HF_HUB_OFFLINE=1 for the "
+        f"Hugging Face Hub alone) after one download online, or {ENV_MIRROR}=file://<folder> for "
+        "catalogue files copied by hand."
+    )
 
 
 def _read_meta(part):
@@ -298,6 +342,8 @@ def _content_range(value):
 
 def _download_once(url, part, progress):
     """One request; returns whether the finished part's size matches the server's total."""
+    refuse_link(part)  # a planted link would be opened "wb": a write outside the cache
+    refuse_link(part + ".json")
     offset = os.path.getsize(part) if os.path.exists(part) else 0
     meta = _read_meta(part) if offset else None
     # Resume only a part this URL started, under a validator the server can check.
@@ -332,7 +378,7 @@ def _download_once(url, part, progress):
         chunked = bool(getattr(response, "chunked", False))
         bar = _progress_bar(total, url) if progress else None
         written = offset
-        with open(part, mode) as f:
+        with open_no_follow(part, mode) as f:
             while True:
                 chunk = response.read(CHUNK)
                 if not chunk:

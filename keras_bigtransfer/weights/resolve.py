@@ -21,8 +21,9 @@ def resolve(tag, *, revision=None, progress=True):
     entry = catalogue.find(tag)
     if entry is None:
         raise ValueError(
-            f"weights={tag!r} is neither an existing file nor a catalogue tag. Pass None, "
-            "a published checkpoint path, or a tag from keras_bigtransfer.list_models(pretrained=True)."
+            f"weights={tag!r} is neither an existing file nor a catalogue tag (tags and handles are "
+            f"matched exactly){catalogue.did_you_mean(tag)} Pass None, a published checkpoint path, "
+            "or a tag from keras_bigtransfer.list_models(pretrained=True)."
         )
     if entry.known_bad:  # before any download: the published file is not what its name says
         raise WeightsError(f"weights={tag!r}: {entry.known_bad}")

@@ -7,6 +7,7 @@ the call into kagglehub, not kagglehub's download.
 """
 
 import io
+import os
 import sys
 import tarfile
 import types
@@ -79,6 +80,7 @@ def test_kaggle_handle_goes_through_kagglehub(saved_model, monkeypatch):
     fake = types.ModuleType("kagglehub")
     fake.model_download = lambda handle: calls.append(handle) or str(saved_model[0])
     monkeypatch.setitem(sys.modules, "kagglehub", fake)
+    monkeypatch.setenv("KERAS_BIGTRANSFER_OFFLINE", "0")  # online: kagglehub downloads
     model = hub.load("kaggle://google/bit/tensorFlow2/m-r50x1/1")
     assert calls == ["google/bit/tensorFlow2/m-r50x1/1"]
     out = model(np.ones((1, 2, 2, 3), np.float32))
@@ -91,3 +93,68 @@ def test_kaggle_handle_goes_through_kagglehub(saved_model, monkeypatch):
     monkeypatch.setitem(sys.modules, "kagglehub", None)  # not installed
     with pytest.raises(ImportError, match=r"keras_bigtransfer\[kaggle\]"):
         kaggle.download("kaggle://google/bit/tensorFlow2/m-r50x1/1")
+
+
+@pytest.mark.parametrize("handle", [
+    "kaggle://../../x/y/1", "kaggle://google/../tensorFlow2/m-r50x1/1", "kaggle://google/bit/./m-r50x1",
+    "kaggle://google/bit/tensorFlow2/..", "kaggle://google/bit/tensorFlow2/m r50x1/1", "kaggle://goo\\gle/bit/tf2/v/1",
+])
+def test_kaggle_handle_parts_outside_kaggles_alphabet_are_refused(handle, monkeypatch):
+    """kagglehub makes each part a cache folder: '.', '..' or a stray character never reaches it."""
+    fake = types.ModuleType("kagglehub")
+    fake.model_download = lambda handle: pytest.fail("kagglehub was called")
+    monkeypatch.setitem(sys.modules, "kagglehub", fake)
+    monkeypatch.setenv("KERAS_BIGTRANSFER_OFFLINE", "0")
+    with pytest.raises(ValueError, match="never '.' or '..'"):
+        kaggle.download(handle)
+
+
+def _kagglehub_cache(monkeypatch, tmp_path, saved_model, versions):
+    """A kagglehub cache (KAGGLEHUB_CACHE) holding `versions` of google/bit/tensorFlow2/m-r50x1,
+    laid out and marked complete by kagglehub's own cache code; kagglehub's network calls fail."""
+    import shutil
+
+    import kagglehub
+    from kagglehub import cache
+    from kagglehub.handle import parse_model_handle
+
+    monkeypatch.setenv("KAGGLEHUB_CACHE", str(tmp_path / "kagglehub"))
+    for version in versions:
+        handle = parse_model_handle(f"google/bit/tensorFlow2/m-r50x1/{version}")
+        shutil.copytree(saved_model[0], cache.get_cached_path(handle))
+        cache.Cache().mark_as_complete(handle)
+    monkeypatch.setattr(kagglehub, "model_download", lambda *a, **k: pytest.fail("kagglehub went online"))
+
+
+def test_offline_kaggle_handle_reads_kagglehubs_cache_only(saved_model, monkeypatch, tmp_path):
+    from keras_bigtransfer.errors import OfflineError
+
+    _kagglehub_cache(monkeypatch, tmp_path, saved_model, versions=(1, 2))
+    expected = os.path.join(str(tmp_path / "kagglehub"), "models", "google", "bit", "tensorFlow2", "m-r50x1")
+    assert kaggle.download("kaggle://google/bit/tensorFlow2/m-r50x1/1") == os.path.join(expected, "1")
+    assert kaggle.download("kaggle://google/bit/tensorFlow2/m-r50x1") == os.path.join(expected, "2")  # newest
+    model = hub.load("kaggle://google/bit/tensorFlow2/m-r50x1/2")
+    out = model(np.ones((1, 2, 2, 3), np.float32))
+    out = next(iter(out.values())) if isinstance(out, dict) else out
+    np.testing.assert_allclose(np.asarray(out), 2.0)
+    with pytest.raises(OfflineError, match="KERAS_BIGTRANSFER_OFFLINE is set.*kagglehub's cache"):
+        kaggle.download("kaggle://google/bit/tensorFlow2/m-r50x1/3")
+
+
+def test_kaggle_with_the_network_down_names_the_network_at_once(monkeypatch):
+    import time
+
+    import kagglehub
+    import requests
+
+    from keras_bigtransfer.errors import DownloadError
+
+    def down(*args, **kwargs):  # what kagglehub raises when api.kaggle.com does not resolve
+        raise requests.ConnectionError("Failed to resolve 'api.kaggle.com' ([Errno -2] Name or service not known)")
+
+    monkeypatch.setattr(kagglehub, "model_download", down)
+    monkeypatch.setenv("KERAS_BIGTRANSFER_OFFLINE", "0")
+    start = time.monotonic()
+    with pytest.raises(DownloadError, match="cannot reach the server.*network.*KERAS_BIGTRANSFER_OFFLINE=1"):
+        kaggle.download("kaggle://google/bit/tensorFlow2/m-r50x1/1")
+    assert time.monotonic() - start < 5
