@@ -88,6 +88,22 @@ def test_tensorflow_hub_load_and_archive(model, exports, images):
     assert "saved_model.pb" in names and all(not n.startswith(("/", "..")) for n in names)
 
 
+def test_exports_have_the_umasks_modes(exports):
+    """Issue 25 item 8: readable by a server running as another user when the umask allows it
+    (files 0666, directories 0777, less the umask; tempfile's 0600/0700 before)."""
+    import stat
+
+    from keras_bigtransfer.weights.atomic import directory_mode, file_mode
+
+    def mode(path):
+        return stat.S_IMODE(os.stat(path).st_mode)
+
+    assert mode(exports["archive"]) == file_mode()
+    for root, dirs, files in os.walk(exports["features"]):
+        assert mode(root) == directory_mode(), root
+        assert all(mode(os.path.join(root, f)) == file_mode() for f in files), files
+
+
 def test_tensorflow_hub_keras_layer_fine_tunes(model, exports, images):
     import tensorflow_hub as tfhub
     import tf_keras
