@@ -232,23 +232,54 @@ def sniff_kind(path):
 
 
 def tf_checkpoint_prefix(path):
-    """The prefix of a TF checkpoint given as a prefix, an `.index` file or a directory; else None."""
-    path = os.fspath(path)
-    if os.path.isdir(path):  # the directory, or the folder a release archive unpacks to
-        import tensorflow as tf
+    """The prefix of a TF checkpoint given as a prefix, an `.index` file or a directory; else None.
 
-        for root, dirs, files in sorted(os.walk(path)):
-            with reading(root, "has an unreadable TF 'checkpoint' file"):
-                latest = tf.train.latest_checkpoint(root)
-            indexes = sorted(f for f in files if f.endswith(".index"))
-            if latest or indexes:
-                return latest or os.path.join(root, indexes[-1][: -len(".index")])
-        return None
+    A directory is searched only where the published layouts put a checkpoint: in itself, or
+    else in its immediate sub-folders (a release archive such as tensorflow/tpu's
+    `efficientnet-b0.tar.gz` unpacks to `efficientnet-b0/model.ckpt.*`). In one folder, its TF
+    `checkpoint` file names the checkpoint (it must lie in that folder); without one, a single
+    `.index` does.
+
+    Raises:
+        WeightsError: the directory is ambiguous (several checkpoints: each candidate named),
+            or its `checkpoint` file is unreadable or names a checkpoint outside the folder.
+    """
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        found = _tf_prefixes_in(path)
+        if not found:
+            folders = sorted(os.path.join(path, d) for d in os.listdir(path)
+                             if not d.startswith(".") and os.path.isdir(os.path.join(path, d)))
+            found = [prefix for folder in folders for prefix in _tf_prefixes_in(folder)]
+        if len(found) > 1:
+            raise WeightsError(
+                f"{path} holds {len(found)} TF checkpoints ({', '.join(found)}); pass the one to load "
+                "(its prefix or .index file)."
+            )
+        return found[0] if found else None
     if path.endswith(".index") and os.path.isfile(path):
         return path[: -len(".index")]
     if os.path.isfile(path + ".index"):
         return path
     return None
+
+
+def _tf_prefixes_in(folder):
+    """The TF checkpoints of one folder: the one its `checkpoint` file names, else every `.index`."""
+    indexes = sorted(f[: -len(".index")] for f in os.listdir(folder)
+                     if f.endswith(".index") and os.path.isfile(os.path.join(folder, f)))
+    if not os.path.isfile(os.path.join(folder, "checkpoint")):
+        return [os.path.join(folder, p) for p in indexes]
+    import tensorflow as tf
+
+    with reading(folder, "has an unreadable TF 'checkpoint' file"):
+        latest = tf.train.latest_checkpoint(folder)
+    if latest is None:  # names files that are not there: the .index files decide
+        return [os.path.join(folder, p) for p in indexes]
+    if os.path.dirname(os.path.abspath(latest)) != os.path.abspath(folder):
+        raise WeightsError(f"{folder}: its TF 'checkpoint' file names {latest}, outside the folder; "
+                           "pass the checkpoint to load (its prefix or .index file).")
+    return [latest]
 
 
 def sniff_format(path):

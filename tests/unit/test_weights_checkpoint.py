@@ -1,5 +1,7 @@
 """Checkpoint readers: lazy arrays, read whole or a few rows at a time, equal to the stored ones."""
 
+import os
+
 import h5py
 import keras
 import numpy as np
@@ -81,3 +83,58 @@ def test_truncated_npz_member_is_an_error(tmp_path, stored):
     # Found from the headers (zip directory and .npy header disagree), before any data is read.
     with pytest.raises(WeightsError, match=r"cut\.npz: kernel declares shape \(3, 3, 8, 16\).*stores 1000 bytes"):
         checkpoint.read_arrays(path, lazy=True)
+
+
+# --- issue 26 item 7: a directory is searched only where the published layouts put files ------
+
+def _tf_checkpoint(prefix):
+    import tensorflow as tf
+
+    os.makedirs(os.path.dirname(prefix), exist_ok=True)
+    return tf.train.Checkpoint(v=tf.Variable(np.ones(2, np.float32))).write(prefix)
+
+
+def test_directory_lookup_follows_the_published_layouts(tmp_path):
+    # The folder itself, or the one folder a release archive unpacks to (efficientnet-b0/model.ckpt).
+    here = _tf_checkpoint(str(tmp_path / "a" / "model.ckpt"))
+    assert checkpoint.tf_checkpoint_prefix(str(tmp_path / "a")) == here
+    nested = _tf_checkpoint(str(tmp_path / "b" / "efficientnet-b0" / "model.ckpt"))
+    assert checkpoint.tf_checkpoint_prefix(str(tmp_path / "b")) == nested
+    # Deeper than that is not where a published layout puts a checkpoint (a test fixture, a backup).
+    _tf_checkpoint(str(tmp_path / "c" / "tests" / "data" / "fixtures" / "model.ckpt"))
+    assert checkpoint.tf_checkpoint_prefix(str(tmp_path / "c")) is None
+    with pytest.raises(WeightsError, match="neither a checkpoint file nor a TF checkpoint"):
+        checkpoint.sniff_format(str(tmp_path / "c"))
+
+
+def test_an_ambiguous_directory_names_its_candidates(tmp_path):
+    first = _tf_checkpoint(str(tmp_path / "two" / "efficientnet-b0" / "model.ckpt"))
+    second = _tf_checkpoint(str(tmp_path / "two" / "efficientnet-b1" / "model.ckpt"))
+    with pytest.raises(WeightsError, match="holds 2 TF checkpoints") as info:
+        checkpoint.tf_checkpoint_prefix(str(tmp_path / "two"))
+    assert first in str(info.value) and second in str(info.value)
+    # Two .index files and no TF `checkpoint` file naming one of them: ambiguous too.
+    _tf_checkpoint(str(tmp_path / "flat" / "model.ckpt-200"))
+    _tf_checkpoint(str(tmp_path / "flat" / "model.ckpt-1000"))
+    with pytest.raises(WeightsError, match="holds 2 TF checkpoints.*model.ckpt-1000.*model.ckpt-200"):
+        checkpoint.tf_checkpoint_prefix(str(tmp_path / "flat"))
+
+
+def test_a_checkpoint_file_naming_another_folder_is_refused(tmp_path):
+    outside = _tf_checkpoint(str(tmp_path / "elsewhere" / "model.ckpt"))
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "checkpoint").write_text(f'model_checkpoint_path: "{outside}"\n')
+    with pytest.raises(WeightsError, match="outside the folder"):
+        checkpoint.tf_checkpoint_prefix(str(tmp_path / "d"))
+
+
+def test_hub_load_and_load_weights_do_not_search_the_whole_tree(tmp_path):
+    import keras_bigtransfer as kb
+    from keras_bigtransfer import hub
+
+    _tf_checkpoint(str(tmp_path / "project" / "tests" / "data" / "deep" / "model.ckpt"))
+    with pytest.raises(WeightsError, match="no saved_model.pb"):
+        hub.load(str(tmp_path / "project"))
+    model = kb.ViT_Ti16(weights=None, input_shape=(32, 32, 3), num_classes=2)
+    with pytest.raises(WeightsError, match="neither a checkpoint file nor a TF checkpoint"):
+        hub.load_weights(model, str(tmp_path / "project"))
