@@ -146,3 +146,29 @@ def test_valid_fuzz_seeds_load(fuzz_setup, tmp_path, kind):
     _load(kind, path, model, [])
     arrays = published_arrays(model)
     np.testing.assert_array_equal(model.get_layer("head").kernel.numpy(), arrays["head/kernel"])
+
+
+@settings(max_examples=EXAMPLES, **_SETTINGS)
+@given(mutations=_MUTATIONS)
+def test_mutated_hub_cache_blobs_are_refused(fuzz_setup, tmp_path, monkeypatch, mutations):
+    """The Hugging Face cache names a blob by its SHA-256 (issue 26 item 11): a blob whose bytes
+    were changed in place is refused before any reader sees it; an unchanged one is read."""
+    from keras_bigtransfer.errors import ChecksumError
+    from tests import hf_cache
+
+    _, valid = fuzz_setup
+    run = tmp_path / f"hub{next(_COUNTER)}"
+    run.mkdir()
+    monkeypatch.setenv("KERAS_BIGTRANSFER_HOME", str(run / "home"))  # no marker from another example
+    hf_cache.use_cache(monkeypatch, run / "hub")
+    (run / "seed").write_bytes(valid["npz"])
+    snapshot = hf_cache.add_files(run / "hub", "timm/fuzz", {"model.safetensors": run / "seed"})
+    blob = os.path.realpath(os.path.join(snapshot, "model.safetensors"))
+    mutated = _mutate(valid["npz"], mutations)
+    with open(blob, "wb") as f:
+        f.write(mutated)
+    if mutated == valid["npz"]:
+        assert hub_weights.resolve("hf-hub:timm/fuzz") == os.path.join(snapshot, "model.safetensors")
+    else:
+        with pytest.raises(ChecksumError, match="corrupt"):
+            hub_weights.resolve("hf-hub:timm/fuzz")
