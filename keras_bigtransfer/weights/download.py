@@ -105,7 +105,10 @@ def fetch(url, filename, checksum=None, *, progress=True, use_mirror=True):
             Online, a cached file that fails verification is downloaded again and replaced
             only once the new copy is verified.
         OfflineError: offline and not cached; says which file to place where.
-        DownloadError: the server kept failing.
+        DownloadError: the server kept failing, or (at once, naming the network and the offline
+            switches) the host cannot be reached.
+        CacheError: a link or other non-regular file where the cache writes (nothing written).
+        ValueError: `filename` has an empty, `.` or `..` part.
     """
     algorithm, expected = _published(checksum, url)
     source = source_url(url, filename) if use_mirror else url
