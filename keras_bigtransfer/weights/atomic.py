@@ -183,14 +183,20 @@ def atomic_file(path, suffix=""):
 
     The temporary file lives in the same directory (so `os.replace` is a rename on one
     file system) and is removed if the block raises. `suffix` keeps an extension that
-    a writer needs (`np.savez` appends `.npz` otherwise, h5py checks nothing).
+    a writer needs (`np.savez` appends `.npz` otherwise, h5py checks nothing). The file gets
+    the umask's mode (`file_mode`); a link found at the temporary path when the block ends
+    raises `CacheError` and nothing is moved into place.
     """
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=suffix or ".tmp",
                                dir=directory)
     try:
-        os.fchmod(fd, file_mode())  # mkstemp's 0600 would make every export private
+        # mkstemp's 0600 would make every export private; by descriptor, so never through a link
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, file_mode())
+        else:
+            os.chmod(tmp, file_mode())
     finally:
         os.close(fd)
     try:
