@@ -77,6 +77,14 @@ def test_cache_names_with_dot_parts_are_refused(filename):
         download.fetch("https://example.invalid/x.npz", filename)
 
 
+def test_every_catalogue_file_name_is_a_path_inside_the_cache(tmp_path):
+    from keras_bigtransfer.weights import atomic
+
+    for entry in catalogue.list_models():
+        if not entry.url.startswith(("hf-hub:", "pypi://")):
+            assert atomic.cache_path(str(tmp_path), entry.filename).startswith(str(tmp_path) + os.sep)
+
+
 # --- 26.6: exact matching, loose only suggests -------------------------------------------
 
 def test_a_lookalike_hub_handle_is_another_repository(cache):
