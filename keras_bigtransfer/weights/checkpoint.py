@@ -12,6 +12,7 @@ import zipfile
 import numpy as np
 
 from keras_bigtransfer.errors import WeightsError
+from keras_bigtransfer.extras import require
 from keras_bigtransfer.weights import safetensors
 # Also the names of this module (checkpoint.LazyArray, checkpoint.reading, ...), where callers took them.
 from keras_bigtransfer.weights.lazy import (  # noqa: F401
@@ -235,8 +236,7 @@ def tf_checkpoint_prefix(path):
     """The prefix of a TF checkpoint given as a prefix, an `.index` file or a directory; else None."""
     path = os.fspath(path)
     if os.path.isdir(path):  # the directory, or the folder a release archive unpacks to
-        import tensorflow as tf
-
+        tf = require("tensorflow", extra="tensorflow", for_what=f"Reading the TF checkpoint directory {path}")
         for root, dirs, files in sorted(os.walk(path)):
             with reading(root, "has an unreadable TF 'checkpoint' file"):
                 latest = tf.train.latest_checkpoint(root)
@@ -309,13 +309,7 @@ def read_arrays(path, lazy=False):
 
 
 def _read_torch(path):
-    try:
-        import torch
-    except ImportError:
-        raise ImportError(
-            f"{path} is a PyTorch checkpoint; reading it needs torch: "
-            "pip install 'keras_bigtransfer[torch]'."
-        ) from None
+    torch = require("torch", extra="torch", for_what=f"Reading the PyTorch checkpoint {path}")
     state = torch.load(path, map_location="cpu", weights_only=True)
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
@@ -336,8 +330,7 @@ def _read_tf(prefix):
 
     The arrays are `LazyArray`s: a tensor is read when it is used.
     """
-    import tensorflow as tf
-
+    tf = require("tensorflow", extra="tensorflow", for_what=f"Reading the TF checkpoint {prefix}")
     reader = tf.train.load_checkpoint(prefix)
     dtypes = reader.get_variable_to_dtype_map()
     arrays = {}

@@ -19,6 +19,7 @@ import json
 import os
 
 from keras_bigtransfer.errors import DownloadError, OfflineError
+from keras_bigtransfer.extras import require
 
 PREFIXES = ("hf-hub:", "hf://")
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -128,13 +129,7 @@ def cache_dir():
 
 
 def _hub():
-    try:
-        import huggingface_hub
-    except ImportError:
-        raise ImportError(
-            "Hugging Face Hub handles need huggingface_hub: pip install 'keras_bigtransfer[hf]'."
-        ) from None
-    return huggingface_hub
+    return require("huggingface_hub", extra="hf", for_what="A Hugging Face Hub handle (hf-hub:)")
 
 
 def _fetch(repo_id, filename, revision):

@@ -17,6 +17,8 @@ This module names no family.
 
 import urllib.parse
 
+from keras_bigtransfer.extras import require
+
 PREFIX = "kaggle://"
 COMPRESSED = ("tf-hub-format", "compressed")
 
@@ -54,11 +56,6 @@ def parse(handle):
 def download(handle):
     """The local folder of a `kaggle://` model, through kagglehub (and its cache)."""
     path = parse(handle)
-    try:
-        import kagglehub
-    except ImportError:
-        raise ImportError(
-            "kaggle:// handles need kagglehub: pip install 'keras_bigtransfer[kaggle]' "
-            "(or pass the model's https://www.kaggle.com/models/... URL, which needs nothing more)."
-        ) from None
+    # (an https://www.kaggle.com/models/... URL needs nothing more)
+    kagglehub = require("kagglehub", extra="kaggle", for_what="A kaggle:// handle")
     return kagglehub.model_download(path)
