@@ -77,7 +77,7 @@ EXPECTED = {  # label: (extra, what the one-line message names)
 
 def _env(tmp_path, backend="jax"):
     return dict(os.environ, KERAS_BACKEND=backend, PYTHONPATH=ROOT, KERAS_HOME=str(tmp_path / "keras"),
-                KERAS_BIGTRANSFER_CACHE=str(tmp_path / "cache"), KERAS_BIGTRANSFER_OFFLINE="1")
+                KERAS_BIGTRANSFER_HOME=str(tmp_path / "home"), KERAS_BIGTRANSFER_OFFLINE="1")
 
 
 def _files(tmp_path):
