@@ -3,26 +3,37 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+DEMO_STAMP := $(VENV)/.installed-demo
 
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 # Fashion-MNIST, the real dataset of the fine-tuning checks, from Debian's package.
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: setup demo test test-backends test-fast bench docs clean
+.PHONY: setup setup-demo demo test test-backends test-fast bench docs dist clean
 
+# make test (and bench, docs, dist): every extra, the reference implementations, the tools.
 setup: $(STAMP) $(FASHION_MNIST)
+# make demo: only what the demo uses (the tutorials extra: TensorFlow, torch, scikit-image, Lite0's weights).
+setup-demo: $(DEMO_STAMP) $(FASHION_MNIST)
 
 $(FASHION_MNIST):
 	$(SUDO) apt-get install -y dataset-fashion-mnist || \
 	  ($(SUDO) apt-get update && $(SUDO) apt-get install -y dataset-fashion-mnist)
 
+# setuptools<81: the test extra's tensorflow_hub 0.16 imports pkg_resources.
 $(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip "setuptools<81" wheel
 	$(PY) -m pip install --quiet -e ".[test]"
 	touch $(STAMP)
 
-demo: setup
+$(DEMO_STAMP): pyproject.toml setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip wheel
+	$(PY) -m pip install --quiet -e ".[tutorials]"
+	touch $(DEMO_STAMP)
+
+demo: setup-demo
 	$(PY) examples/demo.py
 
 # Everything, the `slow` checks included (CI runs this).
@@ -75,5 +86,15 @@ bench: setup
 docs: setup
 	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
 
+# The sdist and wheel in $(DIST), their metadata checked as the package index will (twine check).
+# --no-isolation builds with the environment's setuptools and wheel (both in .[test]) instead of
+# downloading a fresh build environment: offline, and seconds instead of a minute in the tests
+# (tests/integration/test_dist.py runs this target). PY= picks another environment.
+DIST ?= dist
+dist: setup
+	rm -rf $(DIST) build
+	$(PY) -m build --no-isolation --outdir $(DIST) .
+	$(PY) -m twine check --strict $(DIST)/*
+
 clean:
-	rm -rf $(VENV) build site *.egg-info .pytest_cache
+	rm -rf $(VENV) build dist site *.egg-info .pytest_cache

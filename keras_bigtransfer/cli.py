@@ -18,6 +18,8 @@ import sys
 
 from absl import app, flags
 
+from keras_bigtransfer.extras import MissingExtraError
+
 PROG = "keras-bigtransfer"
 ENV_DEBUG = "KERAS_BIGTRANSFER_DEBUG"
 
@@ -422,9 +424,9 @@ def main(argv):
         if _debug():
             raise
         _fail(f"{e} Run '{PROG} {command} --help'.", code=2)
-    except (ValueError, OSError) as e:
+    except (ValueError, OSError, MissingExtraError) as e:
         # ValueError: bad input, WeightsError, ChecksumError; OSError: missing files,
-        # OfflineError, DownloadError, permissions.
+        # OfflineError, DownloadError, permissions; MissingExtraError: an extra to install.
         if _debug():
             raise
         _fail(f"{command}: {e}")

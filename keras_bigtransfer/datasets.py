@@ -7,6 +7,7 @@ import shutil
 
 import numpy as np
 
+from keras_bigtransfer.extras import require
 from keras_bigtransfer.weights.atomic import atomic_file
 
 FASHION_MNIST_SYSTEM_DIR = "/usr/share/datasets/fashion-mnist"  # Debian's dataset-fashion-mnist
@@ -63,7 +64,7 @@ def load_tfds(name, split, data_dir=None):
     Returns:
         (dataset, info), as `tfds.load` returns them.
     """
-    import tensorflow_datasets as tfds
+    tfds = require("tensorflow_datasets", extra="tensorflow", for_what=f"The TFDS dataset {name!r}")
 
     from keras_bigtransfer.errors import OfflineError
     from keras_bigtransfer.weights.download import ENV_OFFLINE, offline

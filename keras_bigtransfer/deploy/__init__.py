@@ -20,14 +20,14 @@ import os
 import numpy as np
 
 from keras_bigtransfer.deploy.calibration import load_representative_data
+from keras_bigtransfer.extras import require
 from keras_bigtransfer.weights import atomic
 
 FORMATS = ("litert", "onnx", "openvino")
 QUANTIZATIONS = (None, "float16", "dynamic_int8", "int8")
 SUFFIXES = {"litert": ".tflite", "onnx": ".onnx", "openvino": ".xml"}
 # The Python package each conversion needs, and the pip name to install it under.
-CONVERTER_PACKAGES = {"litert": ("tensorflow", "tensorflow"), "onnx": ("tf2onnx", "tf2onnx"),
-                      "openvino": ("openvino", "openvino")}
+CONVERTER_PACKAGES = {"litert": "tensorflow", "onnx": "tf2onnx", "openvino": "openvino"}
 
 __all__ = ["FORMATS", "QUANTIZATIONS", "check_options", "check_output_target", "export", "output_path",
            "resolve_input_shape"]
@@ -194,12 +194,9 @@ def _all_layers(model):
 
 
 def _require(format):
-    import importlib.util
-
-    module, package = CONVERTER_PACKAGES[format]
-    if importlib.util.find_spec(module) is None:
-        raise ImportError(f"The {format} export needs the {package!r} package: "
-                          f"pip install {package} (or keras_bigtransfer[deploy]).")
+    # Every export traces the model into a TensorFlow graph (input_signature), then converts it.
+    require("tensorflow", extra="tensorflow", for_what=f"The {format} export")
+    require(CONVERTER_PACKAGES[format], extra="deploy", for_what=f"The {format} export")
 
 
 def input_signature(shape):

@@ -17,12 +17,14 @@ import shutil
 import tarfile
 
 import keras
-import tensorflow as tf
 
+from keras_bigtransfer.extras import require
 from keras_bigtransfer.models.base import HEAD_LAYER, ImageModel
 from keras_bigtransfer.models.folding import fold_weight_standardization
 from keras_bigtransfer.tfhub import raw_weights
 from keras_bigtransfer.weights.atomic import atomic_directory, atomic_file, check_writable
+
+tf = require("tensorflow", extra="tensorflow", for_what="A SavedModel export")
 
 SIGNATURES = ("feature_vector", "classification", "feature_maps")
 # assets/keras_bigtransfer.json marks a SavedModel (and an archive of one) as ours, so a

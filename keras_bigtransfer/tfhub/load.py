@@ -5,6 +5,7 @@ import json
 import os
 
 from keras_bigtransfer.errors import WeightsError
+from keras_bigtransfer.extras import require
 from keras_bigtransfer.models import loading, registry
 from keras_bigtransfer.tfhub import raw_weights, tf1_hub
 from keras_bigtransfer.weights import assign, catalogue, checkpoint, download, hf_hub, kaggle
@@ -92,7 +93,8 @@ def _import_directory(path):
 def import_saved_model(path):
     """A SavedModel directory as a native Keras model (or a TFSMLayer when we cannot)."""
     import keras
-    import tensorflow as tf
+
+    tf = require("tensorflow", extra="tensorflow", for_what=f"Loading the SavedModel {path}")
 
     if not os.path.exists(os.path.join(path, "saved_model.pb")):
         raise WeightsError(f"{path} holds no saved_model.pb: it is not a SavedModel directory.")

@@ -12,6 +12,7 @@ import zipfile
 import numpy as np
 
 from keras_bigtransfer.errors import WeightsError
+from keras_bigtransfer.extras import require
 from keras_bigtransfer.weights import safetensors
 # Also the names of this module (checkpoint.LazyArray, checkpoint.reading, ...), where callers took them.
 from keras_bigtransfer.weights.lazy import (  # noqa: F401
@@ -270,8 +271,7 @@ def _tf_prefixes_in(folder):
                      if f.endswith(".index") and os.path.isfile(os.path.join(folder, f)))
     if not os.path.isfile(os.path.join(folder, "checkpoint")):
         return [os.path.join(folder, p) for p in indexes]
-    import tensorflow as tf
-
+    tf = require("tensorflow", extra="tensorflow", for_what=f"Reading the TF checkpoint directory {folder}")
     with reading(folder, "has an unreadable TF 'checkpoint' file"):
         latest = tf.train.latest_checkpoint(folder)
     if latest is None:  # names files that are not there: the .index files decide
@@ -340,13 +340,7 @@ def read_arrays(path, lazy=False):
 
 
 def _read_torch(path):
-    try:
-        import torch
-    except ImportError:
-        raise ImportError(
-            f"{path} is a PyTorch checkpoint; reading it needs torch: "
-            "pip install 'keras_bigtransfer[torch]'."
-        ) from None
+    torch = require("torch", extra="torch", for_what=f"Reading the PyTorch checkpoint {path}")
     state = torch.load(path, map_location="cpu", weights_only=True)
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
@@ -367,8 +361,7 @@ def _read_tf(prefix):
 
     The arrays are `LazyArray`s: a tensor is read when it is used.
     """
-    import tensorflow as tf
-
+    tf = require("tensorflow", extra="tensorflow", for_what=f"Reading the TF checkpoint {prefix}")
     reader = tf.train.load_checkpoint(prefix)
     dtypes = reader.get_variable_to_dtype_map()
     arrays = {}

