@@ -221,7 +221,8 @@ def export(model, path, signature="feature_vector", archive=False, overwrite=Fal
         overwrite: replace whatever is at `path` (and `<path>.tar.gz`).
 
     Returns:
-        The path of the SavedModel directory (and the archive's when `archive`).
+        The absolute path written, a str: the SavedModel directory, or with `archive` the
+        archive `<path>.tar.gz` (the directory stays beside it, at `path`).
     """
     check_backend()
     path = check_export_target(path, archive=archive, overwrite=overwrite)
@@ -259,7 +260,7 @@ def export(model, path, signature="feature_vector", archive=False, overwrite=Fal
             )
     if not archive:
         return path
-    return path, write_archive(path, path + ".tar.gz", overwrite=overwrite)
+    return write_archive(path, path + ".tar.gz", overwrite=overwrite)
 
 
 def write_archive(saved_model_dir, archive_path, overwrite=False):
