@@ -325,7 +325,7 @@ def cmd_predict(args):
 
     from keras_bigtransfer import hub
     from keras_bigtransfer.datasets import class_names
-    from keras_bigtransfer.preprocessing import eval_settings, eval_transform
+    from keras_bigtransfer.preprocessing import eval_settings, eval_transform, to_numpy
 
     entry = hub.catalogue.find(source) if not os.path.exists(source) else None
     model = hub.load(source)
@@ -347,7 +347,7 @@ def cmd_predict(args):
         outputs = model(image[None])
         if isinstance(outputs, dict):  # a foreign SavedModel's signature, wrapped in a TFSMLayer
             outputs = next(iter(outputs.values()))
-        logits = np.asarray(keras.ops.convert_to_numpy(outputs))  # torch: a tensor that requires grad
+        logits = to_numpy(outputs)  # torch: a tensor that requires grad
         if logits.ndim != 2:
             raise ValueError(f"predict: {source} outputs shape {logits.shape[1:]} per image, not class "
                              "scores; predict needs a classifier (include_top=True).")
@@ -356,7 +356,7 @@ def cmd_predict(args):
             raise ValueError(f"--labels={FLAGS.labels} names {len(labels)} classes but {source} has "
                              f"{num_classes}; give one name per class, in the head's order.")
         names = labels or class_names(num_classes)
-        probs = np.asarray(keras.ops.softmax(logits[0]))
+        probs = to_numpy(keras.ops.softmax(logits[0]))
         top = np.argsort(probs)[::-1][: FLAGS.top_k]
         print(f"{path}: " + "; ".join(f"{_class_name(i, labels, names)} ({probs[i]:.4f})" for i in top))
 
