@@ -1,6 +1,7 @@
 """The checkpoint catalogue: `weights/*.json`, shipped inside the package."""
 
 import dataclasses
+import difflib
 import functools
 import json
 from importlib import resources
@@ -79,11 +80,19 @@ def list_models(family=None):
     return [e for e in _entries().values() if family is None or e.family == family]
 
 
+def close_tags(name, n=5):
+    """The catalogue tags closest to `name` (difflib's ratio over tags and aliases, case,
+    '-' and '_' ignored), best first: the suggestions of every "not in the catalogue" error."""
+    index = _index()
+    close = difflib.get_close_matches(_normalize(name), list(index), n=3 * n, cutoff=0.6)
+    return list(dict.fromkeys(index[key].tag for key in close))[:n]
+
+
 def get(tag):
     """The entry for a tag or alias (case, '-' and '_' do not matter)."""
     entry = _index().get(_normalize(tag))
     if entry is None:
-        close = sorted(t for t in _entries() if _normalize(tag)[:6] in t)[:8]
+        close = close_tags(tag)
         raise ValueError(
             f"{tag!r} is not in the weights catalogue"
             + (f"; close tags: {close}" if close else "")

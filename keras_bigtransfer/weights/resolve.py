@@ -20,9 +20,12 @@ def resolve(tag, *, revision=None, progress=True):
         return hf_hub.download(tag)
     entry = catalogue.find(tag)
     if entry is None:
+        close = catalogue.close_tags(tag)
         raise ValueError(
-            f"weights={tag!r} is neither an existing file nor a catalogue tag. Pass None, "
-            "a published checkpoint path, or a tag from keras_bigtransfer.list_models(pretrained=True)."
+            f"weights={tag!r} is neither an existing file nor a catalogue tag"
+            + (f" (closest tags: {', '.join(close)})" if close else "")
+            + ". Pass None, a published checkpoint path, or a tag from "
+            "keras_bigtransfer.list_models(pretrained=True)."
         )
     if entry.known_bad:  # before any download: the published file is not what its name says
         raise WeightsError(f"weights={tag!r}: {entry.known_bad}")
