@@ -312,10 +312,10 @@ def cmd_export(args):
     source, target = args
     from keras_bigtransfer import hub
 
-    if FLAGS.format != "saved_model" or FLAGS.quantize or FLAGS.calibration_dir:
-        from keras_bigtransfer import deploy
+    from keras_bigtransfer import deploy
 
-        deploy.check_options(FLAGS.format, FLAGS.quantize, FLAGS.calibration_dir)  # before any download
+    # Before any download: the options, and whether this Keras backend writes the format.
+    deploy.check_options(FLAGS.format, FLAGS.quantize, FLAGS.calibration_dir)
     if FLAGS.format == "saved_model":
         from keras_bigtransfer.tfhub.export import check_export_target
 

@@ -64,6 +64,10 @@ def export(model, path, format="saved_model", quantize=None, representative_data
             ours; anything else raises `FileExistsError` before any work. LiteRT, ONNX and
             OpenVINO: replace an existing file (without it: `FileExistsError`, before any work).
     """
+    from keras_bigtransfer import deploy
+
+    if format in deploy.BACKENDS:  # before any work (TensorFlow's import included)
+        deploy.check_backend(format)
     if format == "saved_model":
         if quantize is not None or representative_data is not None or input_shape is not None:
             raise ValueError('quantize, representative_data and input_shape apply to format="litert", '
@@ -73,8 +77,6 @@ def export(model, path, format="saved_model", quantize=None, representative_data
         if signature is None:  # a features_only model publishes its maps
             signature = "feature_maps" if getattr(model, "feature_info", None) is not None else "feature_vector"
         return _export(model, path, signature=signature, archive=archive, overwrite=overwrite)
-    from keras_bigtransfer import deploy
-
     if archive:
         raise ValueError(f"archive=True makes a TF Hub .tar.gz of a SavedModel; format={format!r} writes one file.")
     if format in deploy.FORMATS and signature is not None:
