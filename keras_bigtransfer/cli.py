@@ -310,9 +310,7 @@ def cmd_convert(args):
 def cmd_export(args):
     _need(args, 2, "export")
     source, target = args
-    from keras_bigtransfer import hub
-
-    from keras_bigtransfer import deploy
+    from keras_bigtransfer import deploy, hub
 
     # Before any download: the options, and whether this Keras backend writes the format.
     deploy.check_options(FLAGS.format, FLAGS.quantize, FLAGS.calibration_dir)
@@ -326,8 +324,6 @@ def cmd_export(args):
         if FLAGS.archive:  # hub.export returns the archive; the directory stays beside it
             what += f" to {os.path.abspath(target).rstrip(os.sep)} and its archive"
     else:
-        from keras_bigtransfer import deploy
-
         # A directory, an unwritable parent or (without --overwrite) an existing file is refused
         # before any download or conversion: the export's own check.
         deploy.check_output_target(deploy.output_path(target, FLAGS.format), FLAGS.format, overwrite=FLAGS.overwrite)
