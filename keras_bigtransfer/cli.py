@@ -60,7 +60,8 @@ flags.DEFINE_integer("resolution", None, "fit: the training resolution, fit_bit'
                      "under 96x96 pixels, else 480).", lower_bound=8)
 flags.DEFINE_string("labels", None, "predict: a text file with one class name per line, one per class "
                     "(default: ImageNet's names for 1000- and 21843-way heads).")
-flags.DEFINE_string("out", None, "fit: output directory (model.keras, saved_model/, history.json).")
+flags.DEFINE_string("out", None, "fit: output directory (model.keras, saved_model/ (not from PyTorch: "
+                    "export model.keras under TensorFlow or JAX), history.json).")
 flags.DEFINE_string("validation_data", None, "fit: held-out data, same kinds as DATA.")
 flags.DEFINE_integer("num_classes", None, "fit: classes (default: read off the data).", lower_bound=1)
 flags.DEFINE_integer("num_examples", None, "fit: dataset size, where the data cannot tell.", lower_bound=1)
@@ -457,8 +458,15 @@ def cmd_fit(args):
     # Each output appears whole or not at all; the saved_model replaces only an earlier export.
     with atomic_file(os.path.join(FLAGS.out, "model.keras"), suffix=".keras") as tmp:
         model.save(tmp)
-    hub.export(model, os.path.join(FLAGS.out, "saved_model"), signature="classification",
-               overwrite=FLAGS.overwrite)
+    from keras_bigtransfer import deploy
+
+    try:
+        deploy.check_backend("saved_model")
+    except ValueError as why:  # PyTorch: the trained model is kept; the SavedModel is for later
+        sys.stderr.write(f"{PROG}: fit: saved_model/ not written: {why}\n")
+    else:
+        hub.export(model, os.path.join(FLAGS.out, "saved_model"), signature="classification",
+                   overwrite=FLAGS.overwrite)
     with atomic_file(os.path.join(FLAGS.out, "history.json")) as tmp:
         with open(tmp, "w") as f:
             json.dump({"rule": history.rule.__dict__, "history": history.history}, f, indent=1)

@@ -284,3 +284,17 @@ def test_fit_resolution_reaches_fit_bit_and_image_size_is_refused(tmp_path, caps
     capsys.readouterr()
     assert run_cli("fit", tmp_path / "m.keras", "data", out, "--num_classes=3", "--image_size=64") == 2
     assert "--resolution" in error_line(capsys)
+
+
+def test_fit_on_a_backend_without_a_saved_model_route_keeps_the_trained_model(tmp_path, capsys, monkeypatch):
+    """PyTorch has no SavedModel route: fit writes model.keras and history.json and says why
+    saved_model/ is missing, instead of failing after the training (issue 25, item 7)."""
+    from types import SimpleNamespace
+
+    _scorer(3, 0, 1, tmp_path / "m.keras")
+    monkeypatch.setattr(kb, "fit_bit", lambda *a, **k: SimpleNamespace(rule=kb.hyperrule(10, 32), history={}))
+    monkeypatch.setattr(keras.backend, "backend", lambda: "torch")
+    run = tmp_path / "run"
+    assert run_cli("fit", tmp_path / "m.keras", "data", f"--out={run}", "--num_classes=3") == 0
+    assert sorted(os.listdir(run)) == ["history.json", "model.keras"]
+    assert "saved_model/ not written" in capsys.readouterr().err
