@@ -10,6 +10,16 @@ Every model takes float32 RGB images in [0, 1] (uint8 is converted), NHWC.
 
 __version__ = "0.1.0"
 
+import os as _os
+import sys as _sys
+
+# The `keras-bigtransfer` command prints one line of its own per result: TensorFlow's C++
+# start-up lines (CPU features, CUDA probing) are hidden before Keras imports TensorFlow,
+# unless TF_CPP_MIN_LOG_LEVEL is set or --debug given. Library users are left alone.
+if (_os.path.basename(_sys.argv[0] if _sys.argv else "").startswith("keras-bigtransfer")
+        and "--debug" not in _sys.argv):
+    _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
 from keras_bigtransfer import datasets, hub, layers, preprocessing  # noqa: F401
 from keras_bigtransfer.errors import WeightsError
 from keras_bigtransfer.models.base import ImageModel

@@ -1,14 +1,15 @@
 """keras-bigtransfer: the command line.
 
-    keras-bigtransfer list [--family=bit]
+    keras-bigtransfer list [--family=bit] [--wide]
     keras-bigtransfer download TAG
     keras-bigtransfer convert SRC DST [--overwrite]
     keras-bigtransfer export TAG_OR_FILE DIR [--signature=feature_vector] [--archive] [--overwrite]
     keras-bigtransfer export TAG_OR_FILE OUT --format=litert [--quantize=int8 --calibration_dir=DIR] [--image_size=224]
     keras-bigtransfer predict MODEL IMAGE... [--top_k=5] [--image_size=224] [--labels=FILE]
-    keras-bigtransfer fit MODEL DATA --out=DIR [--total_steps=N] [--batch_size=B] [--base_lr=LR] ...
+    keras-bigtransfer fit MODEL DATA --out=DIR [--resolution=N] [--total_steps=N] [--batch_size=B] [--base_lr=LR] ...
 
-`keras-bigtransfer COMMAND --help` describes one command. Errors print one line;
+`keras-bigtransfer help` lists the commands and their flags; `keras-bigtransfer help COMMAND`
+(or `COMMAND --help`) describes one. Errors print one line;
 --debug (or KERAS_BIGTRANSFER_DEBUG=1) shows the traceback instead.
 """
 
@@ -39,6 +40,8 @@ PREDICT_INTERPOLATION = "bicubic"
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("family", None, _families(), "list: only this family.")
+flags.DEFINE_boolean("wide", False, "list: every column in full (constructor, pretrained on, fine-tuned on, "
+                     "format too), however wide; without it the rows fit 100 columns.")
 flags.DEFINE_enum("signature", "feature_vector", ["feature_vector", "classification"],
                   "export: publish pre-logits (feature_vector) or logits (classification).")
 flags.DEFINE_boolean("archive", False, "export: also write DIR.tar.gz, the TF Hub module form.")
@@ -52,11 +55,15 @@ flags.DEFINE_boolean("overwrite", False, "convert, export, fit: replace existing
 flags.DEFINE_integer("top_k", 5, "predict: how many classes to print per image.", lower_bound=1)
 flags.DEFINE_integer("image_size", None, "predict: the side of the centre crop the model sees "
                      "(default: the weights' published evaluation size for a tag, the model's input size "
-                     "if fixed, else 224); fit: the training resolution; export --format=litert/onnx/openvino: "
-                     "the fixed input size.", lower_bound=1)
+                     "if fixed, else 224); export --format=litert/onnx/openvino: the fixed input size. "
+                     "(fit: refused; the training resolution is --resolution.)", lower_bound=1)
+flags.DEFINE_integer("resolution", None, "fit: the training resolution, fit_bit's resolution=: random crops "
+                     "of this side from images resized to 1.25x it (default: the HyperRule's, 128 for images "
+                     "under 96x96 pixels, else 480).", lower_bound=8)
 flags.DEFINE_string("labels", None, "predict: a text file with one class name per line, one per class "
                     "(default: ImageNet's names for 1000- and 21843-way heads).")
-flags.DEFINE_string("out", None, "fit: output directory (model.keras, saved_model/, history.json).")
+flags.DEFINE_string("out", None, "fit: output directory (model.keras, saved_model/ (not from PyTorch: "
+                    "export model.keras under TensorFlow or JAX), history.json).")
 flags.DEFINE_string("validation_data", None, "fit: held-out data, same kinds as DATA.")
 flags.DEFINE_integer("num_classes", None, "fit: classes (default: read off the data).", lower_bound=1)
 flags.DEFINE_integer("num_examples", None, "fit: dataset size, where the data cannot tell.", lower_bound=1)
@@ -71,7 +78,7 @@ flags.register_validator("base_lr", lambda v: v is None or (math.isfinite(v) and
                          message="--base_lr must be a finite number > 0")
 
 COMMANDS = {
-    "list": ("list [--family=F]", "Print the weights catalogue.", ["family"]),
+    "list": ("list [--family=F] [--wide]", "Print the weights catalogue.", ["family", "wide"]),
     "download": ("download TAG", "Download and verify a catalogue checkpoint; print its path.", []),
     "convert": ("convert SRC DST [--overwrite]",
                 "Convert SRC (a catalogue tag, published .npz/.h5 checkpoint, SavedModel, TF Hub "
@@ -93,20 +100,53 @@ COMMANDS = {
             "Fine-tune with fit_bit (the BiT-HyperRule). MODEL: a constructor in any case (BiT_M_R50x1), a "
             "catalogue tag or a .keras file; DATA: a TFDS 'name:split' or a directory of class folders. "
             "An earlier run's outputs in DIR are replaced; other existing outputs need --overwrite.",
-            ["out", "validation_data", "num_classes", "num_examples", "image_size", "batch_size",
+            ["out", "validation_data", "num_classes", "num_examples", "resolution", "batch_size",
              "base_lr", "total_steps", "examples_per_class", "checkpoint_dir", "data_dir", "overwrite"]),
 }
 _OUR_FLAGS = sorted({name for _, _, names in COMMANDS.values() for name in names})
 
 
+HELP_ARGS = ("--help", "-h", "--helpshort", "--helpfull", "help")
+
+
+def _wrap(text, indent):
+    import textwrap
+
+    return textwrap.fill(text, width=100, initial_indent=indent, subsequent_indent=indent + "  ")
+
+
+def _flag_lines(names, indent="  "):
+    return [_wrap(f"--{n}: {FLAGS[n].help}", indent) for n in names]
+
+
 def _usage(command=None):
+    """One command's usage and flags, or (command None) every command's."""
     if command is None:
-        return __doc__
+        lines = [f"usage: {PROG} COMMAND [ARGS] [FLAGS]", "",
+                 f"Commands ('{PROG} help COMMAND' or '{PROG} COMMAND --help' describes one):"]
+        for name, (usage, text, names) in COMMANDS.items():
+            lines += ["", _wrap(f"{PROG} {usage}", "  "), _wrap(text, "      ")] + _flag_lines(names, "      ")
+        lines += ["", "Every command:"] + _flag_lines(["debug"])
+        return "\n".join(lines) + "\n"
     usage, text, names = COMMANDS[command]
-    lines = [f"usage: {PROG} {usage}", "", text]
+    lines = [_wrap(f"usage: {PROG} {usage}", ""), "", _wrap(text, "")]
     if names:
-        lines += ["", "flags:"] + [f"  --{n}: {FLAGS[n].help}" for n in names]
+        lines += ["", "flags:"] + _flag_lines(names)
     return "\n".join(lines) + "\n"
+
+
+def _help(argv):
+    """`--help`, `-h`, `help` [COMMAND] and `COMMAND --help`: the usage on stdout, exit 0.
+    Anything else: None."""
+    args = argv[1:]
+    if not any(a in HELP_ARGS for a in args[:1]) and not (
+            args and args[0] in COMMANDS and any(a in HELP_ARGS[:4] for a in args[1:])):
+        return None
+    named = [a for a in args if a in COMMANDS]
+    if args[0] == "help" and len(args) > 1 and not named:
+        _fail(f"help: unknown command {args[1]!r}; the commands are {', '.join(COMMANDS)}.", code=2)
+    sys.stdout.write(_usage(named[0] if named else None))
+    sys.exit(0)
 
 
 def _fail(message, code=1):
@@ -122,10 +162,8 @@ def _debug():
 
 
 def parse_flags(argv):
-    """absl parsing, plus `COMMAND --help` for one command's usage; a bad flag is one line."""
-    if len(argv) > 1 and argv[1] in COMMANDS and any(a in ("--help", "-h", "--helpshort") for a in argv[2:]):
-        sys.stdout.write(_usage(argv[1]))
-        sys.exit(0)
+    """absl parsing, plus the help (`_help`); a bad flag is one line."""
+    _help(argv)
     try:
         return FLAGS(argv)
     except flags.Error as e:
@@ -182,17 +220,34 @@ def _check_fit_out(out, checkpoint_dir):
         check_writable(out, prefix="--out: ")
 
 
+LIST_WIDTH = 100  # `list` rows without --wide
+MIN_DATA_WIDTH = 12  # the data column is cut to fit; tags never are (they are typed back)
+
+
+def _table(rows, widths):
+    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+
+
 def cmd_list(args):
     from keras_bigtransfer import hub
 
     _need(args, 0, "list")
-    rows = [("tag", "constructor", "pretrained on", "fine-tuned on", "classes", "res", "format")]
-    for e in hub.list_models(FLAGS.family):
-        rows.append((e.tag, e.constructor, e.pretrained_on, e.fine_tuned_on or "-",
-                     str(e.num_classes), str(e.resolution), e.format))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    entries = hub.list_models(FLAGS.family)
+    if FLAGS.wide:
+        rows = [("tag", "constructor", "pretrained on", "fine-tuned on", "classes", "res", "format")]
+        rows += [(e.tag, e.constructor, e.pretrained_on, e.fine_tuned_on or "-", str(e.num_classes),
+                  str(e.resolution), e.format) for e in entries]
+        print("\n".join(_table(rows, [max(len(r[i]) for r in rows) for i in range(len(rows[0]))])))
+        return
+    # Tag, classes, resolution, then the training data (pretrained on -> fine-tuned on) cut to
+    # what is left of LIST_WIDTH; the constructor and format are for --wide.
+    rows = [("tag", "classes", "res", "data")]
+    rows += [(e.tag, str(e.num_classes), str(e.resolution),
+              e.pretrained_on + (f" -> {e.fine_tuned_on}" if e.fine_tuned_on else "")) for e in entries]
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    room = max(MIN_DATA_WIDTH, LIST_WIDTH - sum(widths) - 2 * len(widths))
+    rows = [row[:3] + (row[3] if len(row[3]) <= room else row[3][:room - 3] + "...",) for row in rows]
+    print("\n".join(_table(rows, widths + [room])))
 
 
 def cmd_download(args):
@@ -258,21 +313,20 @@ def cmd_convert(args):
 def cmd_export(args):
     _need(args, 2, "export")
     source, target = args
-    from keras_bigtransfer import hub
+    from keras_bigtransfer import deploy, hub
 
-    if FLAGS.format != "saved_model" or FLAGS.quantize or FLAGS.calibration_dir:
-        from keras_bigtransfer import deploy
-
-        deploy.check_options(FLAGS.format, FLAGS.quantize, FLAGS.calibration_dir)  # before any download
+    # Before any download: the options, and whether this Keras backend writes the format.
+    deploy.check_options(FLAGS.format, FLAGS.quantize, FLAGS.calibration_dir)
     if FLAGS.format == "saved_model":
         from keras_bigtransfer.tfhub.export import check_export_target
 
         check_export_target(target, archive=FLAGS.archive, overwrite=FLAGS.overwrite)
         written = hub.export(hub.load(source), target, signature=FLAGS.signature, archive=FLAGS.archive,
                              overwrite=FLAGS.overwrite)
+        what = f"a TF Hub SavedModel ({FLAGS.signature})"
+        if FLAGS.archive:  # hub.export returns the archive; the directory stays beside it
+            what += f" to {os.path.abspath(target).rstrip(os.sep)} and its archive"
     else:
-        from keras_bigtransfer import deploy
-
         # A directory, an unwritable parent or (without --overwrite) an existing file is refused
         # before any download or conversion: the export's own check.
         deploy.check_output_target(deploy.output_path(target, FLAGS.format), FLAGS.format, overwrite=FLAGS.overwrite)
@@ -281,7 +335,9 @@ def cmd_export(args):
         written = hub.export(hub.load(source), target, format=FLAGS.format, quantize=FLAGS.quantize,
                              representative_data=FLAGS.calibration_dir, input_shape=size, signature=signature,
                              overwrite=FLAGS.overwrite)
-    print("\n".join(written) if isinstance(written, tuple) else written)
+        what = {"litert": "a LiteRT file", "onnx": "an ONNX file", "openvino": "an OpenVINO IR (.xml and .bin)"}[
+            FLAGS.format] + (f" ({FLAGS.quantize})" if FLAGS.quantize else "")
+    print(f"export: wrote {what} to {written}")
 
 
 def _read_image(path):
@@ -327,7 +383,7 @@ def cmd_predict(args):
 
     from keras_bigtransfer import hub
     from keras_bigtransfer.datasets import class_names
-    from keras_bigtransfer.preprocessing import eval_settings, eval_transform
+    from keras_bigtransfer.preprocessing import eval_settings, eval_transform, to_numpy
 
     entry = hub.catalogue.find(source) if not os.path.exists(source) else None
     model = hub.load(source)
@@ -349,7 +405,7 @@ def cmd_predict(args):
         outputs = model(image[None])
         if isinstance(outputs, dict):  # a foreign SavedModel's signature, wrapped in a TFSMLayer
             outputs = next(iter(outputs.values()))
-        logits = np.asarray(keras.ops.convert_to_numpy(outputs))  # torch: a tensor that requires grad
+        logits = to_numpy(outputs)  # torch: a tensor that requires grad
         if logits.ndim != 2:
             raise ValueError(f"predict: {source} outputs shape {logits.shape[1:]} per image, not class "
                              "scores; predict needs a classifier (include_top=True).")
@@ -358,12 +414,17 @@ def cmd_predict(args):
             raise ValueError(f"--labels={FLAGS.labels} names {len(labels)} classes but {source} has "
                              f"{num_classes}; give one name per class, in the head's order.")
         names = labels or class_names(num_classes)
-        probs = np.asarray(keras.ops.softmax(logits[0]))
+        probs = to_numpy(keras.ops.softmax(logits[0]))
         top = np.argsort(probs)[::-1][: FLAGS.top_k]
         print(f"{path}: " + "; ".join(f"{_class_name(i, labels, names)} ({probs[i]:.4f})" for i in top))
 
 
 def cmd_fit(args):
+    if FLAGS["image_size"].present:
+        # It once fed the HyperRule's dataset-size input while documented as the training
+        # resolution: refused rather than kept, so no script silently trains at another size.
+        raise app.UsageError("fit does not take --image_size; the training resolution is --resolution=N "
+                             "(fit_bit's resolution=).")
     _need(args, 2, "fit")
     if not FLAGS.out:
         raise app.UsageError("fit needs --out=DIR.")
@@ -390,9 +451,8 @@ def cmd_fit(args):
         model = registry.create_model(source, num_classes=num_classes)
     else:
         model = hub.load(source)
-    image_size = (FLAGS.image_size, FLAGS.image_size) if FLAGS.image_size else None
     history = kb.fit_bit(
-        model, data, FLAGS.validation_data, num_examples=FLAGS.num_examples, image_size=image_size,
+        model, data, FLAGS.validation_data, num_examples=FLAGS.num_examples, resolution=FLAGS.resolution,
         batch_size=FLAGS.batch_size, base_lr=FLAGS.base_lr, total_steps=FLAGS.total_steps,
         checkpoint_dir=FLAGS.checkpoint_dir, examples_per_class=FLAGS.examples_per_class,
         data_dir=FLAGS.data_dir, verbose=2,
@@ -400,8 +460,15 @@ def cmd_fit(args):
     # Each output appears whole or not at all; the saved_model replaces only an earlier export.
     with atomic_file(os.path.join(FLAGS.out, "model.keras"), suffix=".keras") as tmp:
         model.save(tmp)
-    hub.export(model, os.path.join(FLAGS.out, "saved_model"), signature="classification",
-               overwrite=FLAGS.overwrite)
+    from keras_bigtransfer import deploy
+
+    try:
+        deploy.check_backend("saved_model")
+    except ValueError as why:  # PyTorch: the trained model is kept; the SavedModel is for later
+        sys.stderr.write(f"{PROG}: fit: saved_model/ not written: {why}\n")
+    else:
+        hub.export(model, os.path.join(FLAGS.out, "saved_model"), signature="classification",
+                   overwrite=FLAGS.overwrite)
     with atomic_file(os.path.join(FLAGS.out, "history.json")) as tmp:
         with open(tmp, "w") as f:
             json.dump({"rule": history.rule.__dict__, "history": history.history}, f, indent=1)
@@ -411,12 +478,14 @@ def cmd_fit(args):
 def main(argv):
     """Run one command; every user error (bad input, a missing or bad file, offline, a
     failed download or checksum) is one line on stderr and exit status 1 (2 for usage)."""
+    _quiet_tensorflow()
     if len(argv) < 2 or argv[1] not in COMMANDS:
         sys.stderr.write(_usage())
         _fail(f"unknown command {argv[1]!r}" if len(argv) > 1 else "no command given", code=2)
     command = argv[1]
     try:
-        stray = [n for n in _OUR_FLAGS if FLAGS[n].present and n not in COMMANDS[command][2]]
+        stray = [n for n in _OUR_FLAGS if FLAGS[n].present and n not in COMMANDS[command][2]
+                 and not (command == "fit" and n == "image_size")]  # cmd_fit says what replaced it
         if stray:
             raise app.UsageError(f"{command} does not take --{', --'.join(stray)}.")
         globals()["cmd_" + command](argv[2:])
@@ -434,6 +503,20 @@ def main(argv):
         if _debug():
             raise
         _fail("interrupted", code=130)
+
+
+def _quiet_tensorflow():
+    """TensorFlow's Python INFO lines (absl's app.run logs at INFO; a SavedModel export writes a
+    dozen) hidden: each command prints its own result. --debug keeps them. The C++ start-up lines
+    are hidden by keras_bigtransfer/__init__.py, before Keras imports TensorFlow."""
+    if _debug():
+        return
+    import logging
+
+    from absl import logging as absl_logging
+
+    absl_logging.set_verbosity(absl_logging.ERROR)
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
 
 def run():

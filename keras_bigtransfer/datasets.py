@@ -8,6 +8,7 @@ import shutil
 import numpy as np
 
 from keras_bigtransfer.extras import require
+from keras_bigtransfer.preprocessing import to_numpy
 from keras_bigtransfer.weights.atomic import atomic_file
 
 FASHION_MNIST_SYSTEM_DIR = "/usr/share/datasets/fashion-mnist"  # Debian's dataset-fashion-mnist
@@ -85,7 +86,9 @@ def load_tfds(name, split, data_dir=None):
 
 
 def per_class_subset(images, labels, per_class, seed=0):
-    """`per_class` examples of every class, drawn with a fixed seed."""
+    """`per_class` examples of every class, drawn with a fixed seed (NumPy arrays out;
+    NumPy or any Keras backend's tensors in)."""
+    images, labels = to_numpy(images), to_numpy(labels)
     rng = np.random.default_rng(seed)
     index = np.concatenate([rng.choice(np.flatnonzero(labels == c), per_class, replace=False)
                             for c in np.unique(labels)])
@@ -142,14 +145,14 @@ def decode_predictions(logits, top=5):
 
     Args:
         logits: logits or probabilities of an ILSVRC-2012 (1000) or ImageNet-21k
-            (21843) head.
+            (21843) head: NumPy or any Keras backend's tensor (what `model(x)` returns).
         top: how many classes per row.
 
     Returns:
         One list per row of (class index, class name, probability), best first;
         probabilities are the softmax of the row (rows that already sum to 1 are kept).
     """
-    scores = np.asarray(logits, dtype="float64")
+    scores = to_numpy(logits).astype("float64")  # any backend's tensor (torch: one requiring grad)
     if scores.ndim != 2 or class_names(scores.shape[1]) is None:
         raise ValueError(
             f"decode_predictions expects (batch, {IMAGENET_CLASSES}) ILSVRC-2012 or (batch, "

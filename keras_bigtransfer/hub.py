@@ -34,7 +34,10 @@ def load(handle_or_path, *, revision=None, position_grid=None):
 
 def export(model, path, format="saved_model", quantize=None, representative_data=None,
            input_shape=None, signature=None, archive=False, overwrite=False):
-    """Write `model` for serving or deployment at `path`; return the path written.
+    """Write `model` for serving or deployment at `path`; return the path written (a str).
+
+    The path returned is the SavedModel directory, the `<path>.tar.gz` archive with
+    `archive=True` (the directory stays beside it), or the .tflite / .onnx / .xml file.
 
     Weight standardization is folded into plain convolutions in every format.
 
@@ -55,12 +58,16 @@ def export(model, path, format="saved_model", quantize=None, representative_data
             (the default for a `features_only=True` model: every map, keyed "P2", ...). Other formats
             export the model's own output (logits when it has a head); "feature_vector" or
             "classification" selects as for the SavedModel.
-        archive: saved_model: also write `<path>.tar.gz`.
+        archive: saved_model: also write `<path>.tar.gz` (and return its path).
         overwrite: saved_model: replace whatever is at `path` (and `<path>.tar.gz`). Without
             it, an existing target is replaced only when it is empty or an earlier export of
             ours; anything else raises `FileExistsError` before any work. LiteRT, ONNX and
             OpenVINO: replace an existing file (without it: `FileExistsError`, before any work).
     """
+    from keras_bigtransfer import deploy
+
+    if format in deploy.BACKENDS:  # before any work (TensorFlow's import included)
+        deploy.check_backend(format)
     if format == "saved_model":
         if quantize is not None or representative_data is not None or input_shape is not None:
             raise ValueError('quantize, representative_data and input_shape apply to format="litert", '
@@ -70,8 +77,6 @@ def export(model, path, format="saved_model", quantize=None, representative_data
         if signature is None:  # a features_only model publishes its maps
             signature = "feature_maps" if getattr(model, "feature_info", None) is not None else "feature_vector"
         return _export(model, path, signature=signature, archive=archive, overwrite=overwrite)
-    from keras_bigtransfer import deploy
-
     if archive:
         raise ValueError(f"archive=True makes a TF Hub .tar.gz of a SavedModel; format={format!r} writes one file.")
     if format in deploy.FORMATS and signature is not None:

@@ -4,21 +4,45 @@ import numbers
 
 import numpy as np
 
+from keras_bigtransfer.layers.image_input import grayscale_rule
+
 INTERPOLATIONS = ("bilinear", "bicubic", "area", "lanczos3", "lanczos5", "nearest")
+
+
+def to_numpy(x):
+    """`x` (logits, images, labels) as a NumPy array, whatever produced it.
+
+    The one conversion of every function of the package that takes arrays: NumPy arrays
+    and lists pass through `np.asarray`; a tensor of the running Keras backend (a
+    TensorFlow tensor, a JAX array, a PyTorch tensor, also one that requires grad or
+    lives on a GPU) goes through `keras.ops.convert_to_numpy`, which detaches and copies
+    it to the host. (`np.asarray` alone fails on a PyTorch tensor that requires grad:
+    "Can't call numpy() on Tensor that requires grad".)
+    """
+    if isinstance(x, np.ndarray):
+        return x
+    import keras
+
+    if keras.ops.is_tensor(x):
+        return keras.ops.convert_to_numpy(x)
+    if isinstance(x, (list, tuple)) and any(keras.ops.is_tensor(item) for item in x):
+        return np.stack([to_numpy(item) for item in x])
+    return np.asarray(x)
 
 
 def _as_rgb(image, what):
     """One HWC image as float32 in [0, 1], by the package's input rule."""
-    image = np.asarray(image)
-    if image.ndim == 2:
+    image = to_numpy(image)
+    add_axis, repeats = grayscale_rule(image.shape, batch=False)
+    if add_axis:
         image = image[..., None]
     if image.ndim != 3 or image.shape[-1] not in (1, 3):
         hint = " Drop the alpha channel with image[..., :3]." if image.ndim == 3 and image.shape[-1] in (2, 4) else ""
         raise ValueError(f"{what} expects (H, W, 3) RGB or (H, W) grayscale images; got shape {image.shape}.{hint}")
     if image.shape[0] < 1 or image.shape[1] < 1:
         raise ValueError(f"{what}: the image is empty (shape {image.shape}).")
-    if image.shape[-1] == 1:
-        image = np.repeat(image, 3, axis=-1)
+    if repeats > 1:
+        image = np.repeat(image, repeats, axis=-1)
     if image.dtype == np.uint8:
         return image.astype("float32") / 255.0
     if not np.issubdtype(image.dtype, np.floating):
@@ -100,8 +124,10 @@ def eval_transform(images, image_size, crop_pct=None, interpolation=None):
 
     Args:
         images: one (H, W, 3) image, an (N, H, W, 3) batch, or a list of images of
-            any sizes; uint8 in [0, 255] or float in [0, 1]; (H, W) and (H, W, 1)
-            grayscale are repeated to RGB.
+            any sizes; uint8 in [0, 255] or float in [0, 1]; NumPy or any Keras
+            backend's tensors. Grayscale is repeated to RGB: one (H, W) or (H, W, 1)
+            image, or an (N, H, W) or (N, H, W, 1) batch (a 3-dimensional array whose
+            last axis is over 4 is a grayscale batch, as the models take it).
         image_size: the output side, or (height, width); or a catalogue tag, `hub.Entry`
             or model whose evaluation settings to use.
         crop_pct: fraction of the resized image that is kept, in (0, 1] (default: the
@@ -130,7 +156,12 @@ def eval_transform(images, image_size, crop_pct=None, interpolation=None):
         raise ValueError(f"{what}: crop_pct must be in (0, 1]; got {crop_pct!r}.")
     if interpolation not in INTERPOLATIONS:
         raise ValueError(f"{what}: interpolation must be one of {INTERPOLATIONS}; got {interpolation!r}.")
-    single = not isinstance(images, (list, tuple)) and np.ndim(images) in (2, 3)
+    if not isinstance(images, (list, tuple)):
+        images = to_numpy(images)
+    # One image: (H, W), or (H, W, C); else a batch, (N, H, W) grayscale included: the
+    # models' rule (layers.image_input.grayscale_rule).
+    single = not isinstance(images, (list, tuple)) and (
+        images.ndim == 2 or images.ndim == 3 and not grayscale_rule(images.shape)[0])
     batch = [images] if single else list(images)
     if not batch:
         raise ValueError(f"{what}: no images.")
@@ -167,6 +198,7 @@ def center_crop(image, size, crop_pct=0.875):
     Returns:
         float32 array (size, size, 3) in [0, 1], ready for any model of the package.
     """
-    if np.ndim(image) not in (2, 3):
-        raise ValueError(f"center_crop expects one (H, W, 3) image; got shape {np.shape(image)}.")
+    image = to_numpy(image)
+    if image.ndim not in (2, 3):
+        raise ValueError(f"center_crop expects one (H, W, 3) image; got shape {image.shape}.")
     return eval_transform(image, size, crop_pct=crop_pct, interpolation="bicubic")

@@ -29,8 +29,36 @@ SUFFIXES = {"litert": ".tflite", "onnx": ".onnx", "openvino": ".xml"}
 # The Python package each conversion needs, and the pip name to install it under.
 CONVERTER_PACKAGES = {"litert": "tensorflow", "onnx": "tf2onnx", "openvino": "openvino"}
 
-__all__ = ["FORMATS", "QUANTIZATIONS", "check_options", "check_output_target", "export", "output_path",
-           "resolve_input_shape"]
+# The Keras backends each format is written from (LiteRT from JAX: jax2tf, then the LiteRT
+# converter, deploy/litert.py), and why not from the others.
+BACKENDS = {"saved_model": ("tensorflow", "jax"), "litert": ("tensorflow", "jax"),
+            "onnx": ("tensorflow", "torch"), "openvino": ("tensorflow", "torch")}
+UNSUPPORTED_ROUTES = {
+    ("saved_model", "torch"): "Keras' route from PyTorch goes through torch_xla (StableHLO)",
+    ("litert", "torch"): "Keras' route from PyTorch needs the litert-torch package",
+    ("onnx", "jax"): "Keras' route from JAX needs the jax2onnx package",
+    ("openvino", "jax"): "OpenVINO cannot convert the XlaCallModule ops of Keras' JAX export",
+}
+
+__all__ = ["BACKENDS", "FORMATS", "QUANTIZATIONS", "check_backend", "check_options", "check_output_target", "export",
+           "output_path", "resolve_input_shape"]
+
+
+def check_backend(format):
+    """Raise a one-line ValueError, before any work, if `format` is not written from the running
+    Keras backend (`BACKENDS`), naming the backends that write it and how to get there."""
+    import keras
+
+    backend = keras.backend.backend()
+    allowed = BACKENDS[format]
+    if backend in allowed:
+        return
+    why = UNSUPPORTED_ROUTES.get((format, backend), "no route is known")
+    raise ValueError(
+        f'format="{format}" exports from the {" and ".join(allowed)} Keras backends; this is {backend} '
+        f"({why}, which this package does not support). Save the model (model.save(\"m.keras\")) and "
+        f"export it in a process with KERAS_BACKEND={' or '.join(allowed)} (models, weights and .keras "
+        "files are the same on every backend).")
 
 
 def export(model, path, format, quantize=None, representative_data=None, input_shape=None, overwrite=False):
@@ -57,7 +85,9 @@ def export(model, path, format, quantize=None, representative_data=None, input_s
             SavedModel does for a directory that is not an earlier export.
 
     Raises:
-        ValueError: an unknown format or quantization, missing or unusable calibration data,
+        ValueError: an unknown format or quantization, a format the running Keras backend
+            does not write (`BACKENDS`: LiteRT from TensorFlow and JAX, ONNX and OpenVINO from
+            TensorFlow and PyTorch), missing or unusable calibration data,
             no input size for a ViT, a path with another format's extension, or (LiteRT) an
             op the runtime's builtin op set lacks, named. ImportError: the converter package
             is not installed (`pip install keras_bigtransfer[deploy]`). FileExistsError: `path`
@@ -92,17 +122,19 @@ def export(model, path, format, quantize=None, representative_data=None, input_s
 
 
 def check_options(format, quantize=None, representative_data=None):
-    """Raise ValueError for options no export can take (no model needed: callers check first).
+    """Raise ValueError for options no export can take, and for a format the running Keras
+    backend does not write (`check_backend`): no model needed, so callers check first.
 
     `format` may also be "saved_model" (hub.export's default), which takes neither option.
     """
     if format == "saved_model" and (quantize is not None or representative_data is not None):
         raise ValueError('quantize and representative_data are LiteRT options (format="litert"); '
                          "a SavedModel is exported in float32.")
+    if format not in BACKENDS:
+        raise ValueError(f"format must be one of {('saved_model',) + FORMATS}; got {format!r}.")
+    check_backend(format)
     if format == "saved_model":
         return
-    if format not in FORMATS:
-        raise ValueError(f"format must be one of {('saved_model',) + FORMATS}; got {format!r}.")
     if quantize not in QUANTIZATIONS:
         raise ValueError(f"quantize must be one of {QUANTIZATIONS}; got {quantize!r}.")
     if quantize is not None and format != "litert":
@@ -200,7 +232,13 @@ def _require(format):
 
 
 def input_signature(shape):
-    """The one input of every exported graph: float32 images named "images", batch dynamic."""
+    """The one input of every exported graph: float32 images named "images", batch dynamic
+    (a tf.TensorSpec on TensorFlow; a keras.InputSpec elsewhere, which Keras' PyTorch
+    exports take without importing TensorFlow)."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return [keras.InputSpec(shape=(None,) + tuple(shape), dtype="float32", name="images")]
     import tensorflow as tf
 
     return [tf.TensorSpec((None,) + tuple(shape), tf.float32, name="images")]

@@ -8,6 +8,8 @@ import warnings
 
 import numpy as np
 
+from keras_bigtransfer.preprocessing import to_numpy
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 RECOMMENDED = 32  # fewer calibrate the activation ranges poorly; a warning says so
 MAX_IMAGES = 1000  # more only slows the calibration down
@@ -28,7 +30,7 @@ def load_representative_data(data, shape):
         images = _from_dataset(data)
     else:
         try:
-            images = np.asarray(data)
+            images = to_numpy(data)  # NumPy or any Keras backend's tensor
         except Exception as e:  # ragged lists and the like
             raise ValueError(f"representative_data must be an array of images, a tf.data dataset or a "
                              f"directory; got {type(data).__name__} ({e}).") from None

@@ -1,5 +1,5 @@
-"""LiteRT (TensorFlow Lite) files through Keras' `Model.export(format="litert")` and the
-LiteRT converter's own quantization.
+"""LiteRT (TensorFlow Lite) files through Keras' `Model.export(format="litert")` (TensorFlow
+backend; from JAX: jax2tf and the LiteRT converter) and the LiteRT converter's own quantization.
 
 The op set is LiteRT's builtins only (Keras' default also allows TensorFlow "flex" ops,
 which the standalone `ai-edge-litert` interpreter and phones without the flex delegate
@@ -48,12 +48,40 @@ def unsupported_ops(message):
     return sorted(names)
 
 
+def _export_from_jax(model, path, shape, options):
+    """Keras' LiteRT export takes TensorFlow or PyTorch; from JAX the model goes through jax2tf
+    (the SavedModel route, `tfhub.jax_export`) and the LiteRT converter, with the same options."""
+    import keras
+    import tensorflow as tf
+
+    from keras_bigtransfer.tfhub import jax_export
+
+    inputs = keras.Input(shape, name="images")
+    fixed = keras.Model(inputs, model(inputs), name=model.name)  # jax2tf traces the export's size
+    root = jax_export.reusable_module(fixed, "output")
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [root.serving_default.get_concrete_function()], root)
+    for name, value in options.items():
+        if name == "target_spec":
+            for key, setting in value.items():
+                setattr(converter.target_spec, key, setting)
+        else:
+            setattr(converter, name, value)
+    with open(path, "wb") as f:
+        f.write(converter.convert())
+
+
 def export_litert(model, path, shape, quantize=None, calibration=None):
+    import keras
+
     options = converter_options(quantize, calibration)
     with atomic_file(path, suffix=".tflite") as tmp:
         try:
-            model.export(tmp, format="litert", verbose=False, input_signature=input_signature(shape),
-                         **options)
+            if keras.backend.backend() == "jax":
+                _export_from_jax(model, tmp, shape, options)
+            else:
+                model.export(tmp, format="litert", verbose=False, input_signature=input_signature(shape),
+                             **options)
         except Exception as e:
             ops = unsupported_ops(str(e))
             if not ops:

@@ -2,8 +2,10 @@
 
 The rule (shared with fit_bit's input pipeline):
 
-- shape (batch, height, width, 3), RGB; 1 channel (grayscale) and 2 or 4 channels
-  (with alpha) are refused, naming the fix;
+- shape (batch, height, width, 3), RGB; grayscale, (batch, height, width) or
+  (batch, height, width, 1), is repeated to 3 channels (`grayscale_rule`, which fit_bit's
+  pipeline and `preprocessing` apply too); 2 or 4 channels (with alpha) are refused,
+  naming the fix;
 - uint8 is divided by 255; any other integer dtype (uint16, int32, int64, ...) is
   refused: its range is not implied by the dtype;
 - floats are taken as [0, 1]; where their values are visible (eager calls), images
@@ -17,11 +19,55 @@ from keras import ops
 
 FAR_ABOVE = 2.0
 FAR_BELOW = -1.0
+MAX_IMAGE_CHANNELS = 4  # a rank-3 array whose last axis is at most this is one image (H, W, C)
+
+
+def grayscale_rule(shape, channels=3, batch=True):
+    """The package's one grayscale rule, on a static shape: (add_channel_axis, repeats).
+
+    Images of `shape` get a trailing channel axis when `add_channel_axis`, then their
+    channel axis repeated `repeats` times (1: left as they are). Shared by the models
+    (`ImageModel`), fit_bit's input pipeline (`training.data`) and `preprocessing`, so a
+    model takes what fit_bit trained it on.
+
+    - A batch (`batch=True`) of rank 3 is (N, H, W) grayscale, unless its last axis is a
+      channel count (1 to 4: gray, gray+alpha, RGB, RGBA; or `channels`): then it is one
+      image without a batch axis (not converted: the shape check asks for the batch axis).
+      One image (`batch=False`) of rank 2 is (H, W).
+    - One channel is repeated to 3 for an RGB model (`channels=3`); a model of another
+      channel count (1 included) takes its channels as they are.
+    - Anything else is returned as it is ((False, 1)); `check_images` judges it.
+    """
+    try:
+        shape = tuple(shape)
+    except ValueError:  # a tf.TensorShape of unknown rank: nothing to decide on
+        return False, 1
+    rank = 4 if batch else 3
+    one_image = batch and len(shape) == 3 and shape[-1] is not None and (
+        shape[-1] <= MAX_IMAGE_CHANNELS or shape[-1] == channels)
+    add_axis = len(shape) == rank - 1 and not one_image
+    got = 1 if add_axis else (shape[-1] if len(shape) == rank else None)
+    return add_axis, (3 if channels == 3 and got == 1 else 1)
+
+
+def apply_grayscale_rule(images, channels=3):
+    """A batch of images (any backend's tensor, NumPy, or a symbolic `KerasTensor`) by
+    `grayscale_rule`: (N, H, W) and (N, H, W, 1) become (N, H, W, 3) on an RGB model."""
+    add_axis, repeats = grayscale_rule(images.shape, channels)
+    if add_axis:
+        images = ops.expand_dims(images, -1)
+    if repeats > 1:
+        # Not ops.repeat: TensorFlow's loses the static shape in a graph (predict).
+        images = ops.concatenate([images] * repeats, axis=-1)
+    return images
 
 
 def check_images(shape, dtype, where, channels=3):
     """Raise a `ValueError` if images of this shape and dtype break the contract."""
-    shape = tuple(shape)
+    try:
+        shape = tuple(shape)
+    except ValueError:  # unknown rank (a graph traced for inputs of several ranks): at run time
+        shape = (None,) * 4
     dtype = keras.backend.standardize_dtype(dtype)
     expected = f"(batch, height, width, {channels})"
     if len(shape) != 4:
@@ -33,7 +79,7 @@ def check_images(shape, dtype, where, channels=3):
     got = shape[-1]
     if got is not None and got != channels:
         if got == 1:
-            fix = "Grayscale is not converted: repeat the channel, e.g. np.repeat(images, 3, axis=-1)."
+            fix = f"Repeat the channel to {channels}, e.g. np.repeat(images, {channels}, axis=-1)."
         elif got in (2, 4):
             fix = "Drop the alpha channel with images[..., :3]."
         else:

@@ -45,7 +45,7 @@ class HyperRuleSchedule(keras.optimizers.schedules.LearningRateSchedule):
     @classmethod
     def from_rule(cls, rule):
         """The schedule of a `keras_bigtransfer.training.HyperRule`."""
-        return cls(rule.base_lr, rule.warmup_steps, rule.decay_boundaries)
+        return cls(rule.peak_lr, rule.warmup_steps, rule.decay_boundaries)
 
     def __call__(self, step):
         step = ops.cast(step, "float32")

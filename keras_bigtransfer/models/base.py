@@ -10,7 +10,8 @@ import sys
 import numpy as np
 import keras
 
-from keras_bigtransfer.layers.image_input import ImageInput, check_images, to_unit_range
+from keras_bigtransfer.layers.image_input import (ImageInput, apply_grayscale_rule, check_images, grayscale_rule,
+                                                   to_unit_range)
 
 POOLING_CHOICES = ("avg", "max", None)
 
@@ -25,8 +26,9 @@ IMAGE_INPUT_LAYER = "image_input"
 class ImageModel(keras.Model):
     """A functional Keras model that takes RGB images in [0, 1], batch-first NHWC.
 
-    This is the TF Hub image convention. uint8 images are divided by 255; other
-    integer dtypes, and images without exactly 3 channels, raise a `ValueError`
+    This is the TF Hub image convention. uint8 images are divided by 255; grayscale
+    batches, (N, H, W) and (N, H, W, 1), are repeated to RGB (`grayscale_rule`, the rule
+    of fit_bit's pipeline); other integer dtypes, and other channel counts, raise a `ValueError`
     that says what to pass instead; float images far outside [0, 1] are warned
     about in eager calls. The contract is the model's first layer (`ImageInput`),
     so it holds in nested, functional and exported uses too; `call` converts
@@ -53,8 +55,26 @@ class ImageModel(keras.Model):
             inputs = np.asarray(inputs)
             shape = inputs.shape
         if getattr(inputs, "dtype", None) is not None:
-            check_images(shape, inputs.dtype, self._where())
+            # Grayscale as fit_bit takes it: (N, H, W) and (N, H, W, 1) repeated to RGB.
+            channels = self.inputs[0].shape[-1] if self.inputs else 3
+            inputs = apply_grayscale_rule(inputs, channels)
+            check_images(inputs.shape, inputs.dtype, self._where(), channels)
         return super().__call__(inputs, *args, **kwargs)
+
+    def predict(self, x, *args, **kwargs):
+        return super().predict(self._rgb_array(x), *args, **kwargs)
+
+    def evaluate(self, x=None, *args, **kwargs):
+        return super().evaluate(self._rgb_array(x), *args, **kwargs)
+
+    def _rgb_array(self, x):
+        # NumPy grayscale made RGB before Keras' data pipeline, as __call__ does: the compiled
+        # step is traced per input shape, and one relaxed over two ranks has no rank at all.
+        if not isinstance(x, np.ndarray):
+            return x
+        add_axis, repeats = grayscale_rule(x.shape, self.inputs[0].shape[-1] if self.inputs else 3)
+        x = x[..., None] if add_axis else x
+        return np.repeat(x, repeats, axis=-1) if repeats > 1 else x
 
     def call(self, inputs, training=None, mask=None, **kwargs):
         # Runs on every call, nested ones included (a model inside another model's graph).

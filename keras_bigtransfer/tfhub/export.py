@@ -194,15 +194,11 @@ class _ReusableSavedModel(tf.train.Checkpoint):
 
 def check_backend():
     """A SavedModel is written from TensorFlow, or from JAX through jax2tf; PyTorch has
-    no route here (Keras' needs torch_xla): a ValueError naming what works instead."""
-    backend = keras.backend.backend()
-    if backend not in ("tensorflow", "jax"):
-        raise ValueError(
-            f'format="saved_model" exports from the tensorflow and jax Keras backends; this is {backend}. '
-            'Keras\' own route from PyTorch goes through torch_xla (StableHLO), which this package does not '
-            'support. From PyTorch: save the model (model.save("m.keras")) and export it in a process with '
-            'KERAS_BACKEND=tensorflow or jax (models, weights and .keras files are the same on every backend).'
-        )
+    no route here (Keras' needs torch_xla): a ValueError naming what works instead
+    (`deploy.check_backend`, the rule of every format)."""
+    from keras_bigtransfer.deploy import check_backend as check_format_backend
+
+    check_format_backend("saved_model")
 
 
 def export(model, path, signature="feature_vector", archive=False, overwrite=False):
@@ -223,7 +219,8 @@ def export(model, path, signature="feature_vector", archive=False, overwrite=Fal
         overwrite: replace whatever is at `path` (and `<path>.tar.gz`).
 
     Returns:
-        The path of the SavedModel directory (and the archive's when `archive`).
+        The absolute path written, a str: the SavedModel directory, or with `archive` the
+        archive `<path>.tar.gz` (the directory stays beside it, at `path`).
     """
     check_backend()
     path = check_export_target(path, archive=archive, overwrite=overwrite)
@@ -261,7 +258,7 @@ def export(model, path, signature="feature_vector", archive=False, overwrite=Fal
             )
     if not archive:
         return path
-    return path, write_archive(path, path + ".tar.gz", overwrite=overwrite)
+    return write_archive(path, path + ".tar.gz", overwrite=overwrite)
 
 
 def write_archive(saved_model_dir, archive_path, overwrite=False):

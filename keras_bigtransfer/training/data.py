@@ -25,6 +25,8 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
+from keras_bigtransfer.layers.image_input import grayscale_rule
+from keras_bigtransfer.preprocessing import to_numpy
 from keras_bigtransfer.training.hyperrule import check_int
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -53,7 +55,7 @@ def load_source(data, *, data_dir=None, what="train_data"):
     if isinstance(data, tf.data.Dataset):
         return _from_dataset(data, what)
     if isinstance(data, (tuple, list)) and len(data) == 2:
-        images, labels = (np.asarray(a) for a in data)
+        images, labels = (to_numpy(a) for a in data)  # any backend's tensors too
         if images.ndim not in (3, 4):
             raise ValueError(f"{what}: images must be (N, H, W) or (N, H, W, C); got {images.shape}.")
         if len(images) != len(labels):
@@ -143,7 +145,8 @@ def _to_unit_rgb(image, what, check_range):
         image = tf.cast(image, tf.float32)
         if check_range:
             image = _warn_if_far_outside(image, what)
-    if image.shape.rank == 2:
+    add_axis, repeats = grayscale_rule(image.shape, batch=False)  # the models' rule too
+    if add_axis:
         image = image[..., None]
     if image.shape.rank != 3:
         raise ValueError(f"{what}: each image must be (H, W) or (H, W, C); got shape {image.shape}.")
@@ -159,7 +162,7 @@ def _to_unit_rgb(image, what, check_range):
         return tf.ensure_shape(image, [None, None, 3])
     if channels not in (1, 3):
         raise _channels_error(what, channels)
-    return tf.tile(image, [1, 1, 3]) if channels == 1 else image
+    return tf.tile(image, [1, 1, repeats]) if repeats > 1 else image
 
 
 def _warn_if_far_outside(image, what):

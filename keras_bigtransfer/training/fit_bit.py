@@ -147,7 +147,9 @@ def fit_bit(
             that the HyperRule reads. With `examples_per_class`, the size of the data the
             few-shot set is drawn from (its first `num_examples` where the size is unknown);
             the rule then reads the few-shot set's size.
-        image_size: the same for the images' (height, width).
+        image_size: the same for the images' (height, width): the rule's input that
+            picks its resolution (128 under 96x96 pixels, else 480), not the training
+            resolution (that is `resolution`); not needed with `resolution`.
         batch_size: global batch size; the learning rate scales by batch_size/512 and
             the step counts by 512/batch_size.
         base_lr: learning rate at batch 512.
@@ -192,7 +194,8 @@ def fit_bit(
                                    num_examples=num_examples)
         num_examples = None  # the rule reads the few-shot set's size
     num_examples = num_examples or source.num_examples
-    image_size = image_size or source.image_size
+    # The data's image size only picks the rule's resolution, which `resolution` replaces.
+    image_size = image_size or source.image_size or (resolution and (resolution, resolution))
     missing = [n for n, v in (("num_examples", num_examples), ("image_size", image_size)) if v is None]
     if missing:
         raise ValueError(

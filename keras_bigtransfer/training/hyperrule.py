@@ -91,8 +91,9 @@ def patch_multiple(*models):
 class HyperRule:
     """Fine-tuning hyperparameters for one dataset at one batch size.
 
-    `base_lr` is the peak learning rate at `batch_size` (already scaled by
-    batch_size / 512); step counts are in steps of `batch_size` examples.
+    `peak_lr` is the learning rate after warmup at `batch_size`: the `base_lr` given to
+    `hyperrule` (the rate at batch 512) scaled by batch_size / 512. Step counts are in
+    steps of `batch_size` examples.
     `mixup_alpha` 0.0 means no MixUp.
     """
 
@@ -102,7 +103,7 @@ class HyperRule:
     total_steps: int
     warmup_steps: int
     decay_boundaries: tuple
-    base_lr: float
+    peak_lr: float
     batch_size: int
     crop_rounded_from: Optional[int] = None  # the crop before for_model() rounded it
 
@@ -116,9 +117,9 @@ class HyperRule:
     def learning_rate(self, step):
         """Linear warmup from 0, then divided by 10 after each decay boundary."""
         if step < self.warmup_steps:
-            return self.base_lr * step / self.warmup_steps
+            return self.peak_lr * step / self.warmup_steps
         decays = sum(1 for boundary in self.decay_boundaries if boundary < step)
-        return self.base_lr / 10**decays
+        return self.peak_lr / 10**decays
 
     def with_resolution(self, crop_size):
         """The same rule training at `crop_size` (resized to 1.25x first, as 160 -> 128)."""
@@ -164,7 +165,7 @@ def hyperrule(num_examples, image_size, batch_size=512, base_lr=0.003):
         base_lr: the learning rate at batch 512.
 
     Returns:
-        A frozen `HyperRule`.
+        A frozen `HyperRule`; its `peak_lr` is `base_lr` scaled to `batch_size`.
     """
     num_examples = check_int("num_examples", num_examples)
     image_size = check_image_size("image_size", image_size)
@@ -184,6 +185,6 @@ def hyperrule(num_examples, image_size, batch_size=512, base_lr=0.003):
         total_steps=total,
         warmup_steps=warmup,
         decay_boundaries=tuple(boundaries),
-        base_lr=base_lr * batch_size / REFERENCE_BATCH,
+        peak_lr=base_lr * batch_size / REFERENCE_BATCH,
         batch_size=batch_size,
     )

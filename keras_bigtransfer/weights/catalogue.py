@@ -1,6 +1,7 @@
 """The checkpoint catalogue: `weights/*.json`, shipped inside the package."""
 
 import dataclasses
+import difflib
 import functools
 import json
 from importlib import resources
@@ -83,14 +84,17 @@ def list_models(family=None):
 
 def suggest(name, limit=8):
     """Catalogue names close to `name`, best first: those equal but for case, '-' and '.',
-    then tags sharing its first characters. Only ever offered in a message ("did you mean"):
-    a handle or tag is matched exactly (`find`)."""
+    then the closest by difflib's ratio (typos). Only ever offered in a message ("did you
+    mean"): a handle or tag is matched exactly (`find`)."""
     if not isinstance(name, str):
         return []
     loose = _loose(name)
     same = sorted(n for n in _index() if _loose(n) == loose and n != name)
-    close = sorted(t for t in _entries() if loose[:6] and loose[:6] in t and t not in same)
-    return (same + close)[:limit]
+    by_loose = {}
+    for n in _index():
+        by_loose.setdefault(_loose(n), n)
+    close = [by_loose[k] for k in difflib.get_close_matches(loose, list(by_loose), n=limit, cutoff=0.6)]
+    return list(dict.fromkeys(c for c in same + close if c != name))[:limit]
 
 
 def did_you_mean(name):

@@ -281,8 +281,9 @@ def test_cli_export_litert_int8_from_a_calibration_directory(tmp_path):
                                      "--quantize=int8", f"--calibration_dir={tmp_path / 'calibration'}",
                                      "--image_size=32"], capture_output=True, text=True, timeout=600, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
-    path = done.stdout.strip().splitlines()[-1]
-    assert path == str(tmp_path / "tiny.tflite")
+    line = done.stdout.strip().splitlines()[-1]
+    assert line == f"export: wrote a LiteRT file (int8) to {tmp_path / 'tiny.tflite'}"
+    path = str(tmp_path / "tiny.tflite")
     images = rng.uniform(0, 1, (4, 32, 32, 3)).astype("float32")
     (got,) = run_exported("litert", [path], images, str(tmp_path))
     assert got.shape == (4, 3) and np.all(np.isfinite(got))

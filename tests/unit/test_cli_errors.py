@@ -228,3 +228,73 @@ def test_fit_offline_does_not_download_a_tfds_dataset(tmp_path, capsys, monkeypa
                      f"--data_dir={tmp_path / 'tfds'}")  # conftest sets KERAS_BIGTRANSFER_OFFLINE=1
     assert status == 1
     assert "KERAS_BIGTRANSFER_OFFLINE" in error_line(capsys)
+
+
+# --- issue 25: help, list, download suggestions, fit --resolution ------------------------------
+
+@pytest.mark.parametrize("args", [("--help",), ("-h",), ("help",)])
+def test_help_lists_every_command_and_its_flags(args, capsys):
+    """Before: --help printed absl's empty usage and exited 1; `help` was an unknown command."""
+    assert run_cli(*args) == 0
+    out = capsys.readouterr().out
+    for command, (usage, _, names) in cli.COMMANDS.items():
+        assert f"keras-bigtransfer {command}" in out
+        assert all(f"--{name}:" in out for name in names), command
+    assert "--resolution: fit: the training resolution" in out
+
+
+def test_help_command_describes_one_command(capsys):
+    assert run_cli("help", "fit") == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: keras-bigtransfer fit") and "--resolution" in out and "--top_k" not in out
+    assert run_cli("help", "nope") == 2
+    assert "unknown command 'nope'" in error_line(capsys)
+
+
+def test_list_fits_100_columns_and_wide_shows_every_column(capsys):
+    assert run_cli("list") == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert max(map(len, lines)) <= cli.LIST_WIDTH
+    tags = {line.split()[0] for line in lines[1:]}
+    assert tags == {e.tag for e in hub.list_models()}  # tags whole, never cut
+    assert run_cli("list", "--wide") == 0
+    wide = capsys.readouterr().out.splitlines()
+    assert wide[0].split()[:2] == ["tag", "constructor"] and "ILSVRC-2012 + JFT-300M unlabeled (Noisy Student)" in "\n".join(wide)
+
+
+def test_download_of_a_typo_names_the_closest_tags(capsys):
+    assert run_cli("download", "bit_m_r50x1_ilsvrc201") == 1
+    assert "did you mean 'bit_m_r50x1_ilsvrc2012'" in error_line(capsys)
+
+
+def test_fit_resolution_reaches_fit_bit_and_image_size_is_refused(tmp_path, capsys, monkeypatch):
+    """Before: --image_size, documented as the training resolution, fed fit_bit's image_size=
+    (the rule's dataset-size input), and resolution= was out of reach."""
+    _scorer(3, 0, 1, tmp_path / "m.keras")
+    seen = {}
+
+    def record(model, data, *args, **kwargs):
+        seen.update(kwargs)
+        raise ValueError("recorded")
+
+    monkeypatch.setattr(kb, "fit_bit", record)
+    out = f"--out={tmp_path / 'run'}"
+    assert run_cli("fit", tmp_path / "m.keras", "data", out, "--num_classes=3", "--resolution=64") == 1
+    assert seen["resolution"] == 64 and "image_size" not in seen
+    capsys.readouterr()
+    assert run_cli("fit", tmp_path / "m.keras", "data", out, "--num_classes=3", "--image_size=64") == 2
+    assert "--resolution" in error_line(capsys)
+
+
+def test_fit_on_a_backend_without_a_saved_model_route_keeps_the_trained_model(tmp_path, capsys, monkeypatch):
+    """PyTorch has no SavedModel route: fit writes model.keras and history.json and says why
+    saved_model/ is missing, instead of failing after the training (issue 25, item 7)."""
+    from types import SimpleNamespace
+
+    _scorer(3, 0, 1, tmp_path / "m.keras")
+    monkeypatch.setattr(kb, "fit_bit", lambda *a, **k: SimpleNamespace(rule=kb.hyperrule(10, 32), history={}))
+    monkeypatch.setattr(keras.backend, "backend", lambda: "torch")
+    run = tmp_path / "run"
+    assert run_cli("fit", tmp_path / "m.keras", "data", f"--out={run}", "--num_classes=3") == 0
+    assert sorted(os.listdir(run)) == ["history.json", "model.keras"]
+    assert "saved_model/ not written" in capsys.readouterr().err

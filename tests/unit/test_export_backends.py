@@ -1,5 +1,6 @@
 """hub.export(format="saved_model") from the JAX backend (jax2tf) and the clear error from
-PyTorch (issue 17). Each backend in a subprocess."""
+PyTorch (issue 17); every other format from JAX and PyTorch: written and equal to the Keras
+model, or refused up front in one line (issue 25, item 7). Each backend in a subprocess."""
 
 import os
 import subprocess
@@ -50,6 +51,67 @@ TORCH_EXPORT = textwrap.dedent("""
 """)
 
 
+EVERY_FORMAT = textwrap.dedent("""
+    import os, sys, time
+    sys.path.insert(0, {root!r})
+    import keras, numpy as np, pytest
+    import keras_bigtransfer as kb
+    from keras_bigtransfer import cli, deploy
+    from tests.toys import tiny_model
+    backend = keras.backend.backend()
+    model = tiny_model(num_classes=3)
+    images = np.random.default_rng(1).uniform(0, 1, (2, 32, 32, 3)).astype("float32")
+    want = keras.ops.convert_to_numpy(model(images))
+
+    def run_litert(path):
+        from ai_edge_litert.interpreter import Interpreter
+        interpreter = Interpreter(model_path=path)
+        interpreter.resize_tensor_input(interpreter.get_input_details()[0]["index"], images.shape)
+        interpreter.allocate_tensors()
+        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], images)
+        interpreter.invoke()
+        return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+
+    def run_onnx(path):
+        import onnxruntime
+        session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+        return session.run(None, {{session.get_inputs()[0].name: images}})[0]
+
+    def run_openvino(path):
+        import openvino
+        # f32: OpenVINO's CPU plugin otherwise computes in bf16 where the CPU has it.
+        compiled = openvino.Core().compile_model(path, "CPU", {{"INFERENCE_PRECISION_HINT": "f32"}})
+        return next(iter(compiled(images).values()))
+
+    runners = {{"litert": run_litert, "onnx": run_onnx, "openvino": run_openvino}}
+    for fmt in ("saved_model", "litert", "onnx", "openvino"):
+        target = os.path.join({tmp!r}, fmt + deploy.SUFFIXES.get(fmt, ""))
+        if backend not in deploy.BACKENDS[fmt]:  # refused before any work, in one line
+            start = time.perf_counter()
+            with pytest.raises(ValueError, match="KERAS_BACKEND=") as refused:
+                kb.hub.export(model, target, format=fmt, input_shape=None if fmt == "saved_model" else (32, 32))
+            assert "\\n" not in str(refused.value) and time.perf_counter() - start < 1.0
+            assert not os.path.exists(target)
+            # The CLI refuses before it loads (here: a tag it would otherwise call unknown).
+            cli.FLAGS.unparse_flags()
+            with pytest.raises(SystemExit):
+                cli.main(cli.parse_flags(["keras-bigtransfer", "export", "no_such_tag", target, "--format=" + fmt]))
+            print(fmt, "REFUSED", flush=True)
+            continue
+        if fmt == "saved_model":
+            continue  # written from JAX: test_saved_model_export_from_jax_any_size
+        path = kb.hub.export(model, target, format=fmt, input_shape=(32, 32))
+        np.testing.assert_allclose(runners[fmt](path), want, atol=1e-4)  # float32 throughout
+        print(fmt, "WRITTEN", flush=True)
+    if backend == "jax":  # the LiteRT converter's quantization through the JAX route too
+        path = kb.hub.export(model, os.path.join({tmp!r}, "q.tflite"), format="litert", input_shape=(32, 32),
+                             quantize="dynamic_int8")
+        got = run_litert(path)
+        assert np.abs(got - want).max() <= 0.05 * np.abs(want).max(), (got, want)
+    print("OK")
+""")
+
+
 def _run(script, backend, tmp_path):
     path = tmp_path / f"export_from_{backend}.py"  # not jax.py: the script folder comes first on sys.path
     path.write_text(script.format(root=ROOT, tmp=str(tmp_path)))
@@ -67,3 +129,21 @@ def test_saved_model_export_from_jax_any_size(tmp_path):
 def test_saved_model_export_from_torch_is_a_clear_error(tmp_path):
     done = _run(TORCH_EXPORT, "torch", tmp_path)
     assert done.returncode == 0 and "OK" in done.stdout, done.stderr[-3000:]
+
+
+def test_every_format_from_jax_is_written_or_refused_up_front(tmp_path):
+    """LiteRT from JAX: jax2tf, then the LiteRT converter (before: Keras' raw "requires TensorFlow or
+    PyTorch backend"); ONNX and OpenVINO refused in one line naming KERAS_BACKEND (before: a TypeError
+    about tf.float32, and OpenVINO's XlaCallModule failure after the conversion)."""
+    done = _run(EVERY_FORMAT, "jax", tmp_path)
+    assert done.returncode == 0 and "OK" in done.stdout, done.stderr[-3000:]
+    assert "litert WRITTEN" in done.stdout and "onnx REFUSED" in done.stdout and "openvino REFUSED" in done.stdout
+
+
+def test_every_format_from_torch_is_written_or_refused_up_front(tmp_path):
+    """ONNX and OpenVINO from PyTorch match the model; LiteRT (Keras sent users to litert-torch) and
+    the SavedModel are refused in one line before any work."""
+    done = _run(EVERY_FORMAT, "torch", tmp_path)
+    assert done.returncode == 0 and "OK" in done.stdout, done.stderr[-3000:]
+    assert "onnx WRITTEN" in done.stdout and "openvino WRITTEN" in done.stdout
+    assert "litert REFUSED" in done.stdout and "saved_model REFUSED" in done.stdout

@@ -35,6 +35,20 @@ def test_head_is_zeroed_before_training():
     assert np.abs(np.asarray(model.get_layer("head").kernel)).max() < 1e-6
 
 
+def test_the_model_takes_the_grayscale_arrays_it_was_trained_on():
+    """Fashion-MNIST's (N, 28, 28): fit_bit trains on them, so the model predicts on them
+    (issue 25, item 9: it asked for a batch axis)."""
+    images, labels = colour_data(16, size=28)
+    gray = images[..., 0]
+    model = tiny_model()
+    kb.fit_bit(model, (gray, labels), batch_size=8, total_steps=1, verbose=0)
+    rgb = np.repeat(gray[..., None], 3, axis=-1)
+    want = model.predict(rgb, verbose=0)
+    np.testing.assert_allclose(model.predict(gray, verbose=0), want, atol=1e-5)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(model(gray)), want, atol=1e-4)
+    np.testing.assert_allclose(model.predict(gray[..., None], verbose=0), want, atol=1e-5)
+
+
 def batch_norm_model(seed=0):
     """A BatchNorm model with a nested BatchNorm block, as EfficientNet-style backbones have."""
     keras.utils.set_random_seed(seed)

@@ -127,7 +127,7 @@ def test_other_settings_or_data_are_refused(tmp_path):
     ckpt = str(tmp_path / "ckpt")
     with pytest.raises(KeyboardInterrupt):
         kb.fit_bit(tiny_model(), colour_data(64), checkpoint_dir=ckpt, callbacks=[Crash(3)], **ARGS)
-    with pytest.raises(ValueError, match=r"unfinished fit_bit run with other settings: base_lr=0.00468.* there, 0.00156.* in this call"):
+    with pytest.raises(ValueError, match=r"unfinished fit_bit run with other settings: peak_lr=0.00468.* there, 0.00156.* in this call"):
         kb.fit_bit(tiny_model(), colour_data(64), checkpoint_dir=ckpt, **{**ARGS, "base_lr": 0.1})
     with pytest.raises(ValueError, match=r"unfinished fit_bit run with other settings: data="):
         kb.fit_bit(tiny_model(), colour_data(64, seed=4), checkpoint_dir=ckpt, **ARGS)

@@ -23,7 +23,7 @@ def test_official_table_at_batch_512(n, size, resize, crop, alpha, total, warmup
     rule = kb.hyperrule(n, size)
     assert (rule.resize_size, rule.crop_size, rule.mixup_alpha) == (resize, crop, alpha)
     assert (rule.total_steps, rule.warmup_steps, rule.decay_boundaries) == (total, warmup, bounds)
-    assert rule.base_lr == 0.003 and rule.batch_size == 512
+    assert rule.peak_lr == 0.003 and rule.batch_size == 512
 
 
 def test_learning_rate_warmup_and_strict_decays():
@@ -39,7 +39,7 @@ def test_learning_rate_warmup_and_strict_decays():
 
 def test_other_batch_sizes_keep_examples_seen():
     rule = kb.hyperrule(1_000, 32, batch_size=128, base_lr=0.003)
-    assert rule.base_lr == pytest.approx(0.00075)
+    assert rule.peak_lr == pytest.approx(0.00075)
     assert rule.total_steps == 2_000 and rule.warmup_steps == 400
     assert rule.decay_boundaries == (800, 1_200, 1_600)
     assert rule.total_steps * rule.batch_size == 500 * 512
@@ -137,3 +137,9 @@ def test_a_model_compiled_by_fit_bit_loads_with_the_package_alone(tmp_path):
                          env=dict(os.environ, PYTHONPATH=ROOT))
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.split()[-3:] == ["HyperRuleSchedule", "[10,", "20]"], out.stdout
+
+
+def test_printout_names_the_batch_scaled_rate_peak_lr():
+    # The rate at batch 128 is base_lr / 4; the printout must not call it base_lr.
+    text = str(kb.hyperrule(1_000, 32, batch_size=128, base_lr=0.003))
+    assert "peak_lr=0.00075" in text and "base_lr" not in text

@@ -83,13 +83,47 @@ def test_other_integer_dtypes_are_refused_naming_the_dtype(r50, dtype):
         keras.Model(inputs, r50(inputs))(images)
 
 
-@pytest.mark.parametrize("channels,message", [(1, "Grayscale"), (2, r"images\[..., :3\]"),
-                                              (4, r"images\[..., :3\]"), (5, "RGB")])
-def test_channel_counts_other_than_three_are_refused_with_the_fix(r50, channels, message):
+@pytest.mark.parametrize("channels,message", [(2, r"images\[..., :3\]"), (4, r"images\[..., :3\]"), (5, "RGB")])
+def test_channel_counts_other_than_one_and_three_are_refused_with_the_fix(r50, channels, message):
     with pytest.raises(ValueError, match=rf"\(batch, height, width, 3\).*{message}"):
         r50(np.zeros((1, 32, 32, channels), "float32"))
     with pytest.raises(ValueError, match=message):  # the layer alone, as a nested graph meets it
         ImageInput()(np.zeros((1, 32, 32, channels), "float32"))
+
+
+def test_grayscale_batches_are_repeated_to_rgb_as_fit_bit_takes_them(r50, rng):
+    """(N, H, W) and (N, H, W, 1), the arrays fit_bit trains on (Fashion-MNIST's), are the RGB
+    batch with the channel repeated: eager, predict and nested in a graph (issue 25, item 9)."""
+    gray = rng.integers(0, 256, (2, 32, 32), dtype=np.uint8)
+    want = keras.ops.convert_to_numpy(r50(np.repeat(gray[..., None], 3, axis=-1)))
+    for images in (gray, gray[..., None]):
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(r50(images)), want, atol=1e-6)
+        np.testing.assert_allclose(r50.predict(images, verbose=0), want, atol=5e-4)  # compiled: other sums
+    inputs = keras.Input((32, 32, 1), dtype="uint8")
+    np.testing.assert_allclose(keras.Model(inputs, r50(inputs)).predict(gray[..., None], verbose=0), want, atol=5e-4)
+    for one_image in (gray[0][..., None], np.repeat(gray[0][..., None], 3, axis=-1)):  # no batch axis
+        with pytest.raises(ValueError, match="Add a batch axis"):
+            r50(one_image)
+
+
+@pytest.mark.parametrize("shape,channels,rule", [
+    ((2, 8, 8), 3, (True, 3)), ((2, 8, 8, 1), 3, (False, 3)), ((2, 8, 8, 3), 3, (False, 1)),
+    ((8, 8, 3), 3, (False, 1)), ((8, 8, 1), 3, (False, 1)),  # one image without its batch axis
+    ((2, 8, 8, 1), 1, (False, 1)), ((2, 8, 8), 1, (True, 1)),  # a 1-channel model: unchanged
+    ((8, 8), 3, (False, 1)),
+])
+def test_grayscale_rule_on_batches(shape, channels, rule):
+    from keras_bigtransfer.layers.image_input import grayscale_rule
+
+    assert grayscale_rule(shape, channels) == rule
+
+
+def test_grayscale_rule_on_single_images():
+    from keras_bigtransfer.layers.image_input import grayscale_rule
+
+    assert grayscale_rule((8, 8), batch=False) == (True, 3)
+    assert grayscale_rule((8, 8, 1), batch=False) == (False, 3)
+    assert grayscale_rule((8, 8, 3), batch=False) == (False, 1)
 
 
 def test_keras_round_trip_keeps_the_contract(tmp_path, rng):

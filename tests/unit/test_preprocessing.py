@@ -42,6 +42,15 @@ def test_center_crop_is_the_bicubic_eval_transform(rng):
     assert gray.shape == (24, 24, 3) and np.array_equal(gray[..., 0], gray[..., 2])
 
 
+def test_a_grayscale_batch_is_a_batch(rng):
+    """(N, H, W), the arrays fit_bit trains on, is N images, not one (H=N, W=H, C=W) image."""
+    gray = rng.integers(0, 256, (5, 28, 28), dtype=np.uint8)
+    views = eval_transform(gray, 24)
+    assert views.shape == (5, 24, 24, 3)
+    np.testing.assert_array_equal(views[2], eval_transform(gray[2], 24))
+    np.testing.assert_array_equal(eval_transform(gray[..., None], 24), views)
+
+
 @pytest.mark.parametrize("bad, match", [
     (np.zeros((20, 20, 3), np.int32), "dtype int32"),
     (np.zeros((20, 20, 4), np.uint8), r"image\[\.\.\., :3\]"),

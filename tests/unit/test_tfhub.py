@@ -31,7 +31,8 @@ def model():
 @pytest.fixture(scope="module")
 def exports(model, tmp_path_factory):
     root = tmp_path_factory.mktemp("exports")
-    features, archive = hub.export(model, root / "features", archive=True)
+    archive = hub.export(model, root / "features", archive=True)
+    features = str(root / "features")
     logits = hub.export(model, root / "logits", signature="classification")
     return {"features": features, "archive": archive, "logits": logits}
 
@@ -332,7 +333,9 @@ def test_export_replaces_only_empty_directories_and_earlier_exports(tmp_path, im
 
     empty = tmp_path / "empty"
     empty.mkdir()
-    path, archive = hub.export(model, empty, archive=True)
+    archive = hub.export(model, empty, archive=True)
+    path = str(empty)
+    assert archive == path + ".tar.gz"  # the docstring's one path, not a (dir, archive) tuple
     assert publishing.is_our_export(path) and publishing.is_our_archive(archive)
     hub.export(model, empty, signature="classification", archive=True)  # ours: replaced, no flag needed
     assert _max_diff(tf.saved_model.load(path)(images), model(images)) <= ATOL

@@ -5,6 +5,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_bigtransfer.preprocessing import to_numpy
 from keras_bigtransfer.training import checkpoint as checkpoint_lib
 from keras_bigtransfer.training import data as data_lib
 from keras_bigtransfer.training.fit_bit import _epochs, classifier_head
@@ -20,7 +21,7 @@ def unlabeled_images(unlabeled_data):
         return np.stack(list(ds.as_numpy_iterator()))
     if isinstance(unlabeled_data, (tuple, list)) and len(unlabeled_data) == 2:
         unlabeled_data = unlabeled_data[0]
-    images = np.asarray(unlabeled_data)
+    images = to_numpy(unlabeled_data)  # any backend's tensors too
     if images.ndim not in (3, 4):
         raise ValueError(
             f"unlabeled_data: images must be (N, H, W) or (N, H, W, C); got shape {images.shape}."
