@@ -54,6 +54,11 @@ class Family:
         to_published: (model, path) -> path: writes the model in the family's published
             checkpoint format (BiT's .npz); None when there is none.
         export_formats: file extensions `to_published` writes (".npz",).
+        timm_options: ((timm's argument, the family's option), ...): what `drop_rate` and
+            `drop_path_rate` set in this family's builder.
+        identify: (arrays) -> the constructor name whose architecture a bare checkpoint
+            fits (read off key names and shapes), or None; names the right variant when
+            a file does not fit the model it was loaded into.
     """
 
     name: str
@@ -65,6 +70,8 @@ class Family:
     from_checkpoint: Optional[Callable] = None
     to_published: Optional[Callable] = None
     export_formats: tuple = ()
+    timm_options: tuple = ()
+    identify: Optional[Callable] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,6 +97,9 @@ class Variant:
         options: the family-specific keyword arguments and their defaults.
         summary: the first line(s) of the constructor's docstring.
         options_doc: the docstring lines (8-space indent) of `options`.
+        named_weights: (("imagenet", tag), ("imagenet21k", tag)): the catalogue tags that
+            keras.applications' `weights="imagenet"` (the family's ILSVRC-2012 classifier)
+            and `"imagenet21k"` mean for this variant, where published.
     """
 
     name: str
@@ -106,6 +116,7 @@ class Variant:
     options: tuple = ()  # ((name, default), ...)
     summary: str = ""
     options_doc: str = ""
+    named_weights: tuple = ()
 
     @property
     def constructor(self):
