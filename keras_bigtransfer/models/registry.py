@@ -175,7 +175,10 @@ def find_variant(name):
 
 
 def _unknown(name, what):
+    from keras_bigtransfer.models import timm_names
+
     candidates = {e.tag: e.tag for e in catalogue.list_models()}
+    candidates.update({n: n for n in timm_names.names()})
     candidates.update({n.lower(): n for n in _VARIANTS})
     close = difflib.get_close_matches(_constructor_key(name), list(candidates), n=5, cutoff=0.5)
     hint = f" Closest matches: {[candidates[c] for c in close]}." if close else ""
@@ -211,9 +214,19 @@ def create_model(name, **kwargs):
     """
     if not isinstance(name, str):
         raise TypeError(f"create_model: name must be a string; got {type(name).__name__}.")
+    from keras_bigtransfer.models import timm_names
+
     variant = find_variant(name)
     if variant is not None:
         return variant.constructor(**kwargs)
+    if kwargs.get("pretrained") is False:  # timm: no weights, whatever the name's tag
+        kwargs.setdefault("weights", None)
+    timm_name = timm_names.resolve(name) if catalogue.find(name) is None else None
+    if timm_name is not None:
+        constructor, weights = timm_name
+        if weights is not None:
+            kwargs.setdefault("weights", weights)
+        return get_variant(constructor).constructor(**kwargs)
     entry = catalogue.find(name)
     if entry is None:  # a catalogued Hub repository at a revision (@rev)
         entry = hf_hub.catalogue_entry(name)
@@ -230,17 +243,29 @@ def create_model(name, **kwargs):
 
 
 def list_models(pattern=None, pretrained=False):
-    """Sorted constructor names matching a glob, case-insensitively.
+    """Sorted model names matching a glob (or any of a list of globs), case-insensitively.
 
     Args:
-        pattern: an `fnmatch` glob ("bit_m_*", "*vit*"); None lists everything.
-        pretrained: list the weights catalogue's tags instead (each builds with
-            `create_model(tag)`).
+        pattern: an `fnmatch` glob ("bit_m_*", "*vit*", "resnetv2_50x1*"), or a list of
+            them (the union, as timm's `filter`); None lists everything.
+        pretrained: list weights instead: the catalogue's tags and timm's `arch.tag` names
+            (a tag-less pattern also matches `pattern.*`, as timm's `include_tags`).
+            Without it: the constructors and timm's architecture names.
+
+    Every name builds with `create_model(name)`.
     """
-    names = [e.tag for e in catalogue.list_models()] if pretrained else list(_VARIANTS)
+    from keras_bigtransfer.models import timm_names
+
+    if pretrained:
+        names = [e.tag for e in catalogue.list_models()] + timm_names.names(pretrained=True)
+    else:
+        names = list(_VARIANTS) + timm_names.names()
     if pattern is not None:
-        names = [n for n in names if fnmatch.fnmatchcase(n.lower(), pattern.lower())]
-    return sorted(names)
+        patterns = [pattern] if isinstance(pattern, str) else list(pattern)
+        if pretrained:
+            patterns += [p + ".*" for p in patterns if "." not in p]
+        names = [n for n in names if any(fnmatch.fnmatchcase(n.lower(), p.lower()) for p in patterns)]
+    return sorted(set(names))
 
 
 def family_of(model):
