@@ -332,3 +332,11 @@ def describe_head(spec, *, global_pool, drop_rate, num_prefix_tokens, classifier
         pre_logits=pre_logits, head_layers=list(head_layers),
     )
     return spec
+
+
+def pool_features(x, pooling, name="pool"):
+    if pooling == "avg":
+        return keras.layers.GlobalAveragePooling2D(name=name)(x)
+    if pooling == "max":
+        return keras.layers.GlobalMaxPooling2D(name=name)(x)
+    return x
