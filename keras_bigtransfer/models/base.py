@@ -33,13 +33,19 @@ class ImageModel(keras.Model):
     """A functional Keras model that takes RGB images in [0, 1], batch-first NHWC.
 
     This is the TF Hub image convention. uint8 images are divided by 255; other
-    integer dtypes, and images without exactly 3 channels, raise a `ValueError`
+    integer dtypes, and images without exactly 3 channels (`in_chans` of a model built
+    for another count), raise a `ValueError`
     that says what to pass instead; float images far outside [0, 1] are warned
     about in eager calls. The contract is the model's first layer (`ImageInput`),
     so it holds in nested, functional and exported uses too; `call` converts
     uint8 before Keras casts it to the float32 `Input` (which would make 255 of
     it 255.0). The normalization the weights expect is a layer inside the model,
     so callers never normalize.
+
+    timm's model API is here too: `num_classes`, `num_features`, `get_classifier()`,
+    `forward_features`, `forward_head(pre_logits=)`, `reset_classifier` (which returns the
+    new model: a functional graph cannot change in place) and `pretrained_cfg`, kept
+    through `.keras` save and load.
     """
 
     # Keras maps a functional graph depth-first by recursion, a few frames per layer on the

@@ -193,3 +193,13 @@ def test_a_file_of_another_variant_names_it():
         kb.EfficientNetLite1(weights=resolve("efficientnet_lite0"), input_shape=(32, 32, 3))
     text = str(error.value)
     assert "EfficientNetLite0" in text and "... and" in text and len(text) < 2000
+
+
+def test_bit_identify_reads_depth_and_width_off_the_keys():
+    from keras_bigtransfer.models.bit import convert
+
+    arrays = {"resnet/root_block/standardized_conv2d/kernel": np.zeros((7, 7, 3, 192), np.float32)}
+    for block, units in enumerate((3, 4, 23, 3), start=1):
+        for unit in range(1, units + 1):
+            arrays[f"resnet/block{block}/unit{unit:02d}/a/standardized_conv2d/kernel"] = np.zeros((1, 1, 1, 1))
+    assert convert.identify(arrays) == "BiT_M_R101x3"
