@@ -142,7 +142,7 @@ class ImageModel(keras.Model):
             features, num_classes=num_classes,
             global_pool=spec["global_pool"] if global_pool is None else global_pool,
             drop_rate=spec["drop_rate"], classifier_activation=spec["classifier_activation"],
-            kernel_initializer=keras.initializers.deserialize(spec["head_initializer"]),
+            kernel_initializer=_initializer(spec["head_initializer"]),
             num_prefix_tokens=spec.get("num_prefix_tokens"), pre_logits=pre_logits, spec=spec,
             name=self.name,
         )
@@ -328,16 +328,24 @@ def describe_head(spec, *, global_pool, drop_rate, num_prefix_tokens, classifier
                   kernel_initializer, pre_logits, head_layers):
     """`spec` (features layer, first conv) with how the head is built: `ImageModel.head_spec`,
     which `reset_classifier` and `forward_head` read. Plain JSON data."""
+    # Plain configs, not keras' serialize(), which imports TensorFlow where it is installed
+    # (serialization_lib's tf.available checks): models build on JAX and torch without it.
     spec = dict(spec or {})
     if classifier_activation is not None and not isinstance(classifier_activation, str):
-        classifier_activation = keras.activations.serialize(classifier_activation)
+        classifier_activation = classifier_activation.__name__
+    initializer = keras.initializers.get(kernel_initializer)
     spec.update(
         global_pool=global_pool, drop_rate=float(drop_rate or 0.0), num_prefix_tokens=num_prefix_tokens,
         classifier_activation=classifier_activation,
-        head_initializer=keras.initializers.serialize(keras.initializers.get(kernel_initializer)),
+        head_initializer={"class_name": type(initializer).__name__, "config": initializer.get_config()},
         pre_logits=pre_logits, head_layers=list(head_layers),
     )
     return spec
+
+
+def _initializer(config):
+    """The head initializer `describe_head` recorded."""
+    return getattr(keras.initializers, config["class_name"])(**config["config"])
 
 
 def pool_features(x, pooling, name="pool"):
