@@ -206,8 +206,12 @@ def create_model(name, **kwargs):
             tag gives the backbone with average pooling). A constructor name wins where
             a string is both. A catalogued Hugging Face handle at a revision
             ("hf-hub:timm/<name>@<revision>") builds that entry's constructor with those weights.
+            timm's names, exactly as timm spells them (`models/timm_names.py`): an architecture
+            ("tf_efficientnet_lite0", "resnetv2_50x1_bit") builds our variant with the weights
+            of timm's default tag where catalogued; "arch.tag" builds with those weights.
         **kwargs: the constructor's arguments (`weights=`, `revision=`, `num_classes=`,
-            `input_shape=`, ...); an explicit `weights=` overrides the tag's.
+            `input_shape=`, timm's `pretrained=`, `in_chans=`, `drop_rate=`, ...); an explicit
+            `weights=` overrides the tag's, `pretrained=False` drops it.
 
     Raises:
         ValueError: `name` is neither; the message lists the closest matches.
