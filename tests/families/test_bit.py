@@ -82,7 +82,7 @@ def test_wrong_image_shape_names_the_expected_one(r50, shape):
         ({"input_shape": (224, 224)}, "input_shape"),
         ({"input_shape": (224, 224, 1)}, "input_shape"),
         ({"pooling": "mean"}, "pooling"),
-        ({"num_classes": 0}, "num_classes"),
+        ({"num_classes": -1}, "num_classes"),
     ],
 )
 def test_bad_constructor_arguments(kwargs, message):
