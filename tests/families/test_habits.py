@@ -146,16 +146,17 @@ def test_vit_options_and_keras_round_trip(tmp_path):
     assert model.get_layer("Transformer_encoderblock_11_mlp_residual").rate == pytest.approx(0.1)
     assert tuple(kb.ViT_Ti16(weights=None, num_classes=0, input_shape=(32, 32, 3))(x).shape) == (2, 192)
     model.set_pretrained_cfg(label_names=["a", "b", "c"])
-    path = str(tmp_path / "vit.keras")
-    model.save(path)
-    loaded = keras.saving.load_model(path)
-    assert loaded.pretrained_cfg == model.pretrained_cfg and loaded.pretrained_cfg["label_names"] == ["a", "b", "c"]
-    np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(model(x)), atol=1e-5)
-    two = loaded.reset_classifier(2, global_pool="token")
-    two.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    two = model.reset_classifier(2, global_pool="token")  # then fit, save and load
+    assert two.pretrained_cfg["num_classes"] == 2 and "label_names" not in two.pretrained_cfg
+    two.set_pretrained_cfg(label_names=["yes", "no"])
+    two.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), run_eagerly=True)
     two.fit(x, np.array([0, 1]), epochs=1, verbose=0)
+    path = str(tmp_path / "vit.keras")
     two.save(path)
-    assert keras.saving.load_model(path).num_classes == 2
+    loaded = keras.saving.load_model(path)
+    assert loaded.pretrained_cfg == two.pretrained_cfg and loaded.pretrained_cfg["label_names"] == ["yes", "no"]
+    assert loaded.head_spec == two.head_spec and loaded.num_classes == 2
+    np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(two(x)), atol=1e-5)
 
 
 def test_bit_options_build():
