@@ -134,6 +134,10 @@ def _other_variant(error, family, arrays, model, source, shown=5):
         return error
     lines = text.splitlines()
     problems = [line for line in lines[1:] if line.startswith("  ")]
+    # The first conv's line first: its width tells the architecture apart at a glance.
+    first = getattr(model, "head_spec", {}).get("first_conv") if hasattr(model, "head_spec") else None
+    if first:
+        problems.sort(key=lambda line: f"({first}/" not in line)
     listing = "\n".join(problems[:shown])
     more = f"\n    ... and {len(problems) - shown} more" if len(problems) > shown else ""
     return WeightsError(
