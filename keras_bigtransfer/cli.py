@@ -413,6 +413,9 @@ def cmd_predict(args):
         if labels is not None and len(labels) != num_classes:
             raise ValueError(f"--labels={FLAGS.labels} names {len(labels)} classes but {source} has "
                              f"{num_classes}; give one name per class, in the head's order.")
+        if labels is None:  # the class names a fine-tuning kept (fit on class folders)
+            kept = getattr(model, "pretrained_cfg", {}).get("label_names")
+            labels = list(kept) if kept and len(kept) == num_classes else None
         names = labels or class_names(num_classes)
         probs = to_numpy(keras.ops.softmax(logits[0]))
         top = np.argsort(probs)[::-1][: FLAGS.top_k]

@@ -4,6 +4,8 @@ constructor arguments, and the model class that enforces both.
 The constructors themselves come from `models/factory.py`, which builds on this module (and
 on `models/features.py`, whose `FeatureModel` is an `ImageModel`): imports run one way."""
 
+import json
+import math
 import numbers
 import sys
 
@@ -12,8 +14,13 @@ import keras
 
 from keras_bigtransfer.layers.image_input import (ImageInput, apply_grayscale_rule, check_images, grayscale_rule,
                                                    to_unit_range)
+from keras_bigtransfer.layers.tokens import TokenPooling
 
 POOLING_CHOICES = ("avg", "max", None)
+
+# timm's `global_pool` values: "" is no pooling (the feature map; ViT: every token).
+CNN_GLOBAL_POOLS = ("avg", "max", "")
+VIT_GLOBAL_POOLS = ("token", "avg", "max", "")
 
 # Every family names its linear classifier this; training, export and loading find it by name.
 HEAD_LAYER = "head"
@@ -27,14 +34,20 @@ class ImageModel(keras.Model):
     """A functional Keras model that takes RGB images in [0, 1], batch-first NHWC.
 
     This is the TF Hub image convention. uint8 images are divided by 255; grayscale
-    batches, (N, H, W) and (N, H, W, 1), are repeated to RGB (`grayscale_rule`, the rule
-    of fit_bit's pipeline); other integer dtypes, and other channel counts, raise a `ValueError`
+    batches, (N, H, W) and (N, H, W, 1), are repeated to RGB on an RGB model (`grayscale_rule`,
+    the rule of fit_bit's pipeline); other integer dtypes, and other channel counts than the
+    model's (3, or its `in_chans`), raise a `ValueError`
     that says what to pass instead; float images far outside [0, 1] are warned
     about in eager calls. The contract is the model's first layer (`ImageInput`),
     so it holds in nested, functional and exported uses too; `call` converts
     uint8 before Keras casts it to the float32 `Input` (which would make 255 of
     it 255.0). The normalization the weights expect is a layer inside the model,
     so callers never normalize.
+
+    timm's model API is here too: `num_classes`, `num_features`, `get_classifier()`,
+    `forward_features`, `forward_head(pre_logits=)`, `reset_classifier` (which returns the
+    new model: a functional graph cannot change in place) and `pretrained_cfg`, kept
+    through `.keras` save and load.
     """
 
     # Keras maps a functional graph depth-first by recursion, a few frames per layer on the
@@ -43,12 +56,127 @@ class ImageModel(keras.Model):
     # (pytest, notebooks). Raised, never lowered; Python-to-Python calls use no C stack in 3.11+.
     MIN_RECURSION_LIMIT = 10_000
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, head_spec=None, pretrained_cfg=None, **kwargs):
         if sys.getrecursionlimit() < self.MIN_RECURSION_LIMIT:
             sys.setrecursionlimit(self.MIN_RECURSION_LIMIT)
         super().__init__(*args, **kwargs)
+        # Plain JSON data (kept through get_config): how the head is built (`classifier_head`),
+        # and timm's `pretrained_cfg` (evaluation settings, source, labels).
+        self._head_spec_json = json.dumps(head_spec or {})
+        self._pretrained_cfg_json = json.dumps(pretrained_cfg or {})
+        self._replaced_by = None
+
+    # -- timm's model API ------------------------------------------------------------------
+    @property
+    def head_spec(self):
+        """How the classifier head is built: features layer, pooling, dropout, layer names."""
+        return json.loads(self._head_spec_json)
+
+    @property
+    def pretrained_cfg(self):
+        """timm's `pretrained_cfg` of the weights: input_size (C, H, W), crop_pct, interpolation,
+        mean, std (of [0, 1] inputs; the model applies them itself), num_classes, tag, source,
+        license and `label_names` when known. A copy: change it with `set_pretrained_cfg`."""
+        return json.loads(self._pretrained_cfg_json)
+
+    def set_pretrained_cfg(self, **changes):
+        """Update `pretrained_cfg` (e.g. `label_names=[...]`); kept through `.keras` save and load."""
+        cfg = self.pretrained_cfg
+        cfg.update(changes)
+        self._pretrained_cfg_json = json.dumps(cfg)
+
+    @property
+    def default_cfg(self):  # timm's older name
+        return self.pretrained_cfg
+
+    def get_classifier(self):
+        """The linear classifier (the Dense layer named "head"), or None for a headless model."""
+        names = {layer.name for layer in self.layers}
+        return self.get_layer(HEAD_LAYER) if HEAD_LAYER in names else None
+
+    @property
+    def num_classes(self):
+        """The classifier's output count; 0 for a headless model (timm's meaning)."""
+        head = self.get_classifier()
+        return 0 if head is None else int(head.units)
+
+    @property
+    def num_features(self):
+        """The width of the pooled features the classifier reads (timm's `num_features`)."""
+        spec = self.head_spec
+        if spec.get("pre_logits"):
+            return int(self.get_layer(spec["pre_logits"]).units)
+        return int(self.get_layer(spec["features"]).output.shape[-1])
+
+    def forward_features(self, images):
+        """The unpooled features: (N, h, w, C) for CNNs, ViT's normed tokens (N, T, D)."""
+        features = self.get_layer(self.head_spec["features"]).output
+        return ImageModel(self.inputs[0], features, name=self.name + "_features")(images)
+
+    def forward_head(self, features, pre_logits=False):
+        """`forward_features`' output through pooling, dropout (inference) and the classifier;
+        `pre_logits=True` stops before the classifier: (N, num_features)."""
+        x = features
+        for name in self.head_spec["head_layers"]:
+            if name == HEAD_LAYER and pre_logits:
+                break
+            x = self.get_layer(name)(x)
+        return x
+
+    def reset_classifier(self, num_classes, global_pool=None):
+        """A new classifier of `num_classes` (0: none, pooled features out), and optionally
+        another `global_pool` (timm's values; None keeps the current one).
+
+        A Keras functional graph cannot change in place, so this RETURNS the new model, which
+        shares every other layer (and so every weight) with this one:
+        `model = model.reset_classifier(10)`. The new head is freshly initialized (zeros for
+        BiT and ViT, as they fine-tune). This model then refuses to be called, so that
+        timm's in-place habit fails loudly rather than silently keeping the old head.
+
+        Raises:
+            ValueError: a bad class count or `global_pool`.
+        """
+        spec = self.head_spec
+        num_classes = integer_arg(num_classes, "num_classes", self.name, minimum=0)
+        features = self.get_layer(spec["features"]).output
+        pre_logits = self.get_layer(spec["pre_logits"]) if spec.get("pre_logits") else None
+        outputs, new_spec = classifier_head(
+            features, num_classes=num_classes,
+            global_pool=spec["global_pool"] if global_pool is None else global_pool,
+            drop_rate=spec["drop_rate"], classifier_activation=spec["classifier_activation"],
+            kernel_initializer=_initializer(spec["head_initializer"]),
+            num_prefix_tokens=spec.get("num_prefix_tokens"), pre_logits=pre_logits, spec=spec,
+            name=self.name,
+        )
+        cfg = self.pretrained_cfg
+        cfg["num_classes"] = num_classes
+        cfg.pop("label_names", None)
+        model = ImageModel(self.inputs[0], outputs, name=self.name, head_spec=new_spec, pretrained_cfg=cfg)
+        self._replaced_by = model.name
+        return model
+
+    def get_config(self):
+        config = super().get_config()
+        config["head_spec"] = self.head_spec
+        config["pretrained_cfg"] = self.pretrained_cfg
+        return config
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        head_spec = config.pop("head_spec", None)
+        pretrained_cfg = config.pop("pretrained_cfg", None)
+        model = super().from_config(config, custom_objects=custom_objects)
+        model._head_spec_json = json.dumps(head_spec or {})
+        model._pretrained_cfg_json = json.dumps(pretrained_cfg or {})
+        return model
 
     def __call__(self, inputs, *args, **kwargs):
+        if self._replaced_by is not None:
+            raise ValueError(
+                f"{self.name}: reset_classifier returned a new model with the new head; use it "
+                "(model = model.reset_classifier(...)): a Keras functional graph cannot change in place."
+            )
         # Before Keras' own input checks, whose messages do not say what to pass.
         shape = getattr(inputs, "shape", None)
         if shape is None:
@@ -56,9 +184,8 @@ class ImageModel(keras.Model):
             shape = inputs.shape
         if getattr(inputs, "dtype", None) is not None:
             # Grayscale as fit_bit takes it: (N, H, W) and (N, H, W, 1) repeated to RGB.
-            channels = self.inputs[0].shape[-1] if self.inputs else 3
-            inputs = apply_grayscale_rule(inputs, channels)
-            check_images(inputs.shape, inputs.dtype, self._where(), channels)
+            inputs = apply_grayscale_rule(inputs, self._channels())
+            check_images(inputs.shape, inputs.dtype, self._where(), self._channels())
         return super().__call__(inputs, *args, **kwargs)
 
     def predict(self, x, *args, **kwargs):
@@ -72,7 +199,7 @@ class ImageModel(keras.Model):
         # step is traced per input shape, and one relaxed over two ranks has no rank at all.
         if not isinstance(x, np.ndarray):
             return x
-        add_axis, repeats = grayscale_rule(x.shape, self.inputs[0].shape[-1] if self.inputs else 3)
+        add_axis, repeats = grayscale_rule(x.shape, self._channels())
         x = x[..., None] if add_axis else x
         return np.repeat(x, repeats, axis=-1) if repeats > 1 else x
 
@@ -80,7 +207,12 @@ class ImageModel(keras.Model):
         # Runs on every call, nested ones included (a model inside another model's graph).
         # `training` is a named parameter so that Keras passes the training flag down to
         # BatchNormalization and dropout (it is not passed to a call that only takes **kwargs).
-        return super().call(to_unit_range(inputs, self._where()), training=training, mask=mask, **kwargs)
+        return super().call(to_unit_range(inputs, self._where(), self._channels()), training=training,
+                            mask=mask, **kwargs)
+
+    def _channels(self):
+        channels = self.inputs[0].shape[-1]
+        return 3 if channels is None else int(channels)
 
     def _where(self):
         expected = tuple(self.inputs[0].shape)
@@ -94,14 +226,18 @@ def integer_arg(value, what, name, minimum=1):
     return int(value)
 
 
-def validate_common_args(*, include_top, num_classes, input_shape, pooling, name):
-    """Check the arguments every constructor takes; return (input_shape, num_classes)."""
+def validate_common_args(*, include_top, num_classes, input_shape, pooling, name, in_chans=3):
+    """Check the arguments every constructor takes; return (input_shape, num_classes).
+
+    `num_classes=0` with include_top is timm's headless model (pooled features out)."""
+    in_chans = integer_arg(in_chans, "in_chans", name)
     if input_shape is None:
-        input_shape = (None, None, 3)
+        input_shape = (None, None, in_chans)
     input_shape = tuple(input_shape)
-    if len(input_shape) != 3 or input_shape[-1] != 3:
+    if len(input_shape) != 3 or input_shape[-1] != in_chans:
         raise ValueError(
-            f"{name}: input_shape must be (height, width, 3) for RGB images "
+            f"{name}: input_shape must be (height, width, {in_chans}) for "
+            f"{'RGB images' if in_chans == 3 else f'{in_chans}-channel images (in_chans)'} "
             f"(None for any size); got {input_shape}."
         )
     if pooling not in POOLING_CHOICES:
@@ -109,7 +245,7 @@ def validate_common_args(*, include_top, num_classes, input_shape, pooling, name
             f"{name}: pooling must be one of {POOLING_CHOICES}; got {pooling!r}."
         )
     if include_top:
-        num_classes = integer_arg(num_classes, "num_classes (with include_top=True)", name)
+        num_classes = integer_arg(num_classes, "num_classes (with include_top=True)", name, minimum=0)
     return input_shape, num_classes
 
 
@@ -120,7 +256,115 @@ def image_inputs(input_shape):
 
 def input_contract(inputs):
     """`inputs` through the contract layer; every model's graph starts with it."""
-    return ImageInput(name=IMAGE_INPUT_LAYER)(inputs)
+    return ImageInput(channels=inputs.shape[-1], name=IMAGE_INPUT_LAYER)(inputs)
+
+
+def adapt_channels(values, in_chans):
+    """Per-channel RGB values (mean, std) for `in_chans` input channels, as the stem kernel is
+    adapted (`adapt_input_conv`): 1 channel takes their average (timm keeps the 3-channel
+    values, which its Normalize cannot apply to 1 channel); n channels tile RGB and keep n."""
+    values = tuple(float(v) for v in values)
+    if in_chans == len(values):
+        return values
+    if in_chans == 1:
+        return (sum(values) / len(values),)
+    return (values * math.ceil(in_chans / len(values)))[:in_chans]
+
+
+def adapt_input_conv(in_chans, kernel):
+    """timm's `adapt_input_conv` (timm/models/_manipulate.py) on a Keras HWIO kernel (float32
+    math, cast back): 1 channel sums the RGB kernels; n channels tile them ceil(n/3) times,
+    keep n and scale by 3/n, so that a grayscale (or repeated) image gives the RGB response."""
+    kernel = np.asarray(kernel)
+    base = kernel.shape[2]
+    if in_chans == base:
+        return kernel
+    if base != 3:
+        raise NotImplementedError(f"adapt_input_conv: the stored kernel has {base} input channels, not 3.")
+    weights = kernel.astype(np.float32)
+    if in_chans == 1:
+        weights = weights.sum(axis=2, keepdims=True)
+    else:
+        weights = np.tile(weights, (1, 1, math.ceil(in_chans / base), 1))[:, :, :in_chans] * (base / in_chans)
+    return weights.astype(kernel.dtype)
+
+
+def classifier_head(features, *, num_classes, global_pool, drop_rate, classifier_activation,
+                    kernel_initializer, num_prefix_tokens=None, pre_logits=None, spec=None, name="model"):
+    """The head every family builds after its features: pool, [pre_logits], [dropout], [classifier].
+
+    Args:
+        features: (N, h, w, C) feature map, or with `num_prefix_tokens` set, ViT tokens (N, T, D).
+        num_classes: classifier outputs; 0 for none (pooled features out, timm's headless model).
+        global_pool: timm's: CNN "avg" | "max" | ""; ViT "token" | "avg" | "max" | "" (no pooling,
+            only with num_classes=0: the features themselves).
+        drop_rate: dropout before the classifier (timm's `drop_rate`).
+        pre_logits: a layer applied after pooling (ViT's tanh `pre_logits`), or None.
+        spec: the head spec to update (`ImageModel.head_spec`).
+
+    Returns:
+        (outputs, head spec).
+    """
+    tokens = num_prefix_tokens is not None
+    choices = VIT_GLOBAL_POOLS if tokens else CNN_GLOBAL_POOLS
+    if global_pool not in choices:
+        raise ValueError(f"{name}: global_pool must be one of {choices}; got {global_pool!r}.")
+    if global_pool == "token" and not num_prefix_tokens:
+        raise ValueError(f'{name}: global_pool="token" needs a class token.')
+    if global_pool == "" and num_classes:
+        raise ValueError(f'{name}: global_pool="" (no pooling) works with num_classes=0 only '
+                         "(the unpooled features); got num_classes={num_classes}.")
+    drop_rate = float(drop_rate or 0.0)
+    if not 0.0 <= drop_rate < 1.0:
+        raise ValueError(f"{name}: drop_rate must be in [0, 1); got {drop_rate}.")
+    layers = []
+    if global_pool:
+        if tokens:
+            layers.append(TokenPooling(global_pool, num_prefix_tokens, name="pool"))
+        elif global_pool == "avg":
+            layers.append(keras.layers.GlobalAveragePooling2D(name="avg_pool"))
+        else:
+            layers.append(keras.layers.GlobalMaxPooling2D(name="max_pool"))
+        if pre_logits is not None:
+            layers.append(pre_logits)
+        if num_classes:
+            if drop_rate > 0:
+                layers.append(keras.layers.Dropout(drop_rate, name="top_dropout"))
+            layers.append(keras.layers.Dense(num_classes, activation=classifier_activation,
+                                             kernel_initializer=kernel_initializer, name=HEAD_LAYER))
+    x = features
+    for layer in layers:
+        x = layer(x)
+    return x, describe_head(
+        spec, global_pool=global_pool, drop_rate=drop_rate, num_prefix_tokens=num_prefix_tokens,
+        classifier_activation=classifier_activation, kernel_initializer=kernel_initializer,
+        pre_logits=pre_logits.name if pre_logits is not None else None,
+        head_layers=[layer.name for layer in layers],
+    )
+
+
+def describe_head(spec, *, global_pool, drop_rate, num_prefix_tokens, classifier_activation,
+                  kernel_initializer, pre_logits, head_layers):
+    """`spec` (features layer, first conv) with how the head is built: `ImageModel.head_spec`,
+    which `reset_classifier` and `forward_head` read. Plain JSON data."""
+    # Plain configs, not keras' serialize(), which imports TensorFlow where it is installed
+    # (serialization_lib's tf.available checks): models build on JAX and torch without it.
+    spec = dict(spec or {})
+    if classifier_activation is not None and not isinstance(classifier_activation, str):
+        classifier_activation = classifier_activation.__name__
+    initializer = keras.initializers.get(kernel_initializer)
+    spec.update(
+        global_pool=global_pool, drop_rate=float(drop_rate or 0.0), num_prefix_tokens=num_prefix_tokens,
+        classifier_activation=classifier_activation,
+        head_initializer={"class_name": type(initializer).__name__, "config": initializer.get_config()},
+        pre_logits=pre_logits, head_layers=list(head_layers),
+    )
+    return spec
+
+
+def _initializer(config):
+    """The head initializer `describe_head` recorded."""
+    return getattr(keras.initializers, config["class_name"])(**config["config"])
 
 
 def pool_features(x, pooling, name="pool"):

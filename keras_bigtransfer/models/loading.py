@@ -8,6 +8,7 @@ from the weights layer, which names no family.
 import contextlib
 import os
 
+from keras_bigtransfer.errors import WeightsError
 from keras_bigtransfer.models import registry
 from keras_bigtransfer.weights import assign, catalogue, checkpoint, hf_hub
 from keras_bigtransfer.weights.resolve import resolve
@@ -61,7 +62,7 @@ def _converter_options(family, position_grid, source):
     return options
 
 
-def load_weights(model, weights, *, revision=None, strict=True, position_grid=None):
+def load_weights(model, weights, *, revision=None, strict=True, position_grid=None, new_head=False):
     """Load `weights` (a local checkpoint path or a catalogue tag) into `model`, all or nothing.
 
     The model's family (from the registry) picks the key map. Names, shapes and dtypes
@@ -78,6 +79,8 @@ def load_weights(model, weights, *, revision=None, strict=True, position_grid=No
         strict: raise `WeightsError` on any missing, unused or mis-shaped key.
         position_grid: ViT only: (rows, cols) of the stored position-embedding grid,
             needed when it is not square and differs from the model's grid.
+        new_head: the model's class count was asked for: a checkpoint head of another
+            class count is replaced without a warning (as timm does).
 
     Raises:
         WeightsError: the file cannot be read or does not fit (one line naming the file
@@ -105,10 +108,43 @@ def load_weights(model, weights, *, revision=None, strict=True, position_grid=No
             arrays, model, checkpoint.sniff_format(path),
             **_converter_options(family, position_grid, source),
         )
-        return assign.assign(
-            model, converted, unknown, source=source,
-            strict=strict, optional=optional[0] if optional else (), stored=arrays,
-        )
+        try:
+            return assign.assign(
+                model, converted, unknown, source=source,
+                strict=strict, optional=optional[0] if optional else (), stored=arrays, new_head=new_head,
+            )
+        except WeightsError as error:
+            raise _other_variant(error, family, arrays, model, source) from None
+
+
+def _other_variant(error, family, arrays, model, source, shown=5):
+    """A file of another variant (EfficientNetB3 weights into EfficientNetB0) fails with
+    hundreds of shape mismatches: name the variant the file fits, and show only a few."""
+    text = str(error)
+    if "shape mismatches" not in text or family.identify is None:
+        return error
+    try:
+        fits = family.identify(arrays)
+    except Exception:  # identification is a courtesy: the original error stands
+        return error
+    ours = model.pretrained_cfg.get("architecture") if hasattr(model, "pretrained_cfg") else None
+    ours_variant = registry.find_variant(ours) if ours else None
+    fits_variant = registry.find_variant(fits) if fits else None
+    if fits_variant is None or (ours_variant is not None and ours_variant.architecture == fits_variant.architecture):
+        return error
+    lines = text.splitlines()
+    problems = [line for line in lines[1:] if line.startswith("  ")]
+    # The first conv's line first: its width tells the architecture apart at a glance.
+    first = getattr(model, "head_spec", {}).get("first_conv") if hasattr(model, "head_spec") else None
+    if first:
+        problems.sort(key=lambda line: f"({first}/" not in line)
+    listing = "\n".join(problems[:shown])
+    more = f"\n    ... and {len(problems) - shown} more" if len(problems) > shown else ""
+    return WeightsError(
+        f"{source} holds {fits} weights, not weights for {model.name}"
+        f"{f' ({ours})' if ours else ''}: build keras_bigtransfer.{fits}(weights=...) instead.\n"
+        f"First of {len(problems)} problems:\n{listing}{more}"
+    )
 
 
 def model_from_checkpoint(path_or_arrays, source=None, *, position_grid=None):

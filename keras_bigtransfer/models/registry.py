@@ -54,6 +54,11 @@ class Family:
         to_published: (model, path) -> path: writes the model in the family's published
             checkpoint format (BiT's .npz); None when there is none.
         export_formats: file extensions `to_published` writes (".npz",).
+        timm_options: ((timm's argument, the family's option), ...): what `drop_rate` and
+            `drop_path_rate` set in this family's builder.
+        identify: (arrays) -> the constructor name whose architecture a bare checkpoint
+            fits (read off key names and shapes), or None; names the right variant when
+            a file does not fit the model it was loaded into.
     """
 
     name: str
@@ -65,6 +70,8 @@ class Family:
     from_checkpoint: Optional[Callable] = None
     to_published: Optional[Callable] = None
     export_formats: tuple = ()
+    timm_options: tuple = ()
+    identify: Optional[Callable] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,6 +97,9 @@ class Variant:
         options: the family-specific keyword arguments and their defaults.
         summary: the first line(s) of the constructor's docstring.
         options_doc: the docstring lines (8-space indent) of `options`.
+        named_weights: (("imagenet", tag), ("imagenet21k", tag)): the catalogue tags that
+            keras.applications' `weights="imagenet"` (the family's ILSVRC-2012 classifier)
+            and `"imagenet21k"` mean for this variant, where published.
     """
 
     name: str
@@ -106,6 +116,7 @@ class Variant:
     options: tuple = ()  # ((name, default), ...)
     summary: str = ""
     options_doc: str = ""
+    named_weights: tuple = ()
 
     @property
     def constructor(self):
@@ -164,7 +175,10 @@ def find_variant(name):
 
 
 def _unknown(name, what):
+    from keras_bigtransfer.models import timm_names
+
     candidates = {e.tag: e.tag for e in catalogue.list_models()}
+    candidates.update({n: n for n in timm_names.names()})
     candidates.update({n.lower(): n for n in _VARIANTS})
     close = difflib.get_close_matches(_constructor_key(name), list(candidates), n=5, cutoff=0.5)
     hint = f" Closest matches: {[candidates[c] for c in close]}." if close else ""
@@ -192,17 +206,31 @@ def create_model(name, **kwargs):
             tag gives the backbone with average pooling). A constructor name wins where
             a string is both. A catalogued Hugging Face handle at a revision
             ("hf-hub:timm/<name>@<revision>") builds that entry's constructor with those weights.
+            timm's names, exactly as timm spells them (`models/timm_names.py`): an architecture
+            ("tf_efficientnet_lite0", "resnetv2_50x1_bit") builds our variant with the weights
+            of timm's default tag where catalogued; "arch.tag" builds with those weights.
         **kwargs: the constructor's arguments (`weights=`, `revision=`, `num_classes=`,
-            `input_shape=`, ...); an explicit `weights=` overrides the tag's.
+            `input_shape=`, timm's `pretrained=`, `in_chans=`, `drop_rate=`, ...); an explicit
+            `weights=` overrides the tag's, `pretrained=False` drops it.
 
     Raises:
         ValueError: `name` is neither; the message lists the closest matches.
     """
     if not isinstance(name, str):
         raise TypeError(f"create_model: name must be a string; got {type(name).__name__}.")
+    from keras_bigtransfer.models import timm_names
+
     variant = find_variant(name)
     if variant is not None:
         return variant.constructor(**kwargs)
+    if kwargs.get("pretrained") is False:  # timm: no weights, whatever the name's tag
+        kwargs.setdefault("weights", None)
+    timm_name = timm_names.resolve(name) if catalogue.find(name) is None else None
+    if timm_name is not None:
+        constructor, weights = timm_name
+        if weights is not None:
+            kwargs.setdefault("weights", weights)
+        return get_variant(constructor).constructor(**kwargs)
     entry = catalogue.find(name)
     if entry is None:  # a catalogued Hub repository at a revision (@rev)
         entry = hf_hub.catalogue_entry(name)
@@ -219,17 +247,29 @@ def create_model(name, **kwargs):
 
 
 def list_models(pattern=None, pretrained=False):
-    """Sorted constructor names matching a glob, case-insensitively.
+    """Sorted model names matching a glob (or any of a list of globs), case-insensitively.
 
     Args:
-        pattern: an `fnmatch` glob ("bit_m_*", "*vit*"); None lists everything.
-        pretrained: list the weights catalogue's tags instead (each builds with
-            `create_model(tag)`).
+        pattern: an `fnmatch` glob ("bit_m_*", "*vit*", "resnetv2_50x1*"), or a list of
+            them (the union, as timm's `filter`); None lists everything.
+        pretrained: list weights instead: the catalogue's tags and timm's `arch.tag` names
+            (a tag-less pattern also matches `pattern.*`, as timm's `include_tags`).
+            Without it: the constructors and timm's architecture names.
+
+    Every name builds with `create_model(name)`.
     """
-    names = [e.tag for e in catalogue.list_models()] if pretrained else list(_VARIANTS)
+    from keras_bigtransfer.models import timm_names
+
+    if pretrained:
+        names = [e.tag for e in catalogue.list_models()] + timm_names.names(pretrained=True)
+    else:
+        names = list(_VARIANTS) + timm_names.names()
     if pattern is not None:
-        names = [n for n in names if fnmatch.fnmatchcase(n.lower(), pattern.lower())]
-    return sorted(names)
+        patterns = [pattern] if isinstance(pattern, str) else list(pattern)
+        if pretrained:
+            patterns += [p + ".*" for p in patterns if "." not in p]
+        names = [n for n in names if any(fnmatch.fnmatchcase(n.lower(), p.lower()) for p in patterns)]
+    return sorted(set(names))
 
 
 def family_of(model):

@@ -47,6 +47,7 @@ class Source:
     num_classes: Optional[int]
     what: str = "train_data"  # the argument it came from, for messages
     pixels_checked: bool = False  # float range already checked (NumPy): no per-element check
+    class_names: Optional[tuple] = None  # one per class index, where the data names them
 
 
 def load_source(data, *, data_dir=None, what="train_data"):
@@ -319,6 +320,7 @@ def _from_tfds(name_split, data_dir, what):
         source, num_examples=num_examples,
         image_size=tuple(shape[:2]) if None not in shape[:2] else None,
         num_classes=int(info.features["label"].num_classes),
+        class_names=tuple(getattr(info.features["label"], "names", None) or ()) or None,
     )
 
 
@@ -378,7 +380,7 @@ def _from_directory(path, what):
     # The rule reads one size: the median (height, width) of the images.
     image_size = tuple(int(v) for v in np.median(np.array(sizes), axis=0))
     return Source(ds, num_examples=len(files), image_size=image_size, num_classes=len(classes),
-                  what=what, pixels_checked=True)
+                  what=what, pixels_checked=True, class_names=tuple(classes))
 
 
 def few_shot(source, examples_per_class, num_classes, seed=0, num_examples=None):

@@ -189,6 +189,9 @@ def fit_bit(
             f"the data has {source.num_classes} classes but {model.name}'s head has {num_classes}: "
             f"build the model with num_classes={source.num_classes}."
         )
+    if source.class_names and len(source.class_names) == num_classes and hasattr(model, "set_pretrained_cfg"):
+        # Class folders (or TFDS label names) stay with the model: `predict` prints them.
+        model.set_pretrained_cfg(label_names=list(source.class_names))
     if examples_per_class is not None:
         source = data_lib.few_shot(source, examples_per_class, num_classes, seed=seed,
                                    num_examples=num_examples)

@@ -87,7 +87,7 @@ def _check_values(pairs, source):
 
 
 def assign(model, converted, unknown_keys=(), *, source, head_layer=HEAD_LAYER, strict=True,
-           optional=(), stored=None):
+           optional=(), stored=None, new_head=False):
     """Copy converted arrays into `model`, all or nothing.
 
     Every key, shape and stored dtype is checked first, then every array is read and
@@ -108,6 +108,8 @@ def assign(model, converted, unknown_keys=(), *, source, head_layer=HEAD_LAYER, 
             initialization (a ViT's register tokens, which no published ViT has).
         stored: {checkpoint key: array as read}, to check the dtypes the file stored
             (converters cast to float32); default: the converted arrays' own.
+        new_head: the model's class count was asked for (a constructor's `num_classes`): a
+            checkpoint head of another class count is replaced quietly (logged at INFO).
 
     Raises:
         WeightsError: listing every problem at once. Integer, bool or complex arrays
@@ -140,11 +142,13 @@ def assign(model, converted, unknown_keys=(), *, source, head_layer=HEAD_LAYER, 
                     )
             else:
                 message = f"{source} has no classifier head: the model's {ours}-class head"
-            warnings.warn(
-                f"{message}, which starts at zero. Fine-tune it, or pass the checkpoint's "
-                "class count as num_classes to keep its head.",
-                stacklevel=2,
-            )
+            if new_head and head_ckpt and theirs != {ours}:
+                # The head asked for (num_classes=10 on ImageNet weights): timm logs nothing.
+                log.info("%s, which starts at zero.", message)
+            else:
+                advice = (" Fine-tune it, or pass the checkpoint's class count as num_classes to keep "
+                          "its head." if head_ckpt and theirs != {ours} else " Fine-tune it.")
+                warnings.warn(f"{message}, which starts at zero.{advice}", stacklevel=2)
     elif head_ckpt:
         log.info("%s: the checkpoint's head is not loaded (the model has no head).", source)
 

@@ -32,7 +32,7 @@ from keras_bigtransfer.models import registry
 from keras_bigtransfer.weights import catalogue
 from tests import reference
 
-ALL_NAMES = NAMES = kb.list_models()
+ALL_NAMES = NAMES = sorted(v.name for v in registry.variants())  # the constructors (list_models adds timm names)
 # `make test-backends` (JAX, PyTorch) runs the harness on one small variant per family, e.g.
 # KERAS_BIGTRANSFER_HARNESS_VARIANTS=BiT_S_R50x1,EfficientNetLite0,ViT_Ti16 (JAX builds slowly on CPU).
 if os.environ.get("KERAS_BIGTRANSFER_HARNESS_VARIANTS"):
@@ -121,9 +121,12 @@ def test_create_model_unknown_name_lists_the_closest():
 def test_list_models_globs_case_insensitively():
     assert kb.list_models() == sorted(kb.list_models())
     assert kb.list_models("bit_m_*") == [n for n in ALL_NAMES if n.startswith("BiT_M_")]
-    assert set(kb.list_models("*VIT*")) == {n for n in ALL_NAMES if "vit" in n.lower()}
+    from keras_bigtransfer.models import timm_names
+
+    # Constructors and timm's architecture names; with pretrained=True, tags and timm's arch.tag names.
+    assert set(kb.list_models("*VIT*")) == {n for n in ALL_NAMES + timm_names.names() if "vit" in n.lower()}
     tags = kb.list_models(pretrained=True)
-    assert tags == sorted(e.tag for e in catalogue.list_models())
+    assert tags == sorted({e.tag for e in catalogue.list_models()} | set(timm_names.names(pretrained=True)))
     assert "bit_m_r50x1_ilsvrc2012" in kb.list_models("*ilsvrc2012", pretrained=True)
 
 
@@ -225,7 +228,7 @@ def test_bad_input_raises_the_packages_error(built, shape):
 @pytest.mark.parametrize(
     "kwargs,message",
     [({"input_shape": (64, 64)}, "input_shape"), ({"input_shape": (64, 64, 1)}, "input_shape"),
-     ({"pooling": "mean"}, "pooling"), ({"num_classes": 0}, "num_classes"), ({"no_such_arg": 1}, "no_such_arg")],
+     ({"pooling": "mean"}, "pooling"), ({"num_classes": -1}, "num_classes"), ({"no_such_arg": 1}, "no_such_arg")],
     ids=["2d_shape", "grey_shape", "pooling", "num_classes", "unknown"],
 )
 def test_bad_arguments_are_named(kwargs, message):

@@ -182,7 +182,9 @@ def test_bad_arguments_are_named():
 
 
 def test_default_weights_are_catalogue_entries_and_offline_is_clear():
-    for name in kb.list_models("vit_*"):
+    for name in kb.list_models("ViT_*"):
+        if registry.find_variant(name) is None:  # timm's vit_* architecture names
+            continue
         entry = catalogue.find(registry.get_variant(name).default_weights)
         assert entry is not None and entry.constructor == name
     with pytest.raises(FileNotFoundError, match="offline|OFFLINE"):

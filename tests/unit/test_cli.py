@@ -1,6 +1,7 @@
 """The command line, run as users run it: a subprocess of the installed entry point."""
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -121,6 +122,10 @@ def test_fit_from_a_directory(tmp_path):
     history = json.loads((out / "history.json").read_text())
     assert history["rule"]["total_steps"] == 2 and len(history["history"]["loss"]) == 2
     assert (out / "model.keras").exists() and (out / "saved_model" / "saved_model.pb").exists()
+    # The class-folder names stay with the model: predict prints them, not "0 (0.51)".
+    line = cli("predict", str(out / "model.keras"), str(tmp_path / "data" / "red" / "0.png"),
+               "--top_k=2").stdout.strip().splitlines()[-1]
+    assert re.search(r": (red|blue) \(0\.\d+\); (red|blue) \(", line), line
 
 
 def xdist_group(item):

@@ -20,6 +20,8 @@ FAMILY = registry.Family(
     from_checkpoint=convert.from_checkpoint,
     to_published=convert.save_npz,
     export_formats=(".npz",),
+    timm_options=(("drop_rate", "dropout_rate"), ("drop_path_rate", "drop_path_rate")),
+    identify=convert.identify,
 )
 
 
@@ -45,6 +47,10 @@ def _variant(config):
             "private JFT-300M dataset); build the architecture with weights=None, "
             f"or use BiT-M-{config.architecture} (ImageNet-21k) weights."
         ),
+        # BiT-S: trained on ILSVRC-2012; BiT-M: ImageNet-21k, and its ILSVRC-2012 fine-tune.
+        named_weights=() if not released else (
+            (("imagenet", default_name),) if config.flavour == "S" else
+            (("imagenet", default_name + "_ilsvrc2012"), ("imagenet21k", default_name))),
         summary=(f"{config.published}: ResNet-{config.depth} with width x{config.width}, pretrained on "
                  f"{config.upstream} ({config.upstream_classes} classes)."),
     )

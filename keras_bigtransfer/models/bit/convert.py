@@ -125,6 +125,24 @@ def head_classes(arrays):
     return None
 
 
+def identify(arrays):
+    """"BiT_M_R<depth>x<width>" for a BiT checkpoint (depth and width read off it; BiT-S and
+    BiT-M of one architecture share a layout), or None."""
+    arrays, _ = from_timm(arrays)
+    converted, _ = convert(arrays)
+    root = converted.get("root_block_standardized_conv2d/kernel")
+    if root is None:
+        return None
+    units = {}
+    for p in converted:
+        if p.startswith("block"):
+            block, unit = p.split("_")[:2]
+            units.setdefault(int(block[5:]), set()).add(unit)
+    counts = tuple(len(units[b]) for b in sorted(units))
+    depth = next((d for d, c in DEPTHS.items() if c == counts), None)
+    return None if depth is None else f"BiT_M_R{depth}x{root[1].shape[-1] // 64}"
+
+
 def from_checkpoint(arrays, source):
     """A BiT model built to fit published weights (depth, width and head read off them)."""
     arrays, timm_unknown = from_timm(arrays)

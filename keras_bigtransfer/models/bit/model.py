@@ -10,7 +10,7 @@ key of its weights in the published checkpoints with "/" replaced by "_"
 
 import keras
 
-from keras_bigtransfer.layers import ChannelsLastGroupNormalization, WSConv2D
+from keras_bigtransfer.layers import ChannelsLastGroupNormalization, StochasticDepth, WSConv2D
 from keras_bigtransfer.models import base
 from keras_bigtransfer.models.bit.config import DEPTHS
 
@@ -29,7 +29,7 @@ def _conv(x, filters, kernel_size, name, strides=1):
     )(x)
 
 
-def bottleneck_unit(x, filters, stride, name):
+def bottleneck_unit(x, filters, stride, name, drop_path_rate=0.0):
     """Pre-activation bottleneck; the stride sits on the 3x3 conv, as in the official code."""
     preact = _group_norm_relu(x, name + "_a")
     shortcut = x
@@ -42,6 +42,8 @@ def bottleneck_unit(x, filters, stride, name):
     y = _conv(y, filters, 3, name + "_b", strides=stride)
     y = _group_norm_relu(y, name + "_c")
     y = _conv(y, 4 * filters, 1, name + "_c")
+    if drop_path_rate > 0:  # stochastic depth on the residual branch (timm's drop_path_rate)
+        return StochasticDepth(drop_path_rate, name=name + "_add")([shortcut, y])
     return keras.layers.Add(name=name + "_add")([shortcut, y])
 
 
@@ -55,19 +57,26 @@ def ResNetV2(
     pooling=None,
     classifier_activation=None,
     name="resnetv2",
+    in_chans=3,
+    global_pool="avg",
+    drop_rate=0.0,
+    drop_path_rate=0.0,
 ):
     """Build a BiT ResNetV2 of the given depth (50, 101, 152) and width factor.
 
     Input: float32 RGB in [0, 1] (uint8 is converted); the [-1, 1] scaling the
     BiT weights expect is the model's first layer. The classifier head is
-    zero-initialized, which is how BiT transfers.
+    zero-initialized, which is how BiT transfers. timm's options: `in_chans`, `global_pool`
+    ("avg", "max"), `drop_rate` (dropout before the head), `drop_path_rate` (stochastic depth,
+    rising linearly over the units to this rate, as timm's resnetv2); `num_classes=0` gives
+    the pooled features.
     """
     if depth not in DEPTHS:
         raise ValueError(f"{name}: depth must be one of {sorted(DEPTHS)}; got {depth!r}.")
     width = base.integer_arg(width, "width", name)
     input_shape, num_classes = base.validate_common_args(
         include_top=include_top, num_classes=num_classes, input_shape=input_shape,
-        pooling=pooling, name=name,
+        pooling=pooling, name=name, in_chans=in_chans,
     )
     inputs = base.image_inputs(input_shape)
     images = base.input_contract(inputs)
@@ -79,32 +88,40 @@ def ResNetV2(
     x = keras.layers.ZeroPadding2D(1, name="root_block_pool_pad")(x)
     x = keras.layers.MaxPooling2D(3, strides=2, name="root_block_pool")(x)
 
+    total, index = sum(DEPTHS[depth]), 0
     for block, units in enumerate(DEPTHS[depth], start=1):
         filters = 64 * width * 2 ** (block - 1)
         for unit in range(1, units + 1):
             stride = 2 if (unit == 1 and block > 1) else 1
-            x = bottleneck_unit(x, filters, stride, f"block{block}_unit{unit:02d}")
+            x = bottleneck_unit(x, filters, stride, f"block{block}_unit{unit:02d}",
+                                drop_path_rate=drop_path_rate * index / max(total - 1, 1))
+            index += 1
 
     x = ChannelsLastGroupNormalization(GROUPS, epsilon=GN_EPSILON, name="group_norm")(x)
     x = keras.layers.ReLU(name="pre_head_relu")(x)
+    spec = dict(features="pre_head_relu", first_conv="root_block_standardized_conv2d")
     if include_top:
-        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-        x = keras.layers.Dense(
-            num_classes, kernel_initializer="zeros", activation=classifier_activation,
-            name=base.HEAD_LAYER,
-        )(x)
-    else:
+        x, spec = base.classifier_head(
+            x, num_classes=num_classes, global_pool=global_pool, drop_rate=drop_rate,
+            classifier_activation=classifier_activation, kernel_initializer="zeros", spec=spec, name=name)
+    else:  # keras.applications' headless model
         x = base.pool_features(x, pooling)
-    return base.ImageModel(inputs, x, name=name)
+        spec = base.describe_head(
+            spec, global_pool=pooling or "", drop_rate=drop_rate, num_prefix_tokens=None,
+            classifier_activation=classifier_activation, kernel_initializer="zeros", pre_logits=None,
+            head_layers=["pool"] if pooling else [])
+    return base.ImageModel(inputs, x, name=name, head_spec=spec)
 
 
 def build(config, *, weights_entry=None, include_top=True, num_classes=None, input_shape=None,
-          pooling=None, classifier_activation=None, name=None):
+          pooling=None, classifier_activation=None, name=None, in_chans=3, global_pool="avg",
+          dropout_rate=0.0, drop_path_rate=0.0):
     """The family's builder for the constructor factory: the ResNetV2 of a `BiTConfig`."""
     return ResNetV2(
         config.depth, config.width, include_top=include_top, num_classes=num_classes,
         input_shape=input_shape, pooling=pooling, classifier_activation=classifier_activation,
-        name=name,
+        name=name, in_chans=in_chans, global_pool=global_pool, drop_rate=dropout_rate,
+        drop_path_rate=drop_path_rate,
     )
 
 

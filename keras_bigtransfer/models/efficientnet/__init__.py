@@ -26,10 +26,13 @@ FAMILY = registry.Family(
     owns=owns,
     detect=layouts.detect,  # every published layout: TF, Model Garden, Keras .h5, PyTorch, timm
     from_checkpoint=layouts.from_checkpoint,
+    timm_options=(("drop_rate", "dropout_rate"), ("drop_path_rate", "drop_connect_rate")),
+    identify=layouts.identify,
 )
 
-OPTIONS_DOC = """        drop_connect_rate: stochastic depth of the last block (0 for the first).
-        dropout_rate: dropout before the head (default {dropout}).
+OPTIONS_DOC = """        drop_connect_rate: stochastic depth: block i of n drops its branch at rate * i / n
+            (timm's `drop_path_rate`, which sets it).
+        dropout_rate: dropout before the head (default {dropout}; timm's `drop_rate` sets it).
 """
 
 
@@ -53,6 +56,8 @@ def _variant(config):
         summary=(f"{config.constructor_name}: EfficientNet-{series} width x{config.width}, depth "
                  f"x{config.depth}, native resolution {config.resolution}, ImageNet (1000 classes)."),
         options_doc=OPTIONS_DOC.format(dropout=config.dropout),
+        # Every default is an ILSVRC-2012 classifier (L2: Noisy Student); no 21k release.
+        named_weights=(("imagenet", config.default_weights),),
     )
 
 

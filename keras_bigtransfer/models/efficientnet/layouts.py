@@ -97,6 +97,21 @@ def _signature_of(arrays, kind):
     return blocks, int(stem), None if top is None else int(top), int(last), se
 
 
+def identify(arrays):
+    """The constructor name of the variant an EfficientNet checkpoint fits (its table row,
+    read off names and shapes), or None."""
+    from keras_bigtransfer.models.efficientnet import convert, model_garden
+    from keras_bigtransfer.models.efficientnet.config import constructor_name
+
+    kind = layout(arrays)
+    if kind == "tf":
+        return constructor_name(convert.tf_layout_variant(list(arrays)))
+    if kind in (None, "model_garden"):
+        return None
+    blocks, stem, top, last, se = _signature_of(arrays, kind)
+    return variant_for(blocks, stem, top, last, se) if top is not None else None
+
+
 def detect(arrays):
     """Whether {name: array} is an EfficientNet checkpoint in any published layout."""
     return layout(arrays) is not None

@@ -119,16 +119,20 @@ def EfficientNet(
     pooling=None,
     classifier_activation=None,
     name="efficientnet",
+    in_chans=3,
+    global_pool="avg",
 ):
     """Build an EfficientNet (or -Lite) from the B0 table scaled by `width` and `depth`.
 
     Input: float32 RGB in [0, 1]; the normalization the weights expect (ImageNet
-    mean/std for B, [-1, 1] for Lite) is a layer inside. Stochastic depth rises
-    linearly over the blocks from 0 to `drop_connect_rate`.
+    mean/std for B, [-1, 1] for Lite) is a layer inside. Stochastic depth of block i (from 0)
+    is `drop_connect_rate * i / blocks`, as timm's `drop_path_rate`. `in_chans` other than 3
+    adapts the normalization's mean/std (`base.adapt_channels`); `global_pool` ("avg", "max")
+    is the head's pooling; `num_classes=0` gives the pooled features (timm's headless model).
     """
     input_shape, num_classes = base.validate_common_args(
         include_top=include_top, num_classes=num_classes, input_shape=input_shape,
-        pooling=pooling, name=name,
+        pooling=pooling, name=name, in_chans=in_chans,
     )
     activation = "relu6" if lite else "swish"
     se_ratio = 0.0 if lite else SE_RATIO
@@ -141,7 +145,8 @@ def EfficientNet(
         x = keras.layers.Rescaling(255.0 / 128.0, offset=-127.0 / 128.0, name="to_minus_one_one")(images)
     else:
         x = keras.layers.Normalization(
-            mean=IMAGENET_MEAN, variance=[s * s for s in IMAGENET_STD], name="normalization")(images)
+            mean=base.adapt_channels(IMAGENET_MEAN, in_chans),
+            variance=[s * s for s in base.adapt_channels(IMAGENET_STD, in_chans)], name="normalization")(images)
 
     x = keras.layers.Conv2D(stem_filters, 3, strides=2, padding="same", use_bias=False,
                             kernel_initializer=CONV_INIT, name="stem_conv")(x)
@@ -166,27 +171,30 @@ def EfficientNet(
                             kernel_initializer=CONV_INIT, name="top_conv")(x)
     x = _bn("top_bn")(x)
     x = keras.layers.Activation(activation, name="top_activation")(x)
+    spec = dict(features="top_activation", first_conv="stem_conv")
     if include_top:
-        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-        if dropout_rate > 0:
-            x = keras.layers.Dropout(dropout_rate, name="top_dropout")(x)
-        x = keras.layers.Dense(num_classes, activation=classifier_activation,
-                               kernel_initializer=DENSE_INIT, name=base.HEAD_LAYER)(x)
-    else:
+        x, spec = base.classifier_head(
+            x, num_classes=num_classes, global_pool=global_pool, drop_rate=dropout_rate,
+            classifier_activation=classifier_activation, kernel_initializer=DENSE_INIT, spec=spec, name=name)
+    else:  # keras.applications' headless model
         x = base.pool_features(x, pooling)
-    return base.ImageModel(inputs, x, name=name)
+        spec = base.describe_head(
+            spec, global_pool=pooling or "", drop_rate=dropout_rate, num_prefix_tokens=None,
+            classifier_activation=classifier_activation, kernel_initializer=DENSE_INIT, pre_logits=None,
+            head_layers=["pool"] if pooling else [])
+    return base.ImageModel(inputs, x, name=name, head_spec=spec)
 
 
 def build(config, *, weights_entry=None, include_top=True, num_classes=None, input_shape=None,
           pooling=None, classifier_activation=None, name=None, drop_connect_rate=0.2,
-          dropout_rate=None):
+          dropout_rate=None, in_chans=3, global_pool="avg"):
     """The family's builder for the constructor factory: the EfficientNet of a config row."""
     return EfficientNet(
         config.width, config.depth, lite=config.lite,
         dropout_rate=config.dropout if dropout_rate is None else dropout_rate,
         drop_connect_rate=drop_connect_rate, include_top=include_top, num_classes=num_classes,
         input_shape=input_shape, pooling=pooling, classifier_activation=classifier_activation,
-        name=name,
+        name=name, in_chans=in_chans, global_pool=global_pool,
     )
 
 

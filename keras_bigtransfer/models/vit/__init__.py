@@ -25,6 +25,7 @@ FAMILY = registry.Family(
     owns=owns,
     detect=convert.detect,
     from_checkpoint=convert.from_checkpoint,
+    timm_options=(("drop_rate", "head_dropout_rate"), ("drop_path_rate", "stochastic_depth_rate")),
 )
 
 OPTIONS = (
@@ -72,7 +73,22 @@ def _variant(config):
         summary=(f"{config.published}: width {config.hidden_size}, {config.num_layers} layers, "
                  f"{config.num_heads} heads, MLP {config.mlp_size}; {backbone}."),
         options_doc=OPTIONS_DOC,
+        named_weights=_named_weights(config, entry),
     )
+
+
+def _named_weights(config, default):
+    """"imagenet": the default weights where they are an ILSVRC-2012 classifier; "imagenet21k":
+    AugReg's i21k checkpoint where published, else the original release's."""
+    named = []
+    if default is not None and default.num_classes == 1000:
+        named.append(("imagenet", default.tag))
+    stem = config.constructor_name.lower()
+    for tag in (f"{stem}_augreg_in21k", f"{stem}_imagenet21k"):
+        if catalogue.find(tag) is not None:
+            named.append(("imagenet21k", tag))
+            break
+    return tuple(named)
 
 
 # The public constructors, in the order of CONFIGS (the harness checks each name's variant).

@@ -131,6 +131,9 @@ def VisionTransformer(
     gelu_approximate=True,
     classifier_activation=None,
     name="vit",
+    in_chans=3,
+    global_pool=None,
+    head_dropout_rate=0.0,
 ):
     """Build a ViT (or, with `resnet_layers`, a ResNet+ViT hybrid).
 
@@ -153,6 +156,10 @@ def VisionTransformer(
         pooling: with include_top=False: None, the patch tokens as a feature
             map (batch, h, w, hidden); "token", the class token; "avg" / "max"
             over the patch tokens.
+        global_pool: the head's pooling (timm's): "token", "avg", "max"; None: "token"
+            with a class token, else "avg". "" (no pooling) with num_classes=0 only.
+        head_dropout_rate: dropout before the head (timm's `drop_rate`).
+        in_chans: input channels (the patch embedding's kernel takes them).
     """
     if classifier not in ("token", "gap"):
         raise ValueError(f'{name}: classifier must be "token" or "gap"; got {classifier!r}.')
@@ -163,7 +170,7 @@ def VisionTransformer(
     num_register_tokens = base.integer_arg(num_register_tokens, "num_register_tokens", name, minimum=0)
     input_shape, num_classes = base.validate_common_args(
         include_top=include_top, num_classes=num_classes, input_shape=input_shape,
-        pooling=None if pooling == "token" else pooling, name=name,
+        pooling=None if pooling == "token" else pooling, name=name, in_chans=in_chans,
     )
     hybrid = resnet_layers is not None
     stride = patch_size * (2 ** (len(resnet_layers) + 1) if hybrid else 1)
@@ -210,25 +217,30 @@ def VisionTransformer(
     x = keras.layers.LayerNormalization(epsilon=LN_EPSILON, name="Transformer_encoder_norm")(x)
 
     skipped = int(has_class_token) + num_register_tokens
+    spec = dict(features="Transformer_encoder_norm", first_conv="conv_root" if hybrid else "embedding")
     if include_top:
-        mode = "token" if has_class_token else "avg"
-        x = TokenPooling(mode, skipped, name="pool")(x)
-        if representation_size:
-            x = keras.layers.Dense(representation_size, activation="tanh", name="pre_logits")(x)
-        x = keras.layers.Dense(
-            num_classes, kernel_initializer="zeros", activation=classifier_activation,
-            name=base.HEAD_LAYER,
-        )(x)
+        pre_logits = (keras.layers.Dense(representation_size, activation="tanh", name="pre_logits")
+                      if representation_size else None)
+        x, spec = base.classifier_head(
+            x, num_classes=num_classes,
+            global_pool=global_pool if global_pool is not None else ("token" if has_class_token else "avg"),
+            drop_rate=head_dropout_rate, classifier_activation=classifier_activation,
+            kernel_initializer="zeros", num_prefix_tokens=skipped, pre_logits=pre_logits, spec=spec,
+            name=name)
     else:
         x = TokenPooling(pooling, skipped, name="pool")(x, patches)
-    return base.ImageModel(inputs, x, name=name)
+        spec = base.describe_head(
+            spec, global_pool=pooling or "", drop_rate=head_dropout_rate, num_prefix_tokens=skipped,
+            classifier_activation=classifier_activation, kernel_initializer="zeros", pre_logits=None,
+            head_layers=["pool"] if pooling else [])
+    return base.ImageModel(inputs, x, name=name, head_spec=spec)
 
 
 def build(config, *, weights_entry=None, include_top=True, num_classes=None, input_shape=None,
           pooling=None, classifier_activation=None, name=None, num_register_tokens=0,
           pos_embed_interpolation="bilinear", representation_size=None, pretrained_resolution=None,
           dropout_rate=0.0, attention_dropout_rate=0.0, stochastic_depth_rate=0.0,
-          gelu_approximate=True):
+          gelu_approximate=True, in_chans=3, global_pool=None, head_dropout_rate=0.0):
     """The family's builder for the constructor factory: the ViT of a `ViTConfig`.
 
     `pretrained_resolution=None` takes the weights' resolution (224 without a catalogue entry).
@@ -243,7 +255,8 @@ def build(config, *, weights_entry=None, include_top=True, num_classes=None, inp
         pos_embed_interpolation=pos_embed_interpolation, pretrained_resolution=pretrained_resolution,
         dropout_rate=dropout_rate, attention_dropout_rate=attention_dropout_rate,
         stochastic_depth_rate=stochastic_depth_rate, gelu_approximate=gelu_approximate,
-        classifier_activation=classifier_activation, name=name,
+        classifier_activation=classifier_activation, name=name, in_chans=in_chans,
+        global_pool=global_pool, head_dropout_rate=head_dropout_rate,
     )
 
 
