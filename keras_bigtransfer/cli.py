@@ -45,8 +45,10 @@ flags.DEFINE_enum("format", "saved_model", ["saved_model", "litert", "onnx", "op
 flags.DEFINE_enum("quantize", None, ["float16", "dynamic_int8", "int8"],
                   "export --format=litert: float16 or int8 weights, or int8 everywhere (needs --calibration_dir).")
 flags.DEFINE_string("calibration_dir", None, "export --quantize=int8: a directory of images to calibrate on.")
-flags.DEFINE_boolean("overwrite", False, "convert, export, fit: replace existing outputs that are not "
-                     "earlier outputs of this tool (without it, they are refused).")
+flags.DEFINE_boolean("overwrite", False, "convert, export, fit: replace existing output files that are not "
+                     "earlier outputs of this tool (without it, they are refused); fit: also discard the run "
+                     "in --checkpoint_dir. A directory that is not an export, the current directory and its "
+                     "ancestors are never replaced.")
 flags.DEFINE_integer("top_k", 5, "predict: how many classes to print per image.", lower_bound=1)
 flags.DEFINE_integer("image_size", None, "predict: the side of the centre crop the model sees "
                      "(default: the weights' published evaluation size for a tag, the model's input size "
@@ -79,8 +81,8 @@ COMMANDS = {
                "[--signature=S] [--archive] [--overwrite]",
                "Write a TF Hub reusable SavedModel, or a LiteRT, ONNX or OpenVINO file (weight "
                "standardization folded in). --image_size fixes the input size of a file export. A "
-               "SavedModel DIR (and DIR.tar.gz) may exist only empty or as an earlier export, a file OUT "
-               "not at all, unless --overwrite.",
+               "SavedModel DIR may exist only empty or as an earlier export (never replaced otherwise); "
+               "DIR.tar.gz only as an earlier archive and a file OUT not at all, unless --overwrite.",
                ["format", "quantize", "calibration_dir", "image_size", "signature", "archive", "overwrite"]),
     "predict": ("predict MODEL IMAGE... [--top_k=K] [--image_size=N] [--labels=FILE]",
                 "Classify image files (the weights' published evaluation view, preprocessing.eval_settings; "

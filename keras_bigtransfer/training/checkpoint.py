@@ -23,7 +23,7 @@ import h5py
 import keras
 import numpy as np
 
-from keras_bigtransfer.weights.atomic import atomic_file
+from keras_bigtransfer.weights.atomic import atomic_file, check_removable
 from keras_bigtransfer.errors import WeightsError
 
 log = logging.getLogger(__name__)
@@ -171,6 +171,7 @@ class Run:
         """Remove the run's own files from the directory (nothing else in it)."""
         for name in self.owned:
             target = os.path.join(self.path, name)
+            check_removable(target, "checkpoint_dir: ")  # never the cwd, an ancestor, home or root
             if os.path.isdir(target) and not os.path.islink(target):
                 shutil.rmtree(target)
             elif os.path.lexists(target):

@@ -323,9 +323,42 @@ def test_export_replaces_only_empty_directories_and_earlier_exports(tmp_path, im
     with pytest.raises(FileExistsError):
         publishing.write_archive(path, str(tmp_path / "arch.tar.gz"))
 
-    hub.export(model, foreign, overwrite=True)
+    hub.export(model, tmp_path / "a_file", overwrite=True)  # a file: replaced with overwrite=True
     hub.export(model, tmp_path / "arch", archive=True, overwrite=True)
-    assert "notes.txt" not in os.listdir(foreign) and publishing.is_our_archive(tmp_path / "arch.tar.gz")
+    assert publishing.is_our_export(tmp_path / "a_file") and publishing.is_our_archive(tmp_path / "arch.tar.gz")
+
+
+def test_export_never_removes_a_foreign_directory_the_cwd_its_ancestors_or_home(tmp_path, monkeypatch, capsys):
+    """Issue 26 item 4: `export(..., "..", overwrite=True)` deleted the parent of the cwd."""
+    from keras_bigtransfer.tfhub import export as publishing
+    from tests.unit.test_cli_errors import error_line, run_cli
+
+    model, _ = _plain_model()
+    work = tmp_path / "project" / "work"
+    work.mkdir(parents=True)
+    (work / "notes.txt").write_text("mine")
+    (tmp_path / "project" / "data.txt").write_text("mine")
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    (tmp_path / "dir.tar.gz").mkdir()
+    (tmp_path / "dir.tar.gz" / "x").write_text("mine")
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "x").write_text("mine")
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setattr(publishing, "fold_weight_standardization", lambda *a: pytest.fail("checked first"))
+    for target, error in [("..", PermissionError), (".", PermissionError), (str(tmp_path), PermissionError),
+                          (str(home), PermissionError), ("/", PermissionError),
+                          (str(foreign), FileExistsError), (str(tmp_path / "dir"), IsADirectoryError)]:
+        with pytest.raises(error, match="never"):
+            hub.export(model, target, overwrite=True, archive=target.endswith("dir"))
+    assert run_cli("export", "src", "..", "--overwrite") == 1  # the CLI's check, before loading SRC
+    assert "ancestor of the current directory" in error_line(capsys)
+    assert sorted(os.listdir(tmp_path / "project")) == ["data.txt", "work"]
+    assert os.listdir(work) == ["notes.txt"] and os.listdir(foreign) == ["notes.txt"]
+    assert os.listdir(home) == ["x"] and os.listdir(tmp_path / "dir.tar.gz") == ["x"]
 
 
 def _three_sgd_steps(model, images, labels):
