@@ -424,9 +424,9 @@ def main(argv):
         if _debug():
             raise
         _fail(f"{e} Run '{PROG} {command} --help'.", code=2)
-    except (ValueError, OSError) as e:
+    except (ValueError, OSError, FloatingPointError) as e:
         # ValueError: bad input, WeightsError, ChecksumError; OSError: missing files,
-        # OfflineError, DownloadError, permissions.
+        # OfflineError, DownloadError, permissions; FloatingPointError: TrainingDivergedError.
         if _debug():
             raise
         _fail(f"{command}: {e}")

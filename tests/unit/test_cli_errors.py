@@ -228,3 +228,29 @@ def test_fit_offline_does_not_download_a_tfds_dataset(tmp_path, capsys, monkeypa
                      f"--data_dir={tmp_path / 'tfds'}")  # conftest sets KERAS_BIGTRANSFER_OFFLINE=1
     assert status == 1
     assert "KERAS_BIGTRANSFER_OFFLINE" in error_line(capsys)
+
+
+def _class_folders(root, count=4):
+    """Two class folders of random (unlearnable) 16x16 PNGs."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for label in ("red", "blue"):
+        (root / label).mkdir(parents=True)
+        for i in range(count):
+            Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(root / label / f"{i}.png")
+    return root
+
+
+def test_a_diverging_fit_exits_non_zero_and_writes_nothing(tmp_path, capsys):
+    """Issue 26 item 5: `fit --base_lr=1e30` exited 0 and wrote NaN weights as a model."""
+    from tests.toys import tiny_model
+
+    tiny_model().save(tmp_path / "m.keras")
+    data = _class_folders(tmp_path / "data")
+    out = tmp_path / "run"
+    assert run_cli("fit", tmp_path / "m.keras", data, f"--out={out}", "--base_lr=1e30", "--total_steps=4",
+                   "--batch_size=4") == 1
+    line = error_line(capsys)
+    assert "fit: fit_bit: the loss became" in line and "diverged" in line and "step" in line, line
+    assert not out.exists() or not os.listdir(out)
