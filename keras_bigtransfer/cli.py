@@ -429,7 +429,9 @@ def main(argv):
         # OfflineError, DownloadError, permissions; FloatingPointError: TrainingDivergedError.
         if _debug():
             raise
-        _fail(f"{command}: {e}")
+        # Library messages that already name the command ("export: ...") are not prefixed twice.
+        text = str(e)
+        _fail(text if text.startswith(f"{command}:") else f"{command}: {text}")
     except KeyboardInterrupt:
         if _debug():
             raise

@@ -39,6 +39,9 @@ def load(handle_or_path, *, revision=None, position_grid=None):
         ValueError: `revision` with anything but a Hugging Face Hub handle (or a catalogue
             tag whose file is on the Hub), or a handle naming another revision.
     """
+    from keras_bigtransfer.models.vit.convert import check_position_grid
+
+    position_grid = check_position_grid(position_grid)  # a bad argument, before any work
     handle = hf_hub.pin(os.fspath(handle_or_path), revision)  # before any work
     if hf_hub.is_handle(handle):
         entry = catalogue.find(handle)  # catalogued (no other revision): its settings too

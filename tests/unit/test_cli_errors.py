@@ -193,7 +193,9 @@ def test_outputs_are_checked_before_loading_or_training(tmp_path, capsys, no_wor
     ]
     for args, status, expected in cases:
         assert run_cli(*args) == status, args
-        assert expected in error_line(capsys), args
+        line = error_line(capsys)
+        assert expected in line, args
+        assert f"error: {args[0]}: {args[0]}:" not in line, line  # issue 26 item 16: no doubled prefix
     assert (foreign / "notes.txt").exists() and (tmp_path / "exists.keras").read_text() == "x"
     if os.geteuid() != 0:  # root writes anywhere
         locked = tmp_path / "locked"

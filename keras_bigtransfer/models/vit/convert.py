@@ -21,6 +21,7 @@ table, which is resampled to the model's grid when it differs.
 
 import logging
 import math
+import numbers
 import os
 import re
 
@@ -114,6 +115,25 @@ def _grid_of(rows):
     return (side, side) if side * side == rows else None
 
 
+def check_position_grid(position_grid):
+    """`position_grid` as a (rows, cols) tuple of positive ints (NumPy integers too), or None.
+
+    Raises:
+        TypeError, ValueError: it is not two positive integers (a bad argument, not a bad file).
+    """
+    if position_grid is None:
+        return None
+    try:
+        grid = tuple(position_grid)
+    except TypeError:
+        raise TypeError(f"position_grid must be (rows, cols) of positive integers; got {position_grid!r}.") from None
+    if len(grid) != 2 or not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in grid):
+        raise TypeError(f"position_grid must be (rows, cols) of positive integers; got {position_grid!r}.")
+    if min(grid) < 1:
+        raise ValueError(f"position_grid must be (rows, cols) of positive integers; got {position_grid!r}.")
+    return tuple(int(s) for s in grid)
+
+
 def stored_grid(rows, grid_size, num_prefix_tokens, position_grid=None, source="checkpoint"):
     """(grid, prefix rows) of a stored position table of `rows` rows.
 
@@ -125,10 +145,7 @@ def stored_grid(rows, grid_size, num_prefix_tokens, position_grid=None, source="
     `grid_size` None: no model grid to match (a model built from the checkpoint).
     """
     if position_grid is not None:
-        grid = tuple(int(s) for s in position_grid)
-        if len(grid) != 2 or min(grid) < 1:
-            raise WeightsError(f"{source}: position_grid must be (rows, cols) of positive integers; "
-                               f"got {position_grid!r}.")
+        grid = check_position_grid(position_grid)
         prefix = rows - grid[0] * grid[1]
         if prefix not in (0, 1):
             raise WeightsError(
