@@ -107,10 +107,13 @@ def import_saved_model(path):
 
     config_path = os.path.join(path, "assets", CONFIG_ASSET)
     if os.path.exists(config_path):
-        with open(config_path) as f:
-            config = json.load(f)
-        model = keras.saving.deserialize_keras_object(config["model"])
-        converted = {p: (p, v.numpy()) for p, v in zip(config["variable_paths"], variables)}
+        # A damaged config (bad JSON, missing keys) is one WeightsError naming it.
+        with checkpoint.reading(config_path, "is not a readable keras_bigtransfer export config"):
+            with open(config_path) as f:
+                config = json.load(f)
+            model = keras.saving.deserialize_keras_object(config["model"])
+            variable_paths = list(config["variable_paths"])
+        converted = {p: (p, v.numpy()) for p, v in zip(variable_paths, variables)}
         # The raw kernels beside the folded graph: the model trains as the exported one did.
         converted.update((p, (p, a)) for p, a in raw_weights.read(path).items())
         return assign.assign(model, converted, source=path)

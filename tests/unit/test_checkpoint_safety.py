@@ -503,3 +503,11 @@ def test_a_refused_pickle_does_not_suggest_weights_only_false(tmp_path):
     with pytest.raises(WeightsError, match=r"evil\.pth: refused: it holds pickled objects") as caught:
         checkpoint.read_arrays(path)
     assert "weights_only" not in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_list_models_refuses_what_is_not_a_family():
+    with pytest.raises(TypeError, match="list_models: family must be a family name.*123"):
+        kb.hub.list_models(123)
+    with pytest.raises(ValueError, match="'nope' is not a family of the catalogue; one of .*bit"):
+        kb.hub.list_models("nope")
+    assert {e.family for e in kb.hub.list_models("vit")} == {"vit"}

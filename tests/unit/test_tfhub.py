@@ -386,3 +386,27 @@ def test_import_of_our_export_trains_as_the_original(model, exports):
     labels = np.array([0, 3, 5, 6])
     ours, theirs = _three_sgd_steps(original, images, labels), _three_sgd_steps(loaded, images, labels)
     assert np.max(np.abs(ours - theirs)) <= 1e-5 * max(1.0, float(np.max(np.abs(ours))))
+
+
+def test_damaged_exports_and_modules_are_one_weights_error(tmp_path, rng):
+    """Issue 26 item 12: a damaged export config raised a bare KeyError / JSONDecodeError, a TF1
+    module with cut variable data TensorFlow's OutOfRangeError."""
+    import shutil
+
+    from keras_bigtransfer.errors import WeightsError
+    from keras_bigtransfer.tfhub.export import CONFIG_ASSET
+
+    export = hub.export(_plain_model()[0], tmp_path / "export")
+    for name, text in [("bad_json", "{"), ("no_model", '{"format": "keras_bigtransfer/1"}')]:
+        damaged = tmp_path / name
+        shutil.copytree(export, damaged)
+        (damaged / "assets" / CONFIG_ASSET).write_text(text)
+        with pytest.raises(WeightsError, match=rf"{name}/assets/{CONFIG_ASSET}: is not a readable") as caught:
+            hub.load(str(damaged))
+        assert "\n" not in str(caught.value)
+    path = tmp_path / "cut_tf1"
+    _write_generic_tf1_hub_module(str(path), rng)
+    data = next((path / "variables").glob("variables.data-*"))
+    data.write_bytes(data.read_bytes()[:8])
+    with pytest.raises(WeightsError, match="cut_tf1"):
+        hub.load(str(path))
