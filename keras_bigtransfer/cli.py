@@ -260,6 +260,13 @@ def cmd_export(args):
     source, target = args
     from keras_bigtransfer import hub
 
+    # A flag that would do nothing for this format is refused, not ignored.
+    if FLAGS.format != "saved_model" and FLAGS.archive:
+        raise app.UsageError(f"--archive writes DIR.tar.gz, the TF Hub form of a SavedModel; --format={FLAGS.format} "
+                             "writes one file. Leave out --archive, or export --format=saved_model.")
+    if FLAGS.format == "saved_model" and FLAGS.image_size:
+        raise app.UsageError("--image_size fixes the input size of a --format=litert/onnx/openvino file; a "
+                             "SavedModel keeps the model's own input size. Leave out --image_size.")
     if FLAGS.format != "saved_model" or FLAGS.quantize or FLAGS.calibration_dir:
         from keras_bigtransfer import deploy
 
@@ -383,6 +390,10 @@ def cmd_fit(args):
     if not (known or os.path.exists(source)):
         raise ValueError(f"fit: MODEL {source!r} is neither a constructor (e.g. BiT_M_R50x1), a catalogue tag "
                          f"({PROG} list) nor an existing file.")
+    if not known and FLAGS.num_classes:  # a file keeps its own head: the flag would do nothing
+        raise app.UsageError(f"--num_classes builds the head of a constructor or catalogue tag; MODEL {source} is a "
+                             "file and keeps its own head. Leave out --num_classes, or build the model with "
+                             "the classes you need and save it.")
     num_classes = FLAGS.num_classes or data_lib.load_source(data, data_dir=FLAGS.data_dir).num_classes
     if known:
         if num_classes is None:
@@ -395,7 +406,7 @@ def cmd_fit(args):
         model, data, FLAGS.validation_data, num_examples=FLAGS.num_examples, image_size=image_size,
         batch_size=FLAGS.batch_size, base_lr=FLAGS.base_lr, total_steps=FLAGS.total_steps,
         checkpoint_dir=FLAGS.checkpoint_dir, examples_per_class=FLAGS.examples_per_class,
-        data_dir=FLAGS.data_dir, verbose=2,
+        data_dir=FLAGS.data_dir, verbose=2, overwrite=FLAGS.overwrite,
     )
     # Each output appears whole or not at all; the saved_model replaces only an earlier export.
     with atomic_file(os.path.join(FLAGS.out, "model.keras"), suffix=".keras") as tmp:

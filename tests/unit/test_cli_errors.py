@@ -256,3 +256,38 @@ def test_a_diverging_fit_exits_non_zero_and_writes_nothing(tmp_path, capsys):
     line = error_line(capsys)
     assert "fit: fit_bit: the loss became" in line and "diverged" in line and "step" in line, line
     assert not out.exists() or not os.listdir(out)
+
+
+def test_flags_that_would_do_nothing_are_refused(tmp_path, capsys, no_work):
+    """Issue 26 item 15: `export --archive` with LiteRT and `fit --num_classes` with a .keras MODEL
+    were silently ignored (and `export --image_size` with a SavedModel)."""
+    (tmp_path / "m.keras").write_text("x")
+    cases = [
+        (("export", "src", tmp_path / "m.tflite", "--format=litert", "--archive"), "--archive"),
+        (("export", "src", tmp_path / "saved", "--image_size=64"), "--image_size"),
+        (("fit", tmp_path / "m.keras", "data", f"--out={tmp_path / 'run'}", "--num_classes=3"), "--num_classes"),
+    ]
+    for args, expected in cases:
+        assert run_cli(*args) == 2, args
+        assert expected in error_line(capsys), args
+    assert sorted(os.listdir(tmp_path)) == ["m.keras"]
+
+
+def test_fit_overwrite_reaches_fit_bit(tmp_path, capsys, monkeypatch):
+    """Issue 26 item 15: `fit --overwrite` was not passed on, so the remedy a finished
+    checkpoint_dir's error suggests could not be applied from the CLI."""
+    from tests.toys import tiny_model
+
+    tiny_model().save(tmp_path / "m.keras")
+    data = _class_folders(tmp_path / "data")
+    seen = {}
+
+    def fit_bit(model, train_data, *args, **kwargs):
+        seen.update(kwargs)
+        raise ValueError("stopped by the test")
+
+    monkeypatch.setattr(kb, "fit_bit", fit_bit)
+    for flag, expected in (("--overwrite", True), ("--nooverwrite", False)):
+        assert run_cli("fit", tmp_path / "m.keras", data, f"--out={tmp_path / 'run'}", "--checkpoint_dir="
+                       f"{tmp_path / 'ckpt'}", flag) == 1
+        assert "stopped by the test" in error_line(capsys) and seen["overwrite"] is expected
