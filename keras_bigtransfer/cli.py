@@ -292,17 +292,9 @@ def cmd_export(args):
 
 
 def _read_image(path):
-    from PIL import Image, UnidentifiedImageError
+    from keras_bigtransfer.preprocessing import read_image_file  # the package's one reading rule
 
-    try:
-        with Image.open(path) as image:
-            return image.convert("RGB")
-    except UnidentifiedImageError:
-        raise ValueError(f"predict: {path} is not an image file PIL can read.") from None
-    except (OSError, SyntaxError) as e:  # PIL reports truncated or corrupt files either way
-        if isinstance(e, (FileNotFoundError, IsADirectoryError, PermissionError)):
-            raise
-        raise ValueError(f"predict: {path} is a damaged image ({e}).") from None
+    return read_image_file(path, what="predict")
 
 
 def _read_labels(path):
@@ -328,7 +320,7 @@ def cmd_predict(args):
 
     # Everything the user gave is read before the (slow) model load.
     labels = _read_labels(FLAGS.labels) if FLAGS.labels else None
-    photos = [np.asarray(_read_image(path)) for path in paths]
+    photos = [_read_image(path) for path in paths]
 
     import keras
 
