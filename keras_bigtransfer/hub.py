@@ -20,16 +20,20 @@ from keras_bigtransfer.weights.resolve import resolve
 __all__ = ["Entry", "catalogue", "export", "list_models", "load", "load_weights", "resolve"]
 
 
-def load(handle_or_path, *, revision=None, position_grid=None):
+def load(handle_or_path, *, revision=None, position_grid=None, trust_remote_code=False):
     """Load a model as a native, editable Keras model where we implement its family.
 
     See `keras_bigtransfer.tfhub.load.load` for what `handle_or_path` may be;
     `revision` (a branch, tag or commit) picks the revision of a Hugging Face Hub handle;
-    `position_grid` (rows, cols) builds a ViT checkpoint with a non-square stored grid.
+    `position_grid` (rows, cols) builds a ViT checkpoint with a non-square stored grid;
+    `trust_remote_code=True` lets a module downloaded from a URL or `kaggle://` handle load by
+    running the TensorFlow program stored in it (without it, only modules that read as data:
+    our exports and published family layouts).
     """
     from keras_bigtransfer.tfhub.load import load as _load
 
-    return _load(handle_or_path, revision=revision, position_grid=position_grid)
+    return _load(handle_or_path, revision=revision, position_grid=position_grid,
+                 trust_remote_code=trust_remote_code)
 
 
 def export(model, path, format="saved_model", quantize=None, representative_data=None,

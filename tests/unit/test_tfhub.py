@@ -410,3 +410,47 @@ def test_damaged_exports_and_modules_are_one_weights_error(tmp_path, rng):
     data.write_bytes(data.read_bytes()[:8])
     with pytest.raises(WeightsError, match="cut_tf1"):
         hub.load(str(path))
+
+
+def test_a_downloaded_program_loads_only_with_trust_remote_code(tmp_path, rng, images, monkeypatch):
+    """Issue 26 item 2: a SavedModel or TF1 module is a program. From a URL, our exports and
+    published family layouts load as data (no TensorFlow loader runs); anything else needs
+    trust_remote_code=True. A local path is the caller's choice."""
+    from keras_bigtransfer.errors import WeightsError
+    from keras_bigtransfer.tfhub import tf1_hub
+    from keras_bigtransfer.tfhub.export import write_archive
+    from tests.http_server import serving
+
+    ours_model, _ = _plain_model()
+    ours = hub.export(ours_model, tmp_path / "ours", signature="classification")
+
+    class Foreign(tf.Module):
+        def __init__(self):
+            self.scale = tf.Variable(2.0)
+
+        @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
+        def __call__(self, x):
+            return x * self.scale
+
+    foreign = str(tmp_path / "foreign")
+    tf.saved_model.save(Foreign(), foreign)
+    tf1 = str(tmp_path / "tf1")
+    _write_generic_tf1_hub_module(tf1, rng)
+    files = {f"/{name}.tar.gz": open(write_archive(path, str(tmp_path / f"{name}.tar.gz")), "rb").read()
+             for name, path in (("ours", ours), ("foreign", foreign), ("tf1", tf1))}
+
+    real_load = tf.saved_model.load
+    calls = []
+    monkeypatch.setattr(tf.saved_model, "load", lambda *a, **k: calls.append(a) or real_load(*a, **k))
+    monkeypatch.setenv("KERAS_BIGTRANSFER_OFFLINE", "0")
+    with serving() as server:
+        server.files.update(files)
+        native = hub.load(server.url + "/ours.tar.gz")  # our export: data, no trust needed
+        assert calls == [] and _max_diff(native(images), ours_model(images)) <= ATOL
+        for name in ("foreign", "tf1"):
+            with pytest.raises(WeightsError, match=r"running the TensorFlow program.*trust_remote_code=True"):
+                hub.load(server.url + f"/{name}.tar.gz")
+        assert calls == []  # refused before any TensorFlow loader ran
+        assert isinstance(hub.load(server.url + "/foreign.tar.gz", trust_remote_code=True), keras.layers.TFSMLayer)
+        assert isinstance(hub.load(server.url + "/tf1.tar.gz", trust_remote_code=True), tf1_hub.TF1HubLayer)
+    assert isinstance(hub.load(foreign), keras.layers.TFSMLayer)  # a local path: the caller's choice
