@@ -85,7 +85,7 @@ def load_weights(model, weights, *, revision=None, strict=True, position_grid=No
         ValueError: `revision` with weights not from the Hub, or with a handle naming another.
         TypeError, ValueError: `position_grid` is not two positive integers.
     """
-    from keras_bigtransfer.models.vit.convert import check_position_grid
+    from keras_bigtransfer.layers.position_embedding import check_position_grid
 
     position_grid = check_position_grid(position_grid)  # a bad argument, not a bad file
     weights = hf_hub.pin(weights, revision)

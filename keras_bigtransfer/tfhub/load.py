@@ -50,7 +50,7 @@ def load(handle_or_path, *, revision=None, position_grid=None, trust_remote_code
         WeightsError: a downloaded module that only running its code would load, without
             `trust_remote_code=True`.
     """
-    from keras_bigtransfer.models.vit.convert import check_position_grid
+    from keras_bigtransfer.layers.position_embedding import check_position_grid
 
     position_grid = check_position_grid(position_grid)  # a bad argument, before any work
     handle = hf_hub.pin(os.fspath(handle_or_path), revision)  # before any work

@@ -21,13 +21,13 @@ table, which is resampled to the model's grid when it differs.
 
 import logging
 import math
-import numbers
 import os
 import re
 
 import numpy as np
 
 from keras_bigtransfer.errors import WeightsError
+from keras_bigtransfer.layers.position_embedding import check_position_grid
 from keras_bigtransfer.models.vit.model import VisionTransformer
 from keras_bigtransfer.weights import assign
 from keras_bigtransfer.weights.checkpoint import as_float32, put
@@ -113,25 +113,6 @@ def model_path(name):
 def _grid_of(rows):
     side = math.isqrt(rows)
     return (side, side) if side * side == rows else None
-
-
-def check_position_grid(position_grid):
-    """`position_grid` as a (rows, cols) tuple of positive ints (NumPy integers too), or None.
-
-    Raises:
-        TypeError, ValueError: it is not two positive integers (a bad argument, not a bad file).
-    """
-    if position_grid is None:
-        return None
-    try:
-        grid = tuple(position_grid)
-    except TypeError:
-        raise TypeError(f"position_grid must be (rows, cols) of positive integers; got {position_grid!r}.") from None
-    if len(grid) != 2 or not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in grid):
-        raise TypeError(f"position_grid must be (rows, cols) of positive integers; got {position_grid!r}.")
-    if min(grid) < 1:
-        raise ValueError(f"position_grid must be (rows, cols) of positive integers; got {position_grid!r}.")
-    return tuple(int(s) for s in grid)
 
 
 def stored_grid(rows, grid_size, num_prefix_tokens, position_grid=None, source="checkpoint"):
