@@ -382,6 +382,10 @@ def cmd_fit(args):
     if not (known or os.path.exists(source)):
         raise ValueError(f"fit: MODEL {source!r} is neither a constructor (e.g. BiT_M_R50x1), a catalogue tag "
                          f"({PROG} list) nor an existing file.")
+    tfds_names = [d for d in (data, FLAGS.validation_data) if d and not os.path.exists(d)]
+    if FLAGS.data_dir and not tfds_names:  # class folders only: the TFDS directory would do nothing
+        raise app.UsageError(f"--data_dir is where TFDS datasets live; DATA {data} is a directory of class "
+                             "folders. Leave out --data_dir.")
     if not known and FLAGS.num_classes:  # a file keeps its own head: the flag would do nothing
         raise app.UsageError(f"--num_classes builds the head of a constructor or catalogue tag; MODEL {source} is a "
                              "file and keeps its own head. Leave out --num_classes, or build the model with "

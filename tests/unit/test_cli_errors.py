@@ -266,6 +266,8 @@ def test_flags_that_would_do_nothing_are_refused(tmp_path, capsys, no_work):
         (("export", "src", tmp_path / "m.tflite", "--format=litert", "--archive"), "--archive"),
         (("export", "src", tmp_path / "saved", "--image_size=64"), "--image_size"),
         (("fit", tmp_path / "m.keras", "data", f"--out={tmp_path / 'run'}", "--num_classes=3"), "--num_classes"),
+        (("fit", tmp_path / "m.keras", tmp_path, f"--out={tmp_path / 'run'}", f"--data_dir={tmp_path}"),
+         "--data_dir"),
     ]
     for args, expected in cases:
         assert run_cli(*args) == 2, args
