@@ -50,8 +50,10 @@ flags.DEFINE_enum("format", "saved_model", ["saved_model", "litert", "onnx", "op
 flags.DEFINE_enum("quantize", None, ["float16", "dynamic_int8", "int8"],
                   "export --format=litert: float16 or int8 weights, or int8 everywhere (needs --calibration_dir).")
 flags.DEFINE_string("calibration_dir", None, "export --quantize=int8: a directory of images to calibrate on.")
-flags.DEFINE_boolean("overwrite", False, "convert, export, fit: replace existing outputs that are not "
-                     "earlier outputs of this tool (without it, they are refused).")
+flags.DEFINE_boolean("overwrite", False, "convert, export, fit: replace existing output files that are not "
+                     "earlier outputs of this tool (without it, they are refused); fit: also discard the run "
+                     "in --checkpoint_dir. A directory that is not an export, the current directory and its "
+                     "ancestors are never replaced.")
 flags.DEFINE_integer("top_k", 5, "predict: how many classes to print per image.", lower_bound=1)
 flags.DEFINE_integer("image_size", None, "predict: the side of the centre crop the model sees "
                      "(default: the weights' published evaluation size for a tag, the model's input size "
@@ -88,8 +90,8 @@ COMMANDS = {
                "[--signature=S] [--archive] [--overwrite]",
                "Write a TF Hub reusable SavedModel, or a LiteRT, ONNX or OpenVINO file (weight "
                "standardization folded in). --image_size fixes the input size of a file export. A "
-               "SavedModel DIR (and DIR.tar.gz) may exist only empty or as an earlier export, a file OUT "
-               "not at all, unless --overwrite.",
+               "SavedModel DIR may exist only empty or as an earlier export (never replaced otherwise); "
+               "DIR.tar.gz only as an earlier archive and a file OUT not at all, unless --overwrite.",
                ["format", "quantize", "calibration_dir", "image_size", "signature", "archive", "overwrite"]),
     "predict": ("predict MODEL IMAGE... [--top_k=K] [--image_size=N] [--labels=FILE]",
                 "Classify image files (the weights' published evaluation view, preprocessing.eval_settings; "
@@ -315,6 +317,13 @@ def cmd_export(args):
     source, target = args
     from keras_bigtransfer import deploy, hub
 
+    # A flag that would do nothing for this format is refused, not ignored.
+    if FLAGS.format != "saved_model" and FLAGS.archive:
+        raise app.UsageError(f"--archive writes DIR.tar.gz, the TF Hub form of a SavedModel; --format={FLAGS.format} "
+                             "writes one file. Leave out --archive, or export --format=saved_model.")
+    if FLAGS.format == "saved_model" and FLAGS.image_size:
+        raise app.UsageError("--image_size fixes the input size of a --format=litert/onnx/openvino file; a "
+                             "SavedModel keeps the model's own input size. Leave out --image_size.")
     # Before any download: the options, and whether this Keras backend writes the format.
     deploy.check_options(FLAGS.format, FLAGS.quantize, FLAGS.calibration_dir)
     if FLAGS.format == "saved_model":
@@ -341,17 +350,9 @@ def cmd_export(args):
 
 
 def _read_image(path):
-    from PIL import Image, UnidentifiedImageError
+    from keras_bigtransfer.preprocessing import read_image_file  # the package's one reading rule
 
-    try:
-        with Image.open(path) as image:
-            return image.convert("RGB")
-    except UnidentifiedImageError:
-        raise ValueError(f"predict: {path} is not an image file PIL can read.") from None
-    except (OSError, SyntaxError) as e:  # PIL reports truncated or corrupt files either way
-        if isinstance(e, (FileNotFoundError, IsADirectoryError, PermissionError)):
-            raise
-        raise ValueError(f"predict: {path} is a damaged image ({e}).") from None
+    return read_image_file(path, what="predict")
 
 
 def _read_labels(path):
@@ -377,7 +378,7 @@ def cmd_predict(args):
 
     # Everything the user gave is read before the (slow) model load.
     labels = _read_labels(FLAGS.labels) if FLAGS.labels else None
-    photos = [np.asarray(_read_image(path)) for path in paths]
+    photos = [_read_image(path) for path in paths]
 
     import keras
 
@@ -447,6 +448,14 @@ def cmd_fit(args):
     if not (known or os.path.exists(source)):
         raise ValueError(f"fit: MODEL {source!r} is neither a constructor (e.g. BiT_M_R50x1), a catalogue tag "
                          f"({PROG} list) nor an existing file.")
+    tfds_names = [d for d in (data, FLAGS.validation_data) if d and not os.path.exists(d)]
+    if FLAGS.data_dir and not tfds_names:  # class folders only: the TFDS directory would do nothing
+        raise app.UsageError(f"--data_dir is where TFDS datasets live; DATA {data} is a directory of class "
+                             "folders. Leave out --data_dir.")
+    if not known and FLAGS.num_classes:  # a file keeps its own head: the flag would do nothing
+        raise app.UsageError(f"--num_classes builds the head of a constructor or catalogue tag; MODEL {source} is a "
+                             "file and keeps its own head. Leave out --num_classes, or build the model with "
+                             "the classes you need and save it.")
     num_classes = FLAGS.num_classes or data_lib.load_source(data, data_dir=FLAGS.data_dir).num_classes
     if known:
         if num_classes is None:
@@ -458,7 +467,7 @@ def cmd_fit(args):
         model, data, FLAGS.validation_data, num_examples=FLAGS.num_examples, resolution=FLAGS.resolution,
         batch_size=FLAGS.batch_size, base_lr=FLAGS.base_lr, total_steps=FLAGS.total_steps,
         checkpoint_dir=FLAGS.checkpoint_dir, examples_per_class=FLAGS.examples_per_class,
-        data_dir=FLAGS.data_dir, verbose=2,
+        data_dir=FLAGS.data_dir, verbose=2, overwrite=FLAGS.overwrite,
     )
     # Each output appears whole or not at all; the saved_model replaces only an earlier export.
     with atomic_file(os.path.join(FLAGS.out, "model.keras"), suffix=".keras") as tmp:
@@ -496,12 +505,15 @@ def main(argv):
         if _debug():
             raise
         _fail(f"{e} Run '{PROG} {command} --help'.", code=2)
-    except (ValueError, OSError, MissingExtraError) as e:
+    except (ValueError, OSError, MissingExtraError, FloatingPointError) as e:
         # ValueError: bad input, WeightsError, ChecksumError; OSError: missing files,
-        # OfflineError, DownloadError, permissions; MissingExtraError: an extra to install.
+        # OfflineError, DownloadError, permissions; MissingExtraError: an extra to install;
+        # FloatingPointError: TrainingDivergedError.
         if _debug():
             raise
-        _fail(f"{command}: {e}")
+        # Library messages that already name the command ("export: ...") are not prefixed twice.
+        text = str(e)
+        _fail(text if text.startswith(f"{command}:") else f"{command}: {text}")
     except KeyboardInterrupt:
         if _debug():
             raise

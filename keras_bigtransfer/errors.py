@@ -27,3 +27,16 @@ class DownloadError(OSError):
 class CacheError(OSError):
     """A cache entry is not what the cache writes: a symbolic link, or not a regular file or
     directory, where the cache would write. Nothing is written through it."""
+class TrainingDivergedError(FloatingPointError):
+    """A training run's loss became non-finite (NaN or infinity): its weights are unusable.
+
+    Raised by `fit_bit`, `noisy_student` and `meta_pseudo_labels` at the first such step,
+    so nothing is returned, published or backed up from the diverged state (a
+    `checkpoint_dir` keeps its last whole-epoch backup). `step` is the optimizer step at
+    which the loss was seen, `learning_rate` the rate the step ran at.
+    """
+
+    def __init__(self, message, step=None, learning_rate=None):
+        super().__init__(message)
+        self.step = step
+        self.learning_rate = learning_rate

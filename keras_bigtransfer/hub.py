@@ -20,16 +20,20 @@ from keras_bigtransfer.weights.resolve import resolve
 __all__ = ["Entry", "catalogue", "export", "list_models", "load", "load_weights", "resolve"]
 
 
-def load(handle_or_path, *, revision=None, position_grid=None):
+def load(handle_or_path, *, revision=None, position_grid=None, trust_remote_code=False):
     """Load a model as a native, editable Keras model where we implement its family.
 
     See `keras_bigtransfer.tfhub.load.load` for what `handle_or_path` may be;
     `revision` (a branch, tag or commit) picks the revision of a Hugging Face Hub handle;
-    `position_grid` (rows, cols) builds a ViT checkpoint with a non-square stored grid.
+    `position_grid` (rows, cols) builds a ViT checkpoint with a non-square stored grid;
+    `trust_remote_code=True` lets a module downloaded from a URL or `kaggle://` handle load by
+    running the TensorFlow program stored in it (without it, only modules that read as data:
+    our exports and published family layouts).
     """
     from keras_bigtransfer.tfhub.load import load as _load
 
-    return _load(handle_or_path, revision=revision, position_grid=position_grid)
+    return _load(handle_or_path, revision=revision, position_grid=position_grid,
+                 trust_remote_code=trust_remote_code)
 
 
 def export(model, path, format="saved_model", quantize=None, representative_data=None,
@@ -63,6 +67,12 @@ def export(model, path, format="saved_model", quantize=None, representative_data
             it, an existing target is replaced only when it is empty or an earlier export of
             ours; anything else raises `FileExistsError` before any work. LiteRT, ONNX and
             OpenVINO: replace an existing file (without it: `FileExistsError`, before any work).
+        archive: saved_model: also write `<path>.tar.gz`.
+        overwrite: saved_model: an existing directory is replaced only when it is empty or an
+            earlier export of ours, with or without `overwrite`; `overwrite=True` also replaces a
+            file at `path` and a `<path>.tar.gz` file that is not an archive of ours. LiteRT, ONNX
+            and OpenVINO: replace an existing file (without it: `FileExistsError`). Checked before
+            any work; the current directory, its ancestors, home and root are never replaced.
     """
     from keras_bigtransfer import deploy
 

@@ -202,3 +202,73 @@ def center_crop(image, size, crop_pct=0.875):
     if image.ndim not in (2, 3):
         raise ValueError(f"center_crop expects one (H, W, 3) image; got shape {image.shape}.")
     return eval_transform(image, size, crop_pct=crop_pct, interpolation="bicubic")
+
+
+# --- image files: the one rule every reader of the package follows --------------------------------
+
+IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
+
+
+def _is_16_bit(image):
+    # Pillow opens 16-bit grayscale as "I;16*", or as "I" (32-bit ints holding 0..65535) for PNG.
+    return image.mode.startswith("I;16") or (image.mode == "I" and image.format == "PNG")
+
+
+def _open(path, what):
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        image = Image.open(path)
+    except UnidentifiedImageError:
+        raise ValueError(f"{what}: {path} is not an image file Pillow can read.") from None
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        raise
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as e:
+        raise ValueError(f"{what}: {path} is a damaged image ({type(e).__name__}: {e}).") from None
+    if image.mode in ("I", "F") and not _is_16_bit(image):
+        mode = image.mode
+        image.close()
+        raise ValueError(f"{what}: {path} is a 32-bit {'float' if mode == 'F' else 'integer'} image (mode {mode}); "
+                         "the package reads 8- and 16-bit image files. Convert it to 8 or 16 bits.")
+    return image
+
+
+def image_file_size(path, what="image"):
+    """(height, width) of an image file, from its header, after the checks of `read_image_file`
+    that need no decoding (not an image, an unsupported 32-bit mode).
+
+    Raises:
+        ValueError: one line naming the file.
+    """
+    with _open(path, what) as image:
+        return image.size[::-1]
+
+
+def read_image_file(path, what="image"):
+    """An image file as uint8 RGB (H, W, 3): the one reading rule of the package.
+
+    Calibration directories (`deploy`), class folders (`training.data`) and the CLI's
+    `predict` read files through it, so an image means the same everywhere:
+
+    * 8-bit files as they are; grayscale, palette ("P", transparency included), LA, RGBA and
+      CMYK through Pillow's `convert("RGB")` (alpha is dropped, as Keras' and timm's loaders do);
+    * 16-bit files (grayscale PNG / TIFF, "I;16" or "I") scaled from [0, 65535] to [0, 255]
+      (value * 255 / 65535, rounded): the same image in 8 bits, not saturated;
+    * 32-bit integer and float files (modes "I", "F" outside PNG) are refused: their range is
+      not known.
+
+    Raises:
+        ValueError: one line naming the file (not an image, damaged, truncated, unsupported mode).
+        FileNotFoundError, IsADirectoryError, PermissionError: as `open`.
+    """
+    with _open(path, what) as image:
+        try:
+            if _is_16_bit(image):
+                values = np.asarray(image).astype(np.float64)
+                gray = np.clip(np.round(values * (255.0 / 65535.0)), 0, 255).astype(np.uint8)
+                return np.repeat(gray[..., None], 3, axis=-1)
+            if image.mode == "P" and "transparency" in image.info:
+                image = image.convert("RGBA")  # Pillow warns on a direct P -> RGB with transparency
+            return np.asarray(image.convert("RGB"), dtype=np.uint8)
+        except (OSError, SyntaxError, ValueError, EOFError) as e:  # truncated or corrupt past the header
+            raise ValueError(f"{what}: {path} is a damaged image ({type(e).__name__}: {e}).") from None

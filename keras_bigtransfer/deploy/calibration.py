@@ -11,6 +11,7 @@ import numpy as np
 from keras_bigtransfer.preprocessing import to_numpy
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+from keras_bigtransfer.preprocessing import IMAGE_EXTENSIONS, read_image_file
 RECOMMENDED = 32  # fewer calibrate the activation ranges poorly; a warning says so
 MAX_IMAGES = 1000  # more only slows the calibration down
 
@@ -21,7 +22,7 @@ def load_representative_data(data, shape):
     Args:
         data: an array (N, H, W, 3) (or one image (H, W, 3)), a tf.data dataset of images or
             (images, labels) (batched or not), or a directory of image files (read
-            recursively and resized to `shape`).
+            recursively by `preprocessing.read_image_file`, and resized to `shape`).
         shape: the export's (height, width, channels), None where dynamic.
     """
     if isinstance(data, (str, os.PathLike)):
@@ -100,7 +101,7 @@ def _read_directory(directory, shape):
 
     images = []
     for path in files[:MAX_IMAGES]:
-        with Image.open(path) as image:
-            image = image.convert("RGB").resize((shape[1], shape[0]), Image.BILINEAR)
-            images.append(np.asarray(image, dtype=np.uint8))
+        # The package's one reading rule (16-bit scaled, not saturated; a bad file named).
+        image = Image.fromarray(read_image_file(path, what="representative_data"))
+        images.append(np.asarray(image.resize((shape[1], shape[0]), Image.BILINEAR), dtype=np.uint8))
     return np.stack(images)

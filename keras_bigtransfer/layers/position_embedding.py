@@ -17,6 +17,8 @@ Both are written as (n_out x n_in) weight matrices built with `keras.ops` from
 SavedModel, and are applied separably: out = Wh @ grid @ Ww^T.
 """
 
+import numbers
+
 import keras
 from keras import ops
 
@@ -148,3 +150,22 @@ class PositionEmbedding(keras.layers.Layer):
             initializer=keras.initializers.serialize(self.initializer),
         )
         return config
+
+
+def check_position_grid(position_grid):
+    """`position_grid` as a (rows, cols) tuple of positive ints (NumPy integers too), or None.
+
+    Raises:
+        TypeError, ValueError: it is not two positive integers (a bad argument, not a bad file).
+    """
+    if position_grid is None:
+        return None
+    try:
+        grid = tuple(position_grid)
+    except TypeError:
+        raise TypeError(f"position_grid must be (rows, cols) of positive integers; got {position_grid!r}.") from None
+    if len(grid) != 2 or not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in grid):
+        raise TypeError(f"position_grid must be (rows, cols) of positive integers; got {position_grid!r}.")
+    if min(grid) < 1:
+        raise ValueError(f"position_grid must be (rows, cols) of positive integers; got {position_grid!r}.")
+    return tuple(int(s) for s in grid)

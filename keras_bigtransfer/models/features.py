@@ -39,6 +39,7 @@ Each family's stages are data next to its configuration: `models/<family>/featur
 import collections.abc
 import dataclasses
 import importlib
+import numbers
 
 import keras
 
@@ -118,20 +119,25 @@ def take_indices(num_stages, out_indices):
     """timm's `feature_take_indices`: None all, int n the last n, a sequence as given (negatives from the end)."""
     if out_indices is None:
         out_indices = num_stages
-    if isinstance(out_indices, bool):
-        raise ValueError(f"out_indices must be an int or a sequence of ints; got {out_indices!r}.")
-    if isinstance(out_indices, int):
+    if isinstance(out_indices, numbers.Integral) and not isinstance(out_indices, bool):  # NumPy ints too
+        out_indices = int(out_indices)
         if not 0 < out_indices <= num_stages:
             raise ValueError(f"out_indices={out_indices} (the last n stages) must be in 1..{num_stages}.")
         return list(range(num_stages - out_indices, num_stages))
+    if isinstance(out_indices, (bool, str, bytes)) or not isinstance(out_indices, collections.abc.Iterable):
+        raise TypeError(f"out_indices must be an int (the last n stages) or a sequence of ints; "
+                        f"got {out_indices!r}.")
+    out_indices = tuple(out_indices)
     taken = []
     for i in out_indices:
-        if isinstance(i, bool) or not isinstance(i, int) or not -num_stages <= i < num_stages:
+        if isinstance(i, bool) or not isinstance(i, numbers.Integral):
+            raise TypeError(f"out_indices={out_indices}: each index must be an int; got {i!r}.")
+        if not -num_stages <= i < num_stages:
             raise ValueError(
-                f"out_indices={tuple(out_indices)}: each index must be an int in "
+                f"out_indices={out_indices}: each index must be an int in "
                 f"{-num_stages}..{num_stages - 1} (this model has {num_stages} stages)."
             )
-        taken.append(i % num_stages)
+        taken.append(int(i) % num_stages)
     if not taken:
         raise ValueError("out_indices selects no stage.")
     return taken

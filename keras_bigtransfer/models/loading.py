@@ -86,7 +86,11 @@ def load_weights(model, weights, *, revision=None, strict=True, position_grid=No
         WeightsError: the file cannot be read or does not fit (one line naming the file
             for unreadable files; every problem listed for files that do not fit).
         ValueError: `revision` with weights not from the Hub, or with a handle naming another.
+        TypeError, ValueError: `position_grid` is not two positive integers.
     """
+    from keras_bigtransfer.layers.position_embedding import check_position_grid
+
+    position_grid = check_position_grid(position_grid)  # a bad argument, not a bad file
     weights = hf_hub.pin(weights, revision)
     family = registry.family_of(model)
     _converter_options(family, position_grid, None)  # refuse a misplaced position_grid first

@@ -22,7 +22,7 @@ from keras_bigtransfer.extras import require
 from keras_bigtransfer.models.base import HEAD_LAYER, ImageModel
 from keras_bigtransfer.models.folding import fold_weight_standardization
 from keras_bigtransfer.tfhub import raw_weights
-from keras_bigtransfer.weights.atomic import atomic_directory, atomic_file, check_writable
+from keras_bigtransfer.weights.atomic import atomic_directory, atomic_file, check_removable, check_writable
 
 tf = require("tensorflow", extra="tensorflow", for_what="A SavedModel export")
 
@@ -75,29 +75,45 @@ def is_our_archive(path):
 def check_export_target(path, archive=False, overwrite=False):
     """Raise before any work if `export(model, path, archive=archive)` may not write there.
 
-    A target directory may be replaced when it is empty or an earlier export of ours;
-    the archive `<path>.tar.gz` when it is an earlier archive of ours. Anything else
-    raises `FileExistsError` unless `overwrite=True`. The parent must be writable.
+    A target directory is replaced only when it is empty or an earlier export of ours,
+    with or without `overwrite`: a directory holding anything else is never removed. A
+    file (or link) at `path` is replaced only with `overwrite=True`; the archive
+    `<path>.tar.gz` when it is an earlier archive of ours, or a file and `overwrite=True`
+    (never a directory). The current directory, its ancestors, the home directory and the
+    root are never replaced (`weights.atomic.check_removable`). The parent must be writable.
+
+    Raises:
+        FileExistsError, IsADirectoryError, PermissionError, NotADirectoryError: one line
+        naming the path.
     """
-    path = os.path.abspath(os.fspath(path)).rstrip(os.sep)
+    path = os.path.abspath(os.fspath(path)).rstrip(os.sep) or os.sep
     check_writable(path, "export: ")
-    if os.path.lexists(path) and not overwrite:
+    if os.path.lexists(path):
+        check_removable(path, "export: ")
         if not os.path.isdir(path) or os.path.islink(path):
-            raise FileExistsError(f"export: {path} exists and is not a directory; pass overwrite=True "
-                                  "(CLI: --overwrite) to replace it, or choose another path.")
-        if os.listdir(path) and not is_our_export(path):
+            if not overwrite:
+                raise FileExistsError(f"export: {path} exists and is not a directory; pass overwrite=True "
+                                      "(CLI: --overwrite) to replace it, or choose another path.")
+        elif os.listdir(path) and not is_our_export(path):
             raise FileExistsError(f"export: {path} exists and is not an earlier keras_bigtransfer export; "
-                                  "pass overwrite=True (CLI: --overwrite) to replace it and everything in "
-                                  "it, or choose another path.")
+                                  "a directory holding anything else is never replaced, even with "
+                                  "overwrite=True. Choose another path, or empty it.")
     if archive:
-        target = path + ".tar.gz"
-        if os.path.lexists(target) and not overwrite and not (os.path.isfile(target) and is_our_archive(target)):
-            raise FileExistsError(f"export: {target} exists and is not an earlier keras_bigtransfer archive; "
-                                  "pass overwrite=True (CLI: --overwrite) to replace it, or choose another path.")
+        _check_archive_target(path + ".tar.gz", overwrite, "export: ")
     return path
 
 
+def _check_archive_target(target, overwrite, prefix=""):
+    if os.path.isdir(target) and not os.path.islink(target):
+        raise IsADirectoryError(f"{prefix}{target} is a directory; the archive is a file (a directory is never "
+                                "replaced by a file). Choose another path.")
+    if os.path.lexists(target) and not overwrite and not (os.path.isfile(target) and is_our_archive(target)):
+        raise FileExistsError(f"{prefix}{target} exists and is not an earlier keras_bigtransfer archive; "
+                              "pass overwrite=True (CLI: --overwrite) to replace it, or choose another path.")
+
+
 def _remove(path):
+    check_removable(path, "export: ")
     if os.path.isdir(path) and not os.path.islink(path):
         shutil.rmtree(path)
     else:
@@ -209,14 +225,16 @@ def export(model, path, signature="feature_vector", archive=False, overwrite=Fal
             image input (our models nested in it included).
         path: the SavedModel directory to write. An existing directory is replaced
             only when it is empty or an earlier export of ours (marked by
-            `assets/keras_bigtransfer.json`); anything else raises `FileExistsError`,
-            before any work, unless `overwrite=True`.
+            `assets/keras_bigtransfer.json`); anything else raises `FileExistsError`
+            before any work, `overwrite` or not. The current directory, its ancestors,
+            the home directory and the root are never replaced (`PermissionError`).
         signature: "feature_vector" (pre-logits, the TF Hub image feature vector API)
             or "classification" (logits); "feature_maps" for a `features_only=True` model:
             `serving_default` returns every map, keyed by `feature_info` names ("P2", ...).
         archive: also write `<path>.tar.gz`, the SavedModel at the archive root, the
             form TF Hub servers and `hub.load(url)` use (same replacement rule).
-        overwrite: replace whatever is at `path` (and `<path>.tar.gz`).
+        overwrite: also replace a file (or link) at `path`, and a file at `<path>.tar.gz`
+            that is not an archive of ours. Never a directory that is not an export.
 
     Returns:
         The absolute path written, a str: the SavedModel directory, or with `archive` the
@@ -265,14 +283,10 @@ def write_archive(saved_model_dir, archive_path, overwrite=False):
     """`tar -cz --owner=0 --group=0 -C saved_model_dir .`, written atomically.
 
     An existing `archive_path` is replaced only when it is an earlier archive of ours
-    or `overwrite=True`; otherwise `FileExistsError`.
+    or a file and `overwrite=True`; otherwise `FileExistsError` (`IsADirectoryError` for a
+    directory, never replaced).
     """
-    if os.path.lexists(archive_path) and not overwrite and not (
-            os.path.isfile(archive_path) and is_our_archive(archive_path)):
-        raise FileExistsError(f"{archive_path} exists and is not an earlier keras_bigtransfer archive; "
-                              "pass overwrite=True (CLI: --overwrite) to replace it.")
-    if os.path.isdir(archive_path) and not os.path.islink(archive_path):
-        shutil.rmtree(archive_path)
+    _check_archive_target(archive_path, overwrite)
 
     def anonymous(info):
         info.uid = info.gid = 0

@@ -60,6 +60,7 @@ class TF1HubLayer(keras.layers.Layer):
 
     Raises:
         ValueError: another backend than TensorFlow, a signature or output the module lacks.
+        WeightsError: the module cannot be loaded (truncated variables, a damaged graph).
     """
 
     def __init__(self, path, signature="default", output_key="default", **kwargs):
@@ -75,7 +76,11 @@ class TF1HubLayer(keras.layers.Layer):
 
         self.module_path, self.signature, self.output_key = os.fspath(path), signature, output_key
         # tags=[]: the inference MetaGraph, as tensorflow_hub.load passes for this format.
-        self._module = tf.saved_model.load(self.module_path, tags=[])
+        from keras_bigtransfer.weights.checkpoint import reading
+
+        # A damaged module (cut variable data, a bad graph) is one WeightsError naming it.
+        with reading(self.module_path, "is not a loadable TF1 Hub module"):
+            self._module = tf.saved_model.load(self.module_path, tags=[])
         signatures = dict(self._module.signatures)
         if signature not in signatures:
             raise ValueError(f"{self.module_path}: the module has no signature {signature!r}; it has "

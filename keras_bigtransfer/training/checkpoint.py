@@ -23,7 +23,7 @@ import h5py
 import keras
 import numpy as np
 
-from keras_bigtransfer.weights.atomic import atomic_file
+from keras_bigtransfer.weights.atomic import atomic_file, check_removable
 from keras_bigtransfer.errors import WeightsError
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,14 @@ def describe_models(**models):
 
 
 def describe_data(data, source=None):
-    """What can be told cheaply about training data: its size, and a digest of NumPy arrays."""
+    """What can be told cheaply about training data, recorded so a resume with other data is refused.
+
+    Always the size, image size and class count the pipeline read. NumPy arrays: a digest of
+    their bytes. A directory of class folders: the count and a digest of its files' relative
+    paths and sizes (a file edited in place to the same size is not seen). A `tf.data.Dataset`:
+    its cardinality and element spec (what it yields is not read: a pipeline of the same
+    shape over other files is not seen). A TFDS "name:split": the name and its size.
+    """
     out = {}
     if source is not None:
         out = {"num_examples": source.num_examples,
@@ -77,6 +84,8 @@ def describe_data(data, source=None):
                "num_classes": source.num_classes}
     if isinstance(data, (str, os.PathLike)):
         out["source"] = os.fspath(data)
+        if os.path.isdir(data):
+            out["files"] = _directory_digest(os.fspath(data))
     elif isinstance(data, (tuple, list)) or isinstance(data, np.ndarray):
         arrays = data if isinstance(data, (tuple, list)) else (data,)
         digest = hashlib.blake2b(digest_size=16)
@@ -85,7 +94,22 @@ def describe_data(data, source=None):
             digest.update(f"{a.dtype}{a.shape}".encode())
             digest.update(a.data)
         out["digest"] = digest.hexdigest()
+    elif hasattr(data, "element_spec") and hasattr(data, "cardinality"):  # a tf.data.Dataset
+        out["cardinality"] = int(data.cardinality())
+        out["element_spec"] = repr(data.element_spec)
     return out
+
+
+def _directory_digest(path):
+    """{"count", "digest"} of the non-hidden files under `path`: relative paths and sizes."""
+    digest, count = hashlib.blake2b(digest_size=16), 0
+    for root, dirs, names in os.walk(path):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(n for n in names if not n.startswith(".")):
+            full = os.path.join(root, name)
+            digest.update(f"{os.path.relpath(full, path)}\0{os.path.getsize(full)}\n".encode())
+            count += 1
+    return {"count": count, "digest": digest.hexdigest()}
 
 
 class Run:
@@ -171,6 +195,7 @@ class Run:
         """Remove the run's own files from the directory (nothing else in it)."""
         for name in self.owned:
             target = os.path.join(self.path, name)
+            check_removable(target, "checkpoint_dir: ")  # never the cwd, an ancestor, home or root
             if os.path.isdir(target) and not os.path.islink(target):
                 shutil.rmtree(target)
             elif os.path.lexists(target):

@@ -27,12 +27,12 @@ import tensorflow as tf
 
 from keras_bigtransfer.layers.image_input import grayscale_rule
 from keras_bigtransfer.preprocessing import to_numpy
+from keras_bigtransfer.preprocessing import IMAGE_EXTENSIONS, image_file_size, read_image_file
 from keras_bigtransfer.training.hyperrule import check_int
 
 AUTOTUNE = tf.data.AUTOTUNE
 
 # Files of other extensions in class folders (.DS_Store, CSVs, notes) are skipped.
-IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
 FAR_ABOVE, FAR_BELOW = 2.0, -1.0  # float images beyond these are not [0, 1] images
 SOFT_LABEL_TOLERANCE = 0.01  # |sum - 1| allowed for a soft label (float16 rounding)
 
@@ -328,8 +328,6 @@ def _from_directory(path, what):
     """Class folders of image files, each read at its own size (the pipeline's resize is
     the only one). Other files are skipped with a warning saying how many; unreadable
     images are named, before training where the header is bad, when decoded otherwise."""
-    from PIL import Image, UnidentifiedImageError
-
     classes = sorted(d for d in os.listdir(path)
                      if os.path.isdir(os.path.join(path, d)) and not d.startswith("."))
     if not classes:
@@ -344,18 +342,10 @@ def _from_directory(path, what):
                 if file.startswith(".") or not file.lower().endswith(IMAGE_EXTENSIONS):
                     skipped.append(os.path.relpath(full, path))
                     continue
-                try:
-                    with Image.open(full) as im:  # reads the header only
-                        size, mode = im.size, im.mode
-                except (UnidentifiedImageError, OSError, ValueError) as e:
-                    raise ValueError(f"{what}: {full} is not a readable image ({e}); remove or "
-                                     "replace it.") from None
-                if mode in ("I", "F") or mode.startswith("I;"):
-                    raise ValueError(f"{what}: {full} is a {mode} (16-bit or float) image; the package "
-                                     "reads 8-bit image files: convert it to 8 bits.")
+                size = image_file_size(full, what)  # the header only; the package's reading rule
                 files.append(full)
                 labels.append(label)
-                sizes.append(size[::-1])
+                sizes.append(size)
     if skipped:
         shown = ", ".join(skipped[:3]) + (", ..." if len(skipped) > 3 else "")
         warnings.warn(f"{what}: skipped {len(skipped)} file(s) that are not images ({shown}); image "
@@ -364,12 +354,8 @@ def _from_directory(path, what):
         raise ValueError(f"{what}: the class folders of {path} hold no image files.")
 
     def decode(file):
-        file = file.decode()
-        try:
-            with Image.open(file) as im:
-                return np.asarray(im.convert("RGB"), dtype=np.uint8)
-        except Exception as e:  # truncated or corrupt past the header: name the file
-            raise ValueError(f"{what}: cannot decode {file}: {e}") from None
+        # Truncated or corrupt past the header: a ValueError naming the file.
+        return read_image_file(file.decode(), what)
 
     def load(file, label):
         image = tf.numpy_function(decode, [file], tf.uint8, stateful=False)

@@ -8,6 +8,7 @@ import math
 import keras
 import numpy as np
 
+from keras_bigtransfer.errors import TrainingDivergedError
 from keras_bigtransfer.models.base import HEAD_LAYER
 from keras_bigtransfer.training import checkpoint as checkpoint_lib
 from keras_bigtransfer.training import data as data_lib
@@ -89,23 +90,38 @@ class _LearningRateLogger(keras.callbacks.Callback):
         self._log(logs)
 
 
-class _StopOnNaN(keras.callbacks.Callback):
-    """Stop at the first non-finite loss and say what to do about it."""
+def current_learning_rate(optimizer):
+    """The rate `optimizer` applies at its current step (its schedule evaluated there)."""
+    return float(keras.ops.convert_to_numpy(optimizer.learning_rate))
 
-    def __init__(self, base_lr):
+
+def diverged(trainer, what, value, step, learning_rate, remedy):
+    """The `TrainingDivergedError` of a non-finite loss, naming the step and the rate."""
+    return TrainingDivergedError(
+        f"{trainer}: the {what} became {value} at step {step} (learning rate {learning_rate:g}); the run "
+        f"diverged and its weights are unusable, so nothing was returned or written. {remedy}",
+        step=step, learning_rate=learning_rate)
+
+
+class RaiseOnDivergence(keras.callbacks.Callback):
+    """Raise `TrainingDivergedError` at the first non-finite training loss.
+
+    Keras' `TerminateOnNaN` only stops, and `fit` then returns normally: a caller (the CLI)
+    would publish the NaN weights as a model. Raising here also keeps the diverged epoch out
+    of any backup (`EpochBackup` runs at epoch ends).
+    """
+
+    def __init__(self, trainer, remedy):
         super().__init__()
-        self.base_lr = base_lr
-        self.stopped_at = None
+        self.trainer = trainer
+        self.remedy = remedy
 
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
-            self.stopped_at = int(self.model.optimizer.iterations)
-            self.model.stop_training = True
-            message = (f"fit_bit: the loss became {loss} at step {self.stopped_at}; training stopped. "
-                       f"Lower base_lr (now {self.base_lr:g} at batch 512) or check the labels.")
-            log.error(message)
-            print(message)
+            optimizer = self.model.optimizer
+            step = int(keras.ops.convert_to_numpy(optimizer.iterations))
+            raise diverged(self.trainer, "loss", float(loss), step, current_learning_rate(optimizer), self.remedy)
 
 
 def _epochs(total_steps):
@@ -176,6 +192,10 @@ def fit_bit(
 
     Returns:
         The `keras.callbacks.History` of the run.
+
+    Raises:
+        TrainingDivergedError: the training loss became NaN or infinite (a learning rate too
+            high, bad labels or images); it names the step and the rate. Nothing is returned.
     """
     check_fit_arguments(num_examples=num_examples, image_size=image_size, batch_size=batch_size,
                         base_lr=base_lr, total_steps=total_steps, examples_per_class=examples_per_class,
@@ -241,7 +261,8 @@ def fit_bit(
         if run is not None:
             start_step = checkpoint_lib.restore(model, checkpoint_dir)
 
-    run_callbacks = [_LearningRateLogger(schedule), _StopOnNaN(base_lr), *callbacks]
+    remedy = f"Lower base_lr (now {base_lr:g} at batch 512), or check the labels and images."
+    run_callbacks = [_LearningRateLogger(schedule), RaiseOnDivergence("fit_bit", remedy), *callbacks]
     if run is not None:
         run.begin()
         run_callbacks.insert(0, checkpoint_lib.EpochBackup(checkpoint_dir, steps_per_epoch))

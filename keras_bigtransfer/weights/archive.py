@@ -1,5 +1,6 @@
 """Safe extraction of .tar.gz archives (TF Hub modules, TF checkpoint releases) into the cache."""
 
+import numbers
 import os
 import stat
 import tarfile
@@ -22,6 +23,17 @@ def _check_member(member, archive):
         raise WeightsError(f"{archive}: refusing {name!r}, which is not a regular file or directory.")
 
 
+def _check_kinds(member, kinds, archive):
+    """Refuse a name that is a file in one member and a directory in another (itself, or as the
+    folder of a later path): extraction would fail half-way with a bare OSError."""
+    parts = [p for p in member.name.replace("\\", "/").split("/") if p not in ("", ".")]
+    for depth in range(1, len(parts) + 1):
+        name = "/".join(parts[:depth])
+        kind = "file" if depth == len(parts) and member.isfile() else "directory"
+        if kinds.setdefault(name, kind) != kind:
+            raise WeightsError(f"{archive}: {name!r} is both a file and a directory in the archive; refusing it.")
+
+
 # Extraction limits (each overridable by argument or environment variable). Generous for
 # the largest published modules (BiT-M-R152x4 about 4.5 GB, a handful of files), and a
 # ratio only a decompression bomb reaches: weights compress about 1.1:1.
@@ -31,26 +43,39 @@ MAX_EXTRACT_RATIO = 100
 _RATIO_FLOOR = 256 * 2**20  # archives expanding to less are never refused for their ratio
 
 
-def _limit(value, variable, default):
-    if value is not None:
-        return value
-    raw = os.environ.get(variable)
-    if raw is None or not raw.strip():
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ValueError(f"{variable} must be an integer; got {raw!r}.") from None
+def _limit(value, argument, variable, default):
+    """A positive integer limit: the argument, else the environment variable, else the default.
+
+    A bad value is a bad argument (ValueError/TypeError naming it), raised before the archive is read.
+    """
+    if value is None:
+        raw = os.environ.get(variable)
+        if raw is None or not raw.strip():
+            return default
+        try:
+            value, where = int(raw), f"{variable}={raw!r}"
+        except ValueError:
+            raise ValueError(f"{variable} must be a positive integer; got {raw!r}.") from None
+    else:
+        where = f"{argument}={value!r}"
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise TypeError(f"extract_module: {argument} must be a positive integer; got {value!r}.")
+        value = int(value)
+    if value < 1:
+        raise ValueError(f"extract_module: {where} must be a positive integer (a limit of 0 or less would "
+                         "refuse every archive).")
+    return value
 
 
 def _scan_members(tar, archive, max_bytes, max_files, max_ratio):
     """The members of an open archive, refused (before anything is written) as soon as
     one is unsafe or the count, the total size or the expansion ratio passes its limit."""
     archive_bytes = max(1, os.path.getsize(archive))
-    members, total = [], 0
+    members, total, kinds = [], 0, {}
     override = ("pass {arg}= to extract_module or set {env} if the archive is trusted")
     for member in tar:
         _check_member(member, archive)
+        _check_kinds(member, kinds, archive)
         members.append(member)
         total += member.size if member.isfile() else 0
         if len(members) > max_files:
@@ -97,11 +122,12 @@ def extract_module(archive, *, max_bytes=None, max_files=None, max_ratio=None):
 
     Raises:
         WeightsError: the archive is corrupt, unsafe or over a limit (naming it).
+        ValueError, TypeError: a limit that is not a positive integer (naming it).
     """
     archive = os.path.abspath(archive)
-    max_bytes = _limit(max_bytes, "KERAS_BIGTRANSFER_MAX_EXTRACT_BYTES", MAX_EXTRACT_BYTES)
-    max_files = _limit(max_files, "KERAS_BIGTRANSFER_MAX_EXTRACT_FILES", MAX_EXTRACT_FILES)
-    max_ratio = _limit(max_ratio, "KERAS_BIGTRANSFER_MAX_EXTRACT_RATIO", MAX_EXTRACT_RATIO)
+    max_bytes = _limit(max_bytes, "max_bytes", "KERAS_BIGTRANSFER_MAX_EXTRACT_BYTES", MAX_EXTRACT_BYTES)
+    max_files = _limit(max_files, "max_files", "KERAS_BIGTRANSFER_MAX_EXTRACT_FILES", MAX_EXTRACT_FILES)
+    max_ratio = _limit(max_ratio, "max_ratio", "KERAS_BIGTRANSFER_MAX_EXTRACT_RATIO", MAX_EXTRACT_RATIO)
     key = download.file_digest(archive, "sha256")[:20]
     target = cache_path(download.cache_dir(), f"modules/{key}")  # no linked directory on the way
     with download.cache_lock(target):

@@ -4,7 +4,7 @@ Every writer in the package (downloads, converted checkpoints, exports, training
 backups, extracted archives) goes through these two helpers, so a kill or an error
 mid-write never leaves a truncated file where a reader would take it for complete.
 
-`check_writable` and `check_file_target` are the rule of where a writer may write, checked
+`check_writable`, `check_file_target` and `check_removable` are the rule of where a writer may write, checked
 before any work: the exports (`tfhub/export.py`, `deploy/`) and the CLI all ask them.
 
 What is written gets the modes an ordinary `open`/`mkdir` would give (files 0666, directories
@@ -159,6 +159,35 @@ def check_writable(path, prefix=""):
         raise PermissionError(f"{prefix}cannot write {path}: {parent} is not writable.")
 
 
+def check_removable(path, prefix=""):
+    """Raise unless `path` may be removed to make room for a replacement.
+
+    Whatever the caller's rule (an earlier export, `overwrite=True`), a writer never removes
+    the current directory or one of its ancestors, the home directory or the root: a typo
+    such as `export(model, "..", overwrite=True)` must not delete the user's work. A symbolic
+    link is removed as a link (its target is untouched), so it passes.
+
+    Raises:
+        PermissionError: one line, starting with `prefix` and naming the path.
+    """
+    if os.path.islink(path) or not os.path.lexists(path):
+        return
+    real = os.path.realpath(path)
+    cwd = os.path.realpath(os.getcwd())
+    what = None
+    if real == os.path.dirname(real):
+        what = "the root directory"
+    elif real == os.path.realpath(os.path.expanduser("~")):
+        what = "the home directory"
+    elif cwd == real:
+        what = "the current directory"
+    elif cwd.startswith(real.rstrip(os.sep) + os.sep):
+        what = "an ancestor of the current directory"
+    if what is not None:
+        raise PermissionError(f"{prefix}{path} is {what}; it is never removed to make room for an output. "
+                              "Choose another path.")
+
+
 def check_file_target(path, overwrite=False, prefix=""):
     """Raise unless a writer may put a file at `path` (then `atomic_file` writes it).
 
@@ -170,7 +199,8 @@ def check_file_target(path, overwrite=False, prefix=""):
         starting with `prefix` and naming the path.
     """
     if os.path.isdir(path) and not os.path.islink(path):
-        raise IsADirectoryError(f"{prefix}{path} is a directory; a file goes there. Choose another path.")
+        raise IsADirectoryError(f"{prefix}{path} is a directory; a file goes there (a directory is never "
+                                "replaced by a file). Choose another path.")
     if os.path.lexists(path) and not overwrite:
         raise FileExistsError(f"{prefix}{path} exists; pass overwrite=True (CLI: --overwrite) to replace it, "
                               "or choose another path.")

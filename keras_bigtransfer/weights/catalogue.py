@@ -78,7 +78,19 @@ def _index():
 
 
 def list_models(family=None):
-    """The catalogue: every published checkpoint, optionally of one family."""
+    """The catalogue: every published checkpoint, optionally of one family.
+
+    Raises:
+        ValueError: `family` is not a family of the catalogue (naming the ones that are).
+        TypeError: `family` is not a string.
+    """
+    if family is not None:
+        if not isinstance(family, str):
+            raise TypeError(f"list_models: family must be a family name (a string) or None; got {family!r}.")
+        families = sorted({e.family for e in _entries().values()})
+        if family not in families:
+            raise ValueError(f"list_models: {family!r} is not a family of the catalogue; "
+                             f"one of {', '.join(families)}.")
     return [e for e in _entries().values() if family is None or e.family == family]
 
 

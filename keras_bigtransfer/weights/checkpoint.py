@@ -6,6 +6,7 @@ actually stored before anything large is read.
 """
 
 import os
+import pickle
 import re
 import zipfile
 
@@ -341,7 +342,15 @@ def read_arrays(path, lazy=False):
 
 def _read_torch(path):
     torch = require("torch", extra="torch", for_what=f"Reading the PyTorch checkpoint {path}")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        # torch's message suggests weights_only=False, which would run the file's code: not ours.
+        raise WeightsError(
+            f"{path}: refused: it holds pickled objects other than tensors (code a full unpickling would "
+            "run), which a weights-only load does not allow. Load only files from a source you trust, "
+            "preferably .safetensors."
+        ) from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict):

@@ -28,8 +28,17 @@ DTYPES = {
 MAX_HEADER = 100 * 1024 * 1024  # the reference implementation's limit
 
 
+def _not_json(name):
+    raise ValueError(f"{name} is not JSON")
+
+
 def read_header(path):
-    """(header dict without `__metadata__`, metadata dict, byte offset of the data)."""
+    """(header dict without `__metadata__`, metadata dict, byte offset of the data).
+
+    The header is checked as the reference library checks it (`validate_layout`): a file it
+    refuses (overlapping tensors, gaps, trailing bytes, a `__metadata__` that is not a
+    {str: str} object) raises ValueError here too.
+    """
     path = os.fspath(path)
     size = os.path.getsize(path)
     with open(path, "rb") as f:
@@ -40,27 +49,67 @@ def read_header(path):
         if length > min(MAX_HEADER, size - 8):
             raise ValueError(f"{path}: not a safetensors file (header length {length}).")
         try:
-            header = json.loads(f.read(length).decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            # NaN and Infinity are not JSON (the reference's serde refuses them).
+            header = json.loads(f.read(length).decode("utf-8"), parse_constant=_not_json)
+        except (UnicodeDecodeError, ValueError) as e:
             raise ValueError(f"{path}: not a safetensors file (bad JSON header: {e}).") from None
     if not isinstance(header, dict):
         raise ValueError(f"{path}: not a safetensors file (the header is not a JSON object).")
-    metadata = header.pop("__metadata__", None) or {}
+    metadata = header.pop("__metadata__", None)
+    if metadata is None:
+        metadata = {}
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise ValueError(f"{path}: not a safetensors file (__metadata__ must map strings to strings).")
     start = 8 + length
-    for name, info in header.items():
-        try:
-            dtype, shape, (begin, end) = info["dtype"], info["shape"], info["data_offsets"]
-        except (KeyError, TypeError, ValueError):
-            raise ValueError(f"{path}: tensor {name!r} has a malformed header entry.") from None
-        if dtype not in DTYPES:
-            raise ValueError(f"{path}: tensor {name!r} has dtype {dtype!r}, which this reader does not know.")
-        expected = int(np.prod(shape, dtype=np.int64)) * np.dtype(DTYPES[dtype]).itemsize
-        if not 0 <= begin <= end or end - begin != expected or start + end > size:
-            raise ValueError(
-                f"{path}: tensor {name!r} ({dtype}, shape {shape}) has offsets {begin}..{end} that do "
-                f"not fit its size or the file (truncated file?)."
-            )
+    validate_layout(path, header, size - start)
     return header, metadata, start
+
+
+def _is_count(value):
+    # A JSON unsigned integer as serde reads a `usize`: not a bool, not a float like 1.0.
+    return type(value) is int and 0 <= value < 2 ** 64
+
+
+def validate_layout(path, header, data_size):
+    """The format's rules for the tensor entries, as the reference (`tensor.rs`, `validate`) checks them.
+
+    Each entry is {"dtype": a known name, "shape": [unsigned ints], "data_offsets": [begin, end]};
+    sorted by offsets, each tensor starts where the previous one ended (the first at 0), holds
+    exactly prod(shape) * itemsize bytes, and the last ends at the end of the file: no overlap,
+    no gap, no trailing bytes.
+
+    Raises:
+        ValueError: one line naming the file and the tensor at fault.
+    """
+    entries = []
+    for name, info in header.items():
+        offsets = info.get("data_offsets") if isinstance(info, dict) else None
+        shape = info.get("shape") if isinstance(info, dict) else None
+        if (not isinstance(offsets, list) or len(offsets) != 2 or not all(map(_is_count, offsets))
+                or not isinstance(shape, list) or not all(map(_is_count, shape)) or "dtype" not in info):
+            raise ValueError(f"{path}: tensor {name!r} has a malformed header entry (it needs dtype, a shape "
+                             "of unsigned integers and data_offsets [begin, end]).")
+        if info["dtype"] not in DTYPES:
+            raise ValueError(f"{path}: tensor {name!r} has dtype {info['dtype']!r}, which this reader does "
+                             f"not know (known: {', '.join(DTYPES)}).")
+        entries.append((offsets[0], offsets[1], name, info))
+    position = 0
+    for begin, end, name, info in sorted(entries, key=lambda e: (e[0], e[1])):
+        if begin != position or end < begin:
+            raise ValueError(
+                f"{path}: tensor {name!r} has offsets {begin}..{end}; it must start at {position}, where the "
+                "previous tensor ends (tensors may not overlap or leave gaps).")
+        expected = int(np.prod(info["shape"], dtype=object)) * np.dtype(DTYPES[info["dtype"]]).itemsize
+        if end - begin != expected:
+            raise ValueError(
+                f"{path}: tensor {name!r} ({info['dtype']}, shape {info['shape']}) has offsets {begin}..{end}, "
+                f"{end - begin} bytes for the {expected} its shape needs.")
+        position = end
+    if position != data_size:
+        raise ValueError(
+            f"{path}: the tensors cover {position} bytes of data but the file holds {data_size} after its "
+            "header (" + ("truncated file?)." if position > data_size else "trailing bytes).")
+        )
 
 
 def is_safetensors(path):

@@ -66,8 +66,12 @@ def test_out_indices_as_timm():
     assert take(5, None) == [0, 1, 2, 3, 4]
     assert take(5, 2) == [3, 4]
     assert take(5, (1, -1)) == [1, 4]
-    for bad in (0, 6, (5,), (-6,), (), (1.0,), True):
-        with pytest.raises(ValueError):
+    assert take(5, np.int64(2)) == [3, 4] and take(5, (np.int32(1), -1)) == [1, 4]  # NumPy ints are ints
+    for bad in (0, 6, (5,), (-6,), ()):
+        with pytest.raises(ValueError, match="out_indices"):
+            take(5, bad)
+    for bad in (1.5, (1.0,), True, "12", (True,), object()):  # issue 26 item 12: never a bare exception
+        with pytest.raises(TypeError, match="out_indices"):
             take(5, bad)
     with pytest.raises(ValueError, match="out_indices"):
         kb.BiT_S_R50x1(weights=None, features_only=True, out_indices=(7,))

@@ -1,4 +1,4 @@
-"""Bounded fuzz of the checkpoint and archive readers (issue 15, item 20).
+"""Bounded fuzz of the checkpoint and archive readers (issue 15, item 20; issue 26, item 9).
 
 Small valid files of every format (.npz stored and deflated, .h5, PyTorch zip and legacy,
 a .tar.gz of a TF checkpoint) are mutated (bytes flipped, zeroed, inserted, the file cut)
@@ -9,6 +9,8 @@ reproducible; about 20 s in all.
 """
 
 import io
+import json
+import struct
 import itertools
 import os
 import tarfile
@@ -172,3 +174,90 @@ def test_mutated_hub_cache_blobs_are_refused(fuzz_setup, tmp_path, monkeypatch, 
     else:
         with pytest.raises(ChecksumError, match="corrupt"):
             hub_weights.resolve("hf-hub:timm/fuzz")
+# The safetensors header rules (issue 26, item 9): headers are generated from parts the format
+# allows and parts it does not (overlaps, gaps, trailing bytes, bad types, bad __metadata__), and
+# our reader's accept/refuse decision must be the reference library's (safetensors.safe_open).
+_ST_DTYPES = {"F32": 4, "F16": 2, "I64": 8, "U8": 1, "BF16": 2}
+_SHAPE = st.lists(st.integers(0, 3), max_size=3)
+_TENSOR = st.tuples(st.sampled_from(sorted(_ST_DTYPES)), _SHAPE,
+                    st.sampled_from(["exact", "exact", "exact", "overlap", "gap", "short", "long", "swap",
+                                     "float", "negative", "bool", "three", "nodtype", "fp8"]))
+_METADATA = st.sampled_from([None, "absent", {"format": "pt"}, {}, {"n": 1}, ["x"], "text", {"k": None}])
+
+
+def _safetensors_bytes(tensors, metadata, tail, padding):
+    header, data, position = {}, b"", 0
+    for i, (dtype, shape, how) in enumerate(tensors):
+        size = int(np.prod(shape, dtype=np.int64)) * _ST_DTYPES[dtype]
+        begin = position
+        if how == "overlap" and position:
+            begin = position - 1
+        elif how == "gap":
+            begin = position + 1
+        end = begin + size + {"short": -1, "long": 1}.get(how, 0)
+        offsets = [end, begin] if how == "swap" and end != begin else [begin, end]
+        entry = {"dtype": dtype, "shape": list(shape), "data_offsets": offsets}
+        if how == "float":
+            entry["shape"] = [float(d) for d in shape] or [1.0]
+        elif how == "negative":
+            entry["data_offsets"] = [begin - 1, end]
+        elif how == "bool":
+            entry["shape"] = [True] * len(shape) or [True]
+        elif how == "three":
+            entry["data_offsets"] = offsets + [end]
+        elif how == "nodtype":
+            del entry["dtype"]
+        elif how == "fp8":
+            entry["dtype"] = "F8_E4M3" if size == 0 else "NOPE"
+        header[f"t{i}"] = entry
+        position = max(position, end)
+        data = data.ljust(max(len(data), position), b"\x01")
+    if metadata != "absent":
+        header["__metadata__"] = metadata
+    raw = json.dumps(header).encode() + b" " * padding
+    return struct.pack("<Q", len(raw)) + raw + data + b"\x00" * tail
+
+
+def _reference_accepts(path):
+    from safetensors import safe_open
+
+    try:
+        with safe_open(path, "np") as f:
+            list(f.keys())
+        return True
+    except Exception:  # the reference's SafetensorError (or a deserialization error)
+        return False
+
+
+@settings(max_examples=150, **_SETTINGS)
+@given(tensors=st.lists(_TENSOR, max_size=4), metadata=_METADATA, tail=st.sampled_from([0, 0, 1, 7]),
+       padding=st.sampled_from([0, 3]))
+def test_safetensors_header_decisions_match_the_reference(tmp_path, tensors, metadata, tail, padding):
+    pytest.importorskip("safetensors")
+    from keras_bigtransfer.weights import checkpoint, safetensors
+
+    path = str(tmp_path / f"fuzz{next(_COUNTER)}.safetensors")
+    with open(path, "wb") as f:
+        f.write(_safetensors_bytes(tensors, metadata, tail, padding))
+    reference = _reference_accepts(path)
+    try:
+        ours = safetensors.read_header(path)
+    except ValueError as e:
+        ours = None
+        assert path in str(e) and "\n" not in str(e), e
+    if reference:
+        # Accepted by the reference: ours accepts too, except dtypes this reader does not know.
+        known = all(info.get("dtype") in safetensors.DTYPES for info in ours[0].values()) if ours else False
+        assert ours is not None or any(t[2] == "fp8" for t in tensors), (tensors, metadata, tail)
+        if known:
+            from safetensors.numpy import load_file
+
+            expected = load_file(path)
+            arrays = checkpoint.read_arrays(path)
+            for name, info in ours[0].items():
+                if info["dtype"] != "BF16":
+                    np.testing.assert_array_equal(np.asarray(arrays[name]), expected[name])
+    else:
+        assert ours is None, f"the reference refuses this file but ours reads it: {tensors} {metadata} {tail}"
+        with pytest.raises(WeightsError, match=os.path.basename(path)):
+            checkpoint.read_arrays(path)

@@ -381,7 +381,7 @@ def test_archive_size_and_ratio_limits(tmp_path, monkeypatch):
     assert _extracted() == []
     assert os.path.getsize(os.path.join(archive.extract_module(path, max_ratio=10_000), "zeros")) == 2**20
     monkeypatch.setenv("KERAS_BIGTRANSFER_MAX_EXTRACT_FILES", "many")
-    with pytest.raises(ValueError, match="KERAS_BIGTRANSFER_MAX_EXTRACT_FILES must be an integer"):
+    with pytest.raises(ValueError, match="KERAS_BIGTRANSFER_MAX_EXTRACT_FILES must be a positive integer"):
         archive.extract_module(path)
 
 
@@ -439,3 +439,75 @@ def test_a_corrupt_keras_file_is_a_weights_error(tmp_path):
         archive.writestr("model.weights.h5", b"\0" * 100)
     with pytest.raises(WeightsError, match=r"model\.keras: is not a loadable \.keras file"):
         kb.hub.load(str(path))
+
+
+# --- issue 26, items 12 and 16: bad arguments are bad arguments; clear archive and pickle errors ----
+
+
+def test_extraction_limits_must_be_positive_integers(tmp_path, monkeypatch):
+    path = _archive(tmp_path / "small.tar.gz", {"f": b"x"})
+    for bad, error in [(-1, ValueError), (0, ValueError), ("10", TypeError), (1.5, TypeError), (True, TypeError)]:
+        with pytest.raises(error, match=r"max_files(=| must).*positive integer") as caught:
+            archive.extract_module(path, max_files=bad)
+        assert not isinstance(caught.value, WeightsError)  # a bad argument, not a bad file
+    with pytest.raises(ValueError, match="max_bytes=-5"):
+        archive.extract_module(path, max_bytes=-5)
+    monkeypatch.setenv("KERAS_BIGTRANSFER_MAX_EXTRACT_RATIO", "-3")
+    with pytest.raises(ValueError, match="KERAS_BIGTRANSFER_MAX_EXTRACT_RATIO='-3'"):
+        archive.extract_module(path)
+    monkeypatch.delenv("KERAS_BIGTRANSFER_MAX_EXTRACT_RATIO")
+    assert _extracted() == []
+    assert os.listdir(archive.extract_module(path, max_files=np.int64(3))) == ["f"]  # NumPy ints are ints
+
+
+def test_an_archive_with_a_file_and_a_directory_of_one_name_is_refused(tmp_path):
+    for name, members in [("dir_then_file", ["a/", "a"]), ("file_then_dir", ["a", "a/"]),
+                          ("file_then_child", ["a", "a/b"])]:
+        path = str(tmp_path / f"{name}.tar.gz")
+        with tarfile.open(path, "w:gz") as tar:
+            for member in members:
+                info = tarfile.TarInfo(member.rstrip("/"))
+                if member.endswith("/"):
+                    info.type = tarfile.DIRTYPE
+                    tar.addfile(info)
+                else:
+                    info.size = 1
+                    tar.addfile(info, io.BytesIO(b"x"))
+        with pytest.raises(WeightsError, match=rf"{name}\.tar\.gz: 'a' is both a file and a directory"):
+            archive.extract_module(path)
+    assert _extracted() == []
+
+
+def test_a_bad_position_grid_is_a_bad_argument(tmp_path):
+    model = tiny_vit()
+    path = str(tmp_path / "w.npz")
+    np.savez(path, **published_arrays(model))
+    for bad, error in [((4, 5.5), TypeError), ((0, 5), ValueError), ("ab", TypeError), (7, TypeError),
+                       ((True, 5), TypeError)]:
+        for call in (lambda: hub_weights.load_weights(tiny_vit(), path, position_grid=bad),
+                     lambda: kb.hub.load(path, position_grid=bad)):
+            with pytest.raises(error, match="position_grid must be") as caught:
+                call()
+            assert not isinstance(caught.value, WeightsError)
+
+
+def test_a_refused_pickle_does_not_suggest_weights_only_false(tmp_path):
+    torch = pytest.importorskip("torch")
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("true",))
+
+    path = tmp_path / "evil.pth"
+    torch.save({"w": torch.zeros(2), "x": Payload()}, path)
+    with pytest.raises(WeightsError, match=r"evil\.pth: refused: it holds pickled objects") as caught:
+        checkpoint.read_arrays(path)
+    assert "weights_only" not in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_list_models_refuses_what_is_not_a_family():
+    with pytest.raises(TypeError, match="list_models: family must be a family name.*123"):
+        kb.hub.list_models(123)
+    with pytest.raises(ValueError, match="'nope' is not a family of the catalogue; one of .*bit"):
+        kb.hub.list_models("nope")
+    assert {e.family for e in kb.hub.list_models("vit")} == {"vit"}

@@ -193,7 +193,9 @@ def test_outputs_are_checked_before_loading_or_training(tmp_path, capsys, no_wor
     ]
     for args, status, expected in cases:
         assert run_cli(*args) == status, args
-        assert expected in error_line(capsys), args
+        line = error_line(capsys)
+        assert expected in line, args
+        assert f"error: {args[0]}: {args[0]}:" not in line, line  # issue 26 item 16: no doubled prefix
     assert (foreign / "notes.txt").exists() and (tmp_path / "exists.keras").read_text() == "x"
     if os.geteuid() != 0:  # root writes anywhere
         locked = tmp_path / "locked"
@@ -295,6 +297,69 @@ def test_fit_on_a_backend_without_a_saved_model_route_keeps_the_trained_model(tm
     monkeypatch.setattr(kb, "fit_bit", lambda *a, **k: SimpleNamespace(rule=kb.hyperrule(10, 32), history={}))
     monkeypatch.setattr(keras.backend, "backend", lambda: "torch")
     run = tmp_path / "run"
-    assert run_cli("fit", tmp_path / "m.keras", "data", f"--out={run}", "--num_classes=3") == 0
+    assert run_cli("fit", tmp_path / "m.keras", "data", f"--out={run}") == 0
     assert sorted(os.listdir(run)) == ["history.json", "model.keras"]
     assert "saved_model/ not written" in capsys.readouterr().err
+
+
+def _class_folders(root, count=4):
+    """Two class folders of random (unlearnable) 16x16 PNGs."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for label in ("red", "blue"):
+        (root / label).mkdir(parents=True)
+        for i in range(count):
+            Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(root / label / f"{i}.png")
+    return root
+
+
+def test_a_diverging_fit_exits_non_zero_and_writes_nothing(tmp_path, capsys):
+    """Issue 26 item 5: `fit --base_lr=1e30` exited 0 and wrote NaN weights as a model."""
+    from tests.toys import tiny_model
+
+    tiny_model().save(tmp_path / "m.keras")
+    data = _class_folders(tmp_path / "data")
+    out = tmp_path / "run"
+    assert run_cli("fit", tmp_path / "m.keras", data, f"--out={out}", "--base_lr=1e30", "--total_steps=4",
+                   "--batch_size=4") == 1
+    line = error_line(capsys)
+    assert "fit: fit_bit: the loss became" in line and "diverged" in line and "step" in line, line
+    assert not out.exists() or not os.listdir(out)
+
+
+def test_flags_that_would_do_nothing_are_refused(tmp_path, capsys, no_work):
+    """Issue 26 item 15: `export --archive` with LiteRT and `fit --num_classes` with a .keras MODEL
+    were silently ignored (and `export --image_size` with a SavedModel)."""
+    (tmp_path / "m.keras").write_text("x")
+    cases = [
+        (("export", "src", tmp_path / "m.tflite", "--format=litert", "--archive"), "--archive"),
+        (("export", "src", tmp_path / "saved", "--image_size=64"), "--image_size"),
+        (("fit", tmp_path / "m.keras", "data", f"--out={tmp_path / 'run'}", "--num_classes=3"), "--num_classes"),
+        (("fit", tmp_path / "m.keras", tmp_path, f"--out={tmp_path / 'run'}", f"--data_dir={tmp_path}"),
+         "--data_dir"),
+    ]
+    for args, expected in cases:
+        assert run_cli(*args) == 2, args
+        assert expected in error_line(capsys), args
+    assert sorted(os.listdir(tmp_path)) == ["m.keras"]
+
+
+def test_fit_overwrite_reaches_fit_bit(tmp_path, capsys, monkeypatch):
+    """Issue 26 item 15: `fit --overwrite` was not passed on, so the remedy a finished
+    checkpoint_dir's error suggests could not be applied from the CLI."""
+    from tests.toys import tiny_model
+
+    tiny_model().save(tmp_path / "m.keras")
+    data = _class_folders(tmp_path / "data")
+    seen = {}
+
+    def fit_bit(model, train_data, *args, **kwargs):
+        seen.update(kwargs)
+        raise ValueError("stopped by the test")
+
+    monkeypatch.setattr(kb, "fit_bit", fit_bit)
+    for flag, expected in (("--overwrite", True), ("--nooverwrite", False)):
+        assert run_cli("fit", tmp_path / "m.keras", data, f"--out={tmp_path / 'run'}", "--checkpoint_dir="
+                       f"{tmp_path / 'ckpt'}", flag) == 1
+        assert "stopped by the test" in error_line(capsys) and seen["overwrite"] is expected

@@ -13,6 +13,7 @@ import pytest
 import tensorflow as tf
 
 import keras_bigtransfer as kb
+from keras_bigtransfer.errors import TrainingDivergedError
 from keras_bigtransfer.models import base
 from keras_bigtransfer.training import data as data_lib
 from tests.toys import ROOT, colour_data, tiny_model
@@ -184,12 +185,19 @@ def test_bad_models_and_data_are_clear_errors():
         kb.fit_bit(tiny_model(), 42, verbose=0)
 
 
-def test_nan_loss_stops_with_a_message(capsys):
+def test_a_diverging_run_raises_naming_the_step_and_rate(tmp_path):
+    """Issue 26 item 5: a non-finite loss raised nothing and fit_bit returned the NaN weights."""
     images = np.full((16, 16, 16, 3), np.nan, dtype=np.float32)
     model = tiny_model()
-    kb.fit_bit(model, (images, np.zeros(16, int)), batch_size=8, total_steps=10, verbose=0)
-    assert "loss became nan" in capsys.readouterr().out
-    assert int(model.optimizer.iterations) < 10
+    with pytest.raises(TrainingDivergedError, match=r"fit_bit: the loss became nan at step 1 "
+                                                              r"\(learning rate .*base_lr") as caught:
+        kb.fit_bit(model, (images, np.zeros(16, int)), batch_size=8, total_steps=10, verbose=0,
+                   checkpoint_dir=tmp_path / "ckpt")
+    assert caught.value.step == 1 and int(model.optimizer.iterations) < 10
+    assert not os.path.exists(tmp_path / "ckpt" / "backup.weights.h5")  # the diverged epoch is not backed up
+    images, labels = colour_data(16)
+    with pytest.raises(TrainingDivergedError, match="base_lr \\(now 1e\\+30"):
+        kb.fit_bit(tiny_model(), (images, labels), batch_size=8, total_steps=10, base_lr=1e30, verbose=0)
 
 
 RESUMABLE = textwrap.dedent("""

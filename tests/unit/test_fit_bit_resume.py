@@ -164,3 +164,37 @@ def test_describe_models_ignores_layer_numbering():
     first, second = tiny_model(), tiny_model()  # second's layers are numbered differently
     assert checkpoint_lib.describe_models(model=first) == checkpoint_lib.describe_models(model=second)
     assert checkpoint_lib.describe_models(model=first) != checkpoint_lib.describe_models(model=tiny_model(3))
+
+
+def test_a_resume_with_other_pipeline_or_folder_data_is_refused(tmp_path):
+    """Issue 26 item 10: a tf.data pipeline or a class-folder directory that changed between
+    the run and its resume went unnoticed (NumPy data was already refused)."""
+    import tensorflow as tf
+    from PIL import Image
+
+    images, labels = colour_data(32)
+    pipeline = lambda n: tf.data.Dataset.from_tensor_slices((images[:n], labels[:n]))  # noqa: E731
+    ckpt = str(tmp_path / "pipeline")
+    args = {**ARGS, "total_steps": 4, "num_examples": 32}
+    with pytest.raises(KeyboardInterrupt):
+        kb.fit_bit(tiny_model(), pipeline(32), checkpoint_dir=ckpt, callbacks=[Crash(3)], **args)
+    with pytest.raises(ValueError, match=r"other settings: data=.*cardinality.*32.*24"):
+        kb.fit_bit(tiny_model(), pipeline(24), checkpoint_dir=ckpt, **args)
+    with pytest.raises(ValueError, match=r"other settings: data=.*element_spec"):
+        kb.fit_bit(tiny_model(), pipeline(32).map(lambda x, y: (tf.cast(x, tf.float32) / 255, y)),
+                   checkpoint_dir=ckpt, **args)
+
+    folders = tmp_path / "folders"
+    for i, (image, label) in enumerate(zip(images[:16], labels[:16])):
+        (folders / str(label)).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(folders / str(label) / f"{i}.png")
+    ckpt = str(tmp_path / "folders_ckpt")
+    args = {**ARGS, "total_steps": 4}
+    with pytest.raises(KeyboardInterrupt):
+        kb.fit_bit(tiny_model(), str(folders), checkpoint_dir=ckpt, callbacks=[Crash(3)], **args)
+    moved = folders / str(labels[0]) / "0.png"
+    moved.rename(folders / str(1 - labels[0]) / "0.png")  # a relabelled file: same count, same sizes
+    with pytest.raises(ValueError, match=r"other settings: data=.*files"):
+        kb.fit_bit(tiny_model(), str(folders), checkpoint_dir=ckpt, **args)
+    (folders / str(1 - labels[0]) / "0.png").rename(moved)
+    kb.fit_bit(tiny_model(), str(folders), checkpoint_dir=ckpt, **args)  # the same data resumes

@@ -68,7 +68,7 @@ def test_kaggle_url_downloads_the_compressed_module(saved_model, monkeypatch, tm
             original(handler)
 
         monkeypatch.setattr(server.httpd.RequestHandlerClass, "do_GET", do_get)
-        model = hub.load(server.url + path)
+        model = hub.load(server.url + path, trust_remote_code=True)  # a foreign module: a program
     assert server.urls == [path + "?tf-hub-format=compressed"]
     out = model(np.ones((1, 2, 2, 3), np.float32))
     out = next(iter(out.values())) if isinstance(out, dict) else out
@@ -81,7 +81,7 @@ def test_kaggle_handle_goes_through_kagglehub(saved_model, monkeypatch):
     fake.model_download = lambda handle: calls.append(handle) or str(saved_model[0])
     monkeypatch.setitem(sys.modules, "kagglehub", fake)
     monkeypatch.setenv("KERAS_BIGTRANSFER_OFFLINE", "0")  # online: kagglehub downloads
-    model = hub.load("kaggle://google/bit/tensorFlow2/m-r50x1/1")
+    model = hub.load("kaggle://google/bit/tensorFlow2/m-r50x1/1", trust_remote_code=True)  # a program
     assert calls == ["google/bit/tensorFlow2/m-r50x1/1"]
     out = model(np.ones((1, 2, 2, 3), np.float32))
     out = next(iter(out.values())) if isinstance(out, dict) else out

@@ -69,3 +69,90 @@ def test_bad_arguments_are_refused(kwargs, match):
     kwargs = {"image_size": 16, **kwargs}
     with pytest.raises(ValueError, match=match):
         eval_transform(wide_photo(), **kwargs)
+
+
+# --- issue 26 items 8 and 12: one reading rule for image files -----------------------------
+
+
+@pytest.fixture
+def image_files(tmp_path):
+    """The same gradient as 8-bit and 16-bit files, other modes, and broken files."""
+    from PIL import Image
+
+    gradient16 = np.linspace(0, 65535, 16 * 16).reshape(16, 16).astype(np.uint16)
+    gradient8 = np.round(gradient16 / 257.0).astype(np.uint8)
+    files = {}
+    for name, image in [("gray8.png", Image.fromarray(gradient8)), ("gray16.png", Image.fromarray(gradient16)),
+                        ("gray16.tif", Image.fromarray(gradient16)), ("cmyk.jpg", Image.new("CMYK", (16, 16))),
+                        ("la.png", Image.new("LA", (16, 16), (200, 10))),
+                        ("float.tif", Image.fromarray(np.zeros((16, 16), np.float32)))]:
+        files[name] = tmp_path / name
+        image.save(files[name])
+    palette = Image.new("P", (16, 16), 1)
+    palette.putpalette([0, 0, 0, 10, 20, 30] + [0] * 762)
+    files["palette.png"] = tmp_path / "palette.png"
+    palette.save(files["palette.png"], transparency=0)
+    noise = tmp_path / "noise.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(noise)
+    files["cut.png"] = tmp_path / "cut.png"  # header intact, pixel data cut
+    files["cut.png"].write_bytes(noise.read_bytes()[: 2 * noise.stat().st_size // 3])
+    noise.unlink()
+    files["text.png"] = tmp_path / "text.png"
+    files["text.png"].write_text("not an image")
+    return files, gradient8
+
+
+def test_image_files_are_read_by_one_rule(image_files):
+    import warnings
+
+    from keras_bigtransfer.preprocessing import read_image_file
+
+    files, gradient8 = image_files
+    eight = read_image_file(files["gray8.png"])
+    assert eight.shape == (16, 16, 3) and eight.dtype == np.uint8
+    np.testing.assert_array_equal(eight[..., 0], gradient8)
+    for name in ("gray16.png", "gray16.tif"):  # scaled from 65535, not saturated at 255
+        assert np.abs(read_image_file(files[name]).astype(int) - eight).max() <= 1, name
+    assert read_image_file(files["cmyk.jpg"]).shape == (16, 16, 3)
+    assert (read_image_file(files["la.png"]) == 200).all()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no Pillow warning on a palette image with transparency
+        assert tuple(read_image_file(files["palette.png"])[0, 0]) == (10, 20, 30)
+    for name, message in [("cut.png", "is a damaged image"), ("text.png", "is not an image file"),
+                          ("float.tif", "is a 32-bit float image")]:
+        with pytest.raises(ValueError, match=rf"predict: .*{name} {message}") as caught:
+            read_image_file(files[name], what="predict")
+        assert "\n" not in str(caught.value)
+
+
+def test_every_reader_of_image_files_follows_the_rule(image_files, tmp_path):
+    """Calibration directories, class folders and the CLI's predict read 16-bit files scaled, and
+    name a broken file (the calibration reader saturated 16-bit images: mean 0.998 for 0.5)."""
+    import shutil
+
+    from keras_bigtransfer import cli
+    from keras_bigtransfer.deploy.calibration import load_representative_data
+    from keras_bigtransfer.training import data as data_lib
+
+    files, gradient8 = image_files
+    calibration = tmp_path / "calibration"
+    calibration.mkdir()
+    shutil.copy(files["gray16.png"], calibration)
+    with pytest.warns(UserWarning, match="1 calibration images"):
+        images = load_representative_data(str(calibration), (16, 16, 3))
+    assert abs(float(images.mean()) - gradient8.mean() / 255) < 0.01
+    shutil.copy(files["cut.png"], calibration)
+    with pytest.raises(ValueError, match=r"representative_data: .*cut\.png is a damaged image"):
+        load_representative_data(str(calibration), (16, 16, 3))
+
+    folders = tmp_path / "folders"
+    for label in ("a", "b"):
+        (folders / label).mkdir(parents=True)
+        shutil.copy(files["gray16.png"], folders / label)
+    source = data_lib.load_source(str(folders))
+    image, _ = next(iter(source.dataset))
+    assert abs(float(np.mean(image)) - gradient8.mean()) < 1.0
+
+    assert abs(float(cli._read_image(str(files["gray16.png"])).mean()) - gradient8.mean()) < 1.0
+    with pytest.raises(ValueError, match=r"predict: .*cut\.png is a damaged image"):
+        cli._read_image(str(files["cut.png"]))

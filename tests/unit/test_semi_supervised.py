@@ -199,3 +199,21 @@ def test_both_recipes_run_under_mirrored_strategy(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert np.isfinite(result["mpl_h"]) and np.isfinite(result["ns_loss"])
+
+
+def test_diverging_recipes_raise_naming_the_step_and_rate(tmp_path):
+    """Issue 26 item 5: a non-finite loss ends Noisy Student and MPL with TrainingDivergedError."""
+    from keras_bigtransfer.errors import TrainingDivergedError
+
+    unlabeled, _ = colour_data(32, seed=9)
+    with pytest.raises(TrainingDivergedError, match=r"noisy_student \(iteration 1\): the loss became .* at step "
+                                                    r"\d+ \(learning rate"):
+        kb.fit_noisy_student(tiny_model(), tiny_model(seed=1), colour_data(16, seed=7), unlabeled, iterations=1,
+                             steps=4, batch_size=8, unlabeled_ratio=1, resolution=16, learning_rate=1e30,
+                             confidence_threshold=0.0, checkpoint_dir=str(tmp_path / "ns"))
+    assert not os.path.exists(tmp_path / "ns" / "iteration_1" / "result")  # nothing kept as finished
+    with pytest.raises(TrainingDivergedError, match=r"meta_pseudo_labels: the (teacher|student) loss became .* "
+                                                    r"at step \d+ \(learning rate"):
+        kb.fit_meta_pseudo_labels(tiny_model(), tiny_model(seed=2), colour_data(16, seed=7), unlabeled, steps=4,
+                                  finetune_steps=0, batch_size=8, unlabeled_ratio=1, resolution=16,
+                                  teacher_learning_rate=1e30, student_learning_rate=1e30)

@@ -342,9 +342,42 @@ def test_export_replaces_only_empty_directories_and_earlier_exports(tmp_path, im
     with pytest.raises(FileExistsError):
         publishing.write_archive(path, str(tmp_path / "arch.tar.gz"))
 
-    hub.export(model, foreign, overwrite=True)
+    hub.export(model, tmp_path / "a_file", overwrite=True)  # a file: replaced with overwrite=True
     hub.export(model, tmp_path / "arch", archive=True, overwrite=True)
-    assert "notes.txt" not in os.listdir(foreign) and publishing.is_our_archive(tmp_path / "arch.tar.gz")
+    assert publishing.is_our_export(tmp_path / "a_file") and publishing.is_our_archive(tmp_path / "arch.tar.gz")
+
+
+def test_export_never_removes_a_foreign_directory_the_cwd_its_ancestors_or_home(tmp_path, monkeypatch, capsys):
+    """Issue 26 item 4: `export(..., "..", overwrite=True)` deleted the parent of the cwd."""
+    from keras_bigtransfer.tfhub import export as publishing
+    from tests.unit.test_cli_errors import error_line, run_cli
+
+    model, _ = _plain_model()
+    work = tmp_path / "project" / "work"
+    work.mkdir(parents=True)
+    (work / "notes.txt").write_text("mine")
+    (tmp_path / "project" / "data.txt").write_text("mine")
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    (tmp_path / "dir.tar.gz").mkdir()
+    (tmp_path / "dir.tar.gz" / "x").write_text("mine")
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "x").write_text("mine")
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setattr(publishing, "fold_weight_standardization", lambda *a: pytest.fail("checked first"))
+    for target, error in [("..", PermissionError), (".", PermissionError), (str(tmp_path), PermissionError),
+                          (str(home), PermissionError), ("/", PermissionError),
+                          (str(foreign), FileExistsError), (str(tmp_path / "dir"), IsADirectoryError)]:
+        with pytest.raises(error, match="never"):
+            hub.export(model, target, overwrite=True, archive=target.endswith("dir"))
+    assert run_cli("export", "src", "..", "--overwrite") == 1  # the CLI's check, before loading SRC
+    assert "ancestor of the current directory" in error_line(capsys)
+    assert sorted(os.listdir(tmp_path / "project")) == ["data.txt", "work"]
+    assert os.listdir(work) == ["notes.txt"] and os.listdir(foreign) == ["notes.txt"]
+    assert os.listdir(home) == ["x"] and os.listdir(tmp_path / "dir.tar.gz") == ["x"]
 
 
 def _three_sgd_steps(model, images, labels):
@@ -372,3 +405,71 @@ def test_import_of_our_export_trains_as_the_original(model, exports):
     labels = np.array([0, 3, 5, 6])
     ours, theirs = _three_sgd_steps(original, images, labels), _three_sgd_steps(loaded, images, labels)
     assert np.max(np.abs(ours - theirs)) <= 1e-5 * max(1.0, float(np.max(np.abs(ours))))
+
+
+def test_damaged_exports_and_modules_are_one_weights_error(tmp_path, rng):
+    """Issue 26 item 12: a damaged export config raised a bare KeyError / JSONDecodeError, a TF1
+    module with cut variable data TensorFlow's OutOfRangeError."""
+    import shutil
+
+    from keras_bigtransfer.errors import WeightsError
+    from keras_bigtransfer.tfhub.export import CONFIG_ASSET
+
+    export = hub.export(_plain_model()[0], tmp_path / "export")
+    for name, text in [("bad_json", "{"), ("no_model", '{"format": "keras_bigtransfer/1"}')]:
+        damaged = tmp_path / name
+        shutil.copytree(export, damaged)
+        (damaged / "assets" / CONFIG_ASSET).write_text(text)
+        with pytest.raises(WeightsError, match=rf"{name}/assets/{CONFIG_ASSET}: is not a readable") as caught:
+            hub.load(str(damaged))
+        assert "\n" not in str(caught.value)
+    path = tmp_path / "cut_tf1"
+    _write_generic_tf1_hub_module(str(path), rng)
+    data = next((path / "variables").glob("variables.data-*"))
+    data.write_bytes(data.read_bytes()[:8])
+    with pytest.raises(WeightsError, match="cut_tf1"):
+        hub.load(str(path))
+
+
+def test_a_downloaded_program_loads_only_with_trust_remote_code(tmp_path, rng, images, monkeypatch):
+    """Issue 26 item 2: a SavedModel or TF1 module is a program. From a URL, our exports and
+    published family layouts load as data (no TensorFlow loader runs); anything else needs
+    trust_remote_code=True. A local path is the caller's choice."""
+    from keras_bigtransfer.errors import WeightsError
+    from keras_bigtransfer.tfhub import tf1_hub
+    from keras_bigtransfer.tfhub.export import write_archive
+    from tests.http_server import serving
+
+    ours_model, _ = _plain_model()
+    ours = hub.export(ours_model, tmp_path / "ours", signature="classification")
+
+    class Foreign(tf.Module):
+        def __init__(self):
+            self.scale = tf.Variable(2.0)
+
+        @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
+        def __call__(self, x):
+            return x * self.scale
+
+    foreign = str(tmp_path / "foreign")
+    tf.saved_model.save(Foreign(), foreign)
+    tf1 = str(tmp_path / "tf1")
+    _write_generic_tf1_hub_module(tf1, rng)
+    files = {f"/{name}.tar.gz": open(write_archive(path, str(tmp_path / f"{name}.tar.gz")), "rb").read()
+             for name, path in (("ours", ours), ("foreign", foreign), ("tf1", tf1))}
+
+    real_load = tf.saved_model.load
+    calls = []
+    monkeypatch.setattr(tf.saved_model, "load", lambda *a, **k: calls.append(a) or real_load(*a, **k))
+    monkeypatch.setenv("KERAS_BIGTRANSFER_OFFLINE", "0")
+    with serving() as server:
+        server.files.update(files)
+        native = hub.load(server.url + "/ours.tar.gz")  # our export: data, no trust needed
+        assert calls == [] and _max_diff(native(images), ours_model(images)) <= ATOL
+        for name in ("foreign", "tf1"):
+            with pytest.raises(WeightsError, match=r"running the TensorFlow program.*trust_remote_code=True"):
+                hub.load(server.url + f"/{name}.tar.gz")
+        assert calls == []  # refused before any TensorFlow loader ran
+        assert isinstance(hub.load(server.url + "/foreign.tar.gz", trust_remote_code=True), keras.layers.TFSMLayer)
+        assert isinstance(hub.load(server.url + "/tf1.tar.gz", trust_remote_code=True), tf1_hub.TF1HubLayer)
+    assert isinstance(hub.load(foreign), keras.layers.TFSMLayer)  # a local path: the caller's choice

@@ -202,7 +202,7 @@ def test_class_folders_skip_non_images_and_name_bad_files(tmp_path):
     assert source.num_classes == 2 and source.num_examples == 5  # the sub-folder's image counts
 
     (tmp_path / "a" / "empty.jpg").write_bytes(b"")
-    with pytest.raises(ValueError, match=r"empty\.jpg is not a readable image"):
+    with pytest.raises(ValueError, match=r"empty\.jpg is not an image file"):
         kb.fit_bit(tiny_model(), str(tmp_path), batch_size=4, total_steps=1, verbose=0)
     (tmp_path / "a" / "empty.jpg").unlink()
 
@@ -210,7 +210,7 @@ def test_class_folders_skip_non_images_and_name_bad_files(tmp_path):
     (tmp_path / "b" / "0.png").write_bytes(whole[: len(whole) // 2])  # header intact, data cut
     with pytest.warns(UserWarning, match="skipped"):
         source = data_lib.load_source(str(tmp_path))
-    with pytest.raises(tf.errors.OpError, match=r"cannot decode .*0\.png"):
+    with pytest.raises(tf.errors.OpError, match=r"0\.png is a damaged image"):
         list(source.dataset)
 
 

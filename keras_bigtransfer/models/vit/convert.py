@@ -27,6 +27,7 @@ import re
 import numpy as np
 
 from keras_bigtransfer.errors import WeightsError
+from keras_bigtransfer.layers.position_embedding import check_position_grid
 from keras_bigtransfer.models.vit.model import VisionTransformer
 from keras_bigtransfer.weights import assign
 from keras_bigtransfer.weights.checkpoint import as_float32, put
@@ -125,10 +126,7 @@ def stored_grid(rows, grid_size, num_prefix_tokens, position_grid=None, source="
     `grid_size` None: no model grid to match (a model built from the checkpoint).
     """
     if position_grid is not None:
-        grid = tuple(int(s) for s in position_grid)
-        if len(grid) != 2 or min(grid) < 1:
-            raise WeightsError(f"{source}: position_grid must be (rows, cols) of positive integers; "
-                               f"got {position_grid!r}.")
+        grid = check_position_grid(position_grid)
         prefix = rows - grid[0] * grid[1]
         if prefix not in (0, 1):
             raise WeightsError(

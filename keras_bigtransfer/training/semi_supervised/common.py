@@ -8,7 +8,7 @@ import tensorflow as tf
 from keras_bigtransfer.preprocessing import to_numpy
 from keras_bigtransfer.training import checkpoint as checkpoint_lib
 from keras_bigtransfer.training import data as data_lib
-from keras_bigtransfer.training.fit_bit import _epochs, classifier_head
+from keras_bigtransfer.training.fit_bit import RaiseOnDivergence, _epochs, classifier_head
 from keras_bigtransfer.training.hyperrule import hyperrule
 
 
@@ -67,7 +67,7 @@ def randaugment_layer(randaugment, seed):
 
 
 def fit_steps(model, dataset, steps, *, folder=None, callbacks=(), on_resume=None, on_backup=None,
-              verbose=0):
+              verbose=0, trainer="training"):
     """`model.fit` for exactly `steps` steps, split into epochs as fit_bit splits them (the
     largest count <= 10 that divides `steps`).
 
@@ -76,10 +76,14 @@ def fit_steps(model, dataset, steps, *, folder=None, callbacks=(), on_resume=Non
     data where it stopped (the pipeline is seeded, so the batches already trained on are
     skipped). `on_resume(epoch)` is called with the epoch resumed at (0 for a fresh start),
     `on_backup(step)` after each backup. Returns the step count trained in all.
+
+    Raises:
+        TrainingDivergedError: the loss became non-finite (`trainer` names the recipe).
     """
     epochs = _epochs(int(steps))
     steps_per_epoch = int(steps) // epochs
-    callbacks, start_step = list(callbacks), 0
+    remedy = "Lower the learning rate, or check the labels and images."
+    callbacks, start_step = [RaiseOnDivergence(trainer, remedy), *callbacks], 0
     if folder is not None:
         start_step = checkpoint_lib.restore(model, folder)
         callbacks.append(checkpoint_lib.EpochBackup(folder, steps_per_epoch, on_backup=on_backup))

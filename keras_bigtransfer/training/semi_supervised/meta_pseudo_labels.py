@@ -22,6 +22,7 @@ term has a gradient at all. Finally the student is fine-tuned on labeled data.
 import contextlib
 import dataclasses
 import logging
+import math
 import os
 
 import keras
@@ -31,6 +32,7 @@ import tensorflow as tf
 from keras_bigtransfer.errors import WeightsError
 from keras_bigtransfer.training import checkpoint as checkpoint_lib
 from keras_bigtransfer.training import data as data_lib
+from keras_bigtransfer.training.fit_bit import current_learning_rate, diverged
 from keras_bigtransfer.training.hyperrule import check_int
 from keras_bigtransfer.training.semi_supervised.common import (
     evaluate,
@@ -52,6 +54,16 @@ log = logging.getLogger(__name__)
 
 SAVE_EVERY = 50  # MPL steps between checkpoints
 _cross_entropy = cross_entropy  # the name the tests use
+
+
+def _check_finite(out, step, teacher_opt, student_opt):
+    """Raise `TrainingDivergedError` at the first non-finite loss: before it is added or backed up."""
+    for name in ("teacher_loss", "student_loss"):
+        if not math.isfinite(out[name]):
+            optimizer = teacher_opt if name == "teacher_loss" else student_opt
+            raise diverged("meta_pseudo_labels", name.replace("_", " "), out[name], step,
+                           current_learning_rate(optimizer),
+                           "Lower teacher_learning_rate and student_learning_rate, or check the labels and images.")
 
 
 def fit_meta_pseudo_labels(
@@ -114,6 +126,10 @@ def fit_meta_pseudo_labels(
 
     Returns:
         (student, dict with per-step means of the losses and h, and accuracies).
+
+
+    Raises:
+        TrainingDivergedError: a loss became NaN or infinite; it names the step and the rate.
     """
     steps = check_int("steps", steps)
     num_classes = shared_classes(teacher, student)
@@ -185,6 +201,7 @@ def fit_meta_pseudo_labels(
     while state.step < steps:
         labeled_batch, unlabeled_batch = next(iterator)
         out = mpl_step(labeled_batch, unlabeled_batch)
+        _check_finite(out, state.step + 1, teacher_opt, student_opt)
         state.add(out)
         if verbose and state.step % 10 == 0:
             print(f"mpl step {state.step}/{steps}: " + ", ".join(f"{k} {float(v):.4f}" for k, v in out.items()))
@@ -202,7 +219,7 @@ def fit_meta_pseudo_labels(
             )
             fit_steps(student, data_lib.train_pipeline(labeled, rule, num_classes, seed=seed + 11),
                       finetune_steps, folder=run.subdir("finetune") if run is not None else None,
-                      verbose=verbose)
+                      verbose=verbose, trainer="meta_pseudo_labels (fine-tuning)")
     if validation_data is not None:
         record["val_accuracy"] = evaluate(student, validation_data, rule, num_classes)
     if run is not None:

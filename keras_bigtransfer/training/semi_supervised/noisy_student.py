@@ -209,6 +209,10 @@ def fit_noisy_student(
     Returns:
         (the last student, a list with one dict per iteration: pseudo-label counts,
         the training loss, validation accuracy).
+
+
+    Raises:
+        TrainingDivergedError: a loss became NaN or infinite; it names the step and the rate.
     """
     iterations = check_int("iterations", iterations)
     if not 0.0 <= confidence_threshold < 1.0:
@@ -272,7 +276,7 @@ def fit_noisy_student(
                 trained_steps = fit_steps(
                     noisy, ds, rule.total_steps, folder=folder, callbacks=[losses], on_resume=resume,
                     on_backup=lambda step, folder=folder, rec=losses: _write_losses(folder, rec.losses),
-                    verbose=verbose)
+                    verbose=verbose, trainer=f"noisy_student (iteration {iteration})")
         entry = {
             "iteration": iteration,
             "pseudo_labeled": int(np.sum(probabilities.max(1) >= confidence_threshold)),
