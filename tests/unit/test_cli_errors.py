@@ -281,10 +281,11 @@ def test_fit_resolution_reaches_fit_bit_and_image_size_is_refused(tmp_path, caps
 
     monkeypatch.setattr(kb, "fit_bit", record)
     out = f"--out={tmp_path / 'run'}"
-    assert run_cli("fit", tmp_path / "m.keras", "data", out, "--num_classes=3", "--resolution=64") == 1
+    data = _class_folders(tmp_path / "data")
+    assert run_cli("fit", tmp_path / "m.keras", data, out, "--resolution=64") == 1
     assert seen["resolution"] == 64 and "image_size" not in seen
     capsys.readouterr()
-    assert run_cli("fit", tmp_path / "m.keras", "data", out, "--num_classes=3", "--image_size=64") == 2
+    assert run_cli("fit", tmp_path / "m.keras", data, out, "--image_size=64") == 2
     assert "--resolution" in error_line(capsys)
 
 
@@ -297,7 +298,7 @@ def test_fit_on_a_backend_without_a_saved_model_route_keeps_the_trained_model(tm
     monkeypatch.setattr(kb, "fit_bit", lambda *a, **k: SimpleNamespace(rule=kb.hyperrule(10, 32), history={}))
     monkeypatch.setattr(keras.backend, "backend", lambda: "torch")
     run = tmp_path / "run"
-    assert run_cli("fit", tmp_path / "m.keras", "data", f"--out={run}") == 0
+    assert run_cli("fit", tmp_path / "m.keras", _class_folders(tmp_path / "data"), f"--out={run}") == 0
     assert sorted(os.listdir(run)) == ["history.json", "model.keras"]
     assert "saved_model/ not written" in capsys.readouterr().err
 

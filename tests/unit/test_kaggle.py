@@ -133,7 +133,7 @@ def test_offline_kaggle_handle_reads_kagglehubs_cache_only(saved_model, monkeypa
     expected = os.path.join(str(tmp_path / "kagglehub"), "models", "google", "bit", "tensorFlow2", "m-r50x1")
     assert kaggle.download("kaggle://google/bit/tensorFlow2/m-r50x1/1") == os.path.join(expected, "1")
     assert kaggle.download("kaggle://google/bit/tensorFlow2/m-r50x1") == os.path.join(expected, "2")  # newest
-    model = hub.load("kaggle://google/bit/tensorFlow2/m-r50x1/2")
+    model = hub.load("kaggle://google/bit/tensorFlow2/m-r50x1/2", trust_remote_code=True)  # a program
     out = model(np.ones((1, 2, 2, 3), np.float32))
     out = next(iter(out.values())) if isinstance(out, dict) else out
     np.testing.assert_allclose(np.asarray(out), 2.0)
