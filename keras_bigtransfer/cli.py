@@ -439,12 +439,13 @@ def cmd_fit(args):
 
     import keras_bigtransfer as kb
     from keras_bigtransfer import hub
-    from keras_bigtransfer.models import registry
+    from keras_bigtransfer.models import registry, timm_names
     from keras_bigtransfer.training import data as data_lib
     from keras_bigtransfer.weights.atomic import atomic_file
 
     known = not os.path.exists(source) and (
-        registry.find_variant(source) is not None or hub.catalogue.find(source) is not None)
+        registry.find_variant(source) is not None or hub.catalogue.find(source) is not None
+        or timm_names.resolve(source) is not None)
     if not (known or os.path.exists(source)):
         raise ValueError(f"fit: MODEL {source!r} is neither a constructor (e.g. BiT_M_R50x1), a catalogue tag "
                          f"({PROG} list) nor an existing file.")

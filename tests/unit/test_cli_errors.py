@@ -364,3 +364,21 @@ def test_fit_overwrite_reaches_fit_bit(tmp_path, capsys, monkeypatch):
         assert run_cli("fit", tmp_path / "m.keras", data, f"--out={tmp_path / 'run'}", "--checkpoint_dir="
                        f"{tmp_path / 'ckpt'}", flag) == 1
         assert "stopped by the test" in error_line(capsys) and seen["overwrite"] is expected
+
+
+def test_fit_takes_timm_names(tmp_path, capsys, monkeypatch):
+    """Issue 25: a timm name works wherever a constructor name does; `fit` refused
+    `tf_efficientnet_lite0` as "neither a constructor nor a catalogue tag"."""
+    from keras_bigtransfer.models import registry
+
+    seen = []
+
+    def create_model(name, **kwargs):
+        seen.append((name, kwargs))
+        raise ValueError("stopped by the test")
+
+    monkeypatch.setattr(registry, "create_model", create_model)
+    data = _class_folders(tmp_path / "data")
+    assert run_cli("fit", "tf_efficientnet_lite0", data, f"--out={tmp_path / 'run'}", "--num_classes=2") == 1
+    assert "stopped by the test" in error_line(capsys)
+    assert seen == [("tf_efficientnet_lite0", {"num_classes": 2})]
