@@ -27,6 +27,8 @@ class DownloadError(OSError):
 class CacheError(OSError):
     """A cache entry is not what the cache writes: a symbolic link, or not a regular file or
     directory, where the cache would write. Nothing is written through it."""
+
+
 class TrainingDivergedError(FloatingPointError):
     """A training run's loss became non-finite (NaN or infinity): its weights are unusable.
 

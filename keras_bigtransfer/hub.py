@@ -63,11 +63,6 @@ def export(model, path, format="saved_model", quantize=None, representative_data
             export the model's own output (logits when it has a head); "feature_vector" or
             "classification" selects as for the SavedModel.
         archive: saved_model: also write `<path>.tar.gz` (and return its path).
-        overwrite: saved_model: replace whatever is at `path` (and `<path>.tar.gz`). Without
-            it, an existing target is replaced only when it is empty or an earlier export of
-            ours; anything else raises `FileExistsError` before any work. LiteRT, ONNX and
-            OpenVINO: replace an existing file (without it: `FileExistsError`, before any work).
-        archive: saved_model: also write `<path>.tar.gz`.
         overwrite: saved_model: an existing directory is replaced only when it is empty or an
             earlier export of ours, with or without `overwrite`; `overwrite=True` also replaces a
             file at `path` and a `<path>.tar.gz` file that is not an archive of ours. LiteRT, ONNX

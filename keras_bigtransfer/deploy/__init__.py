@@ -28,6 +28,8 @@ QUANTIZATIONS = (None, "float16", "dynamic_int8", "int8")
 SUFFIXES = {"litert": ".tflite", "onnx": ".onnx", "openvino": ".xml"}
 # The Python package each conversion needs, and the pip name to install it under.
 CONVERTER_PACKAGES = {"litert": "tensorflow", "onnx": "tf2onnx", "openvino": "openvino"}
+# What Keras' PyTorch routes import instead (torch.onnx writes through the onnx package).
+TORCH_CONVERTER_PACKAGES = {"onnx": "onnx", "openvino": "openvino"}
 
 # The Keras backends each format is written from (LiteRT from JAX: jax2tf, then the LiteRT
 # converter, deploy/litert.py), and why not from the others.
@@ -226,7 +228,13 @@ def _all_layers(model):
 
 
 def _require(format):
-    # Every export traces the model into a TensorFlow graph (input_signature), then converts it.
+    import keras
+
+    if keras.backend.backend() == "torch":  # Keras' own torch.onnx / OpenVINO routes: no TensorFlow
+        require(TORCH_CONVERTER_PACKAGES[format], extra="deploy", for_what=f"The {format} export from PyTorch")
+        return
+    # From TensorFlow (and LiteRT from JAX through jax2tf) the model is traced into a TensorFlow
+    # graph (input_signature), then converted.
     require("tensorflow", extra="tensorflow", for_what=f"The {format} export")
     require(CONVERTER_PACKAGES[format], extra="deploy", for_what=f"The {format} export")
 

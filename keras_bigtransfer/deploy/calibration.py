@@ -8,10 +8,8 @@ import warnings
 
 import numpy as np
 
-from keras_bigtransfer.preprocessing import to_numpy
+from keras_bigtransfer.preprocessing import IMAGE_EXTENSIONS, read_image_file, to_numpy
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
-from keras_bigtransfer.preprocessing import IMAGE_EXTENSIONS, read_image_file
 RECOMMENDED = 32  # fewer calibrate the activation ranges poorly; a warning says so
 MAX_IMAGES = 1000  # more only slows the calibration down
 

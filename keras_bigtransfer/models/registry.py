@@ -183,8 +183,8 @@ def _unknown(name, what):
     close = difflib.get_close_matches(_constructor_key(name), list(candidates), n=5, cutoff=0.5)
     hint = f" Closest matches: {[candidates[c] for c in close]}." if close else ""
     return ValueError(
-        f"{name!r} is not a {what}.{hint} keras_bigtransfer.list_models() lists the constructors, "
-        "list_models(pretrained=True) the catalogue tags."
+        f"{name!r} is not a {what}.{hint} keras_bigtransfer.list_models() lists the constructors and timm's "
+        "architecture names, list_models(pretrained=True) the catalogue tags and timm's arch.tag names."
     )
 
 
@@ -265,7 +265,10 @@ def list_models(pattern=None, pretrained=False):
     else:
         names = list(_VARIANTS) + timm_names.names()
     if pattern is not None:
-        patterns = [pattern] if isinstance(pattern, str) else list(pattern)
+        patterns = [pattern] if isinstance(pattern, str) else pattern
+        if not isinstance(patterns, (list, tuple)) or not all(isinstance(p, str) for p in patterns):
+            raise TypeError(f"list_models: pattern must be a glob string or a list of them; got {pattern!r}.")
+        patterns = list(patterns)
         if pretrained:
             patterns += [p + ".*" for p in patterns if "." not in p]
         names = [n for n in names if any(fnmatch.fnmatchcase(n.lower(), p.lower()) for p in patterns)]

@@ -511,3 +511,6 @@ def test_list_models_refuses_what_is_not_a_family():
     with pytest.raises(ValueError, match="'nope' is not a family of the catalogue; one of .*bit"):
         kb.hub.list_models("nope")
     assert {e.family for e in kb.hub.list_models("vit")} == {"vit"}
+    for bad in (123, [1], None.__class__):  # the registry's list_models takes globs
+        with pytest.raises(TypeError, match="list_models: pattern must be a glob string"):
+            kb.list_models(bad)

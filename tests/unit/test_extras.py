@@ -134,6 +134,20 @@ def test_deploy_converters_name_the_deploy_extra(monkeypatch, format, module):
         deploy._require(format)
 
 
+def test_pytorch_exports_need_no_tensorflow(monkeypatch):
+    """Keras' ONNX and OpenVINO routes from PyTorch import neither TensorFlow nor tf2onnx."""
+    import keras
+
+    monkeypatch.setattr(keras.backend, "backend", lambda: "torch")
+    monkeypatch.setitem(sys.modules, "tensorflow", None)
+    monkeypatch.setitem(sys.modules, "tf2onnx", None)
+    deploy._require("onnx")
+    deploy._require("openvino")
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    with pytest.raises(extras.MissingExtraError, match=r"The onnx export from PyTorch needs .*\[deploy\]"):
+        deploy._require("onnx")
+
+
 def test_a_broken_install_is_not_reported_as_missing(tmp_path, monkeypatch):
     # An installed module whose own dependency is missing: its error, not "install the extra".
     (tmp_path / "half_installed.py").write_text("import no_such_dependency_xyz\n")

@@ -125,11 +125,8 @@ def head_classes(arrays):
     return None
 
 
-def identify(arrays):
-    """"BiT_M_R<depth>x<width>" for a BiT checkpoint (depth and width read off it; BiT-S and
-    BiT-M of one architecture share a layout), or None."""
-    arrays, _ = from_timm(arrays)
-    converted, _ = convert(arrays)
+def _depth_width(converted):
+    """(units per block, depth or None, width) of converted BiT weights; None without a root conv."""
     root = converted.get("root_block_standardized_conv2d/kernel")
     if root is None:
         return None
@@ -140,7 +137,18 @@ def identify(arrays):
             units.setdefault(int(block[5:]), set()).add(unit)
     counts = tuple(len(units[b]) for b in sorted(units))
     depth = next((d for d, c in DEPTHS.items() if c == counts), None)
-    return None if depth is None else f"BiT_M_R{depth}x{root[1].shape[-1] // 64}"
+    return counts, depth, root[1].shape[-1] // 64
+
+
+def identify(arrays):
+    """"BiT_M_R<depth>x<width>" for a BiT checkpoint (depth and width read off it; BiT-S and
+    BiT-M of one architecture share a layout), or None."""
+    arrays, _ = from_timm(arrays)
+    converted, _ = convert(arrays)
+    found = _depth_width(converted)
+    if found is None or found[1] is None:
+        return None
+    return f"BiT_M_R{found[1]}x{found[2]}"
 
 
 def from_checkpoint(arrays, source):
@@ -148,19 +156,12 @@ def from_checkpoint(arrays, source):
     arrays, timm_unknown = from_timm(arrays)
     converted, unknown = convert(arrays)
     unknown = timm_unknown + unknown
-    root = converted.get("root_block_standardized_conv2d/kernel")
-    if root is None:
+    found = _depth_width(converted)
+    if found is None:
         raise ValueError(f"{source}: not a BiT checkpoint (no root_block/standardized_conv2d/kernel).")
-    units = {}
-    for p in converted:
-        if p.startswith("block"):
-            block, unit = p.split("_")[:2]
-            units.setdefault(int(block[5:]), set()).add(unit)
-    counts = tuple(len(units[b]) for b in sorted(units))
-    depth = next((d for d, c in DEPTHS.items() if c == counts), None)
+    counts, depth, width = found
     if depth is None:
         raise ValueError(f"{source}: BiT weights with units per block {counts} match no ResNet depth.")
-    width = root[1].shape[-1] // 64
     head = converted.get("head/kernel")
     model = ResNetV2(
         depth, width, include_top=head is not None,

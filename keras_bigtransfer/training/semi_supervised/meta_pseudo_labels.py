@@ -127,7 +127,6 @@ def fit_meta_pseudo_labels(
     Returns:
         (student, dict with per-step means of the losses and h, and accuracies).
 
-
     Raises:
         TrainingDivergedError: a loss became NaN or infinite; it names the step and the rate.
     """

@@ -210,7 +210,6 @@ def fit_noisy_student(
         (the last student, a list with one dict per iteration: pseudo-label counts,
         the training loss, validation accuracy).
 
-
     Raises:
         TrainingDivergedError: a loss became NaN or infinite; it names the step and the rate.
     """
