@@ -132,3 +132,12 @@ def test_setup_comment_is_parsed_above_or_below_the_marker():
         docs_blocks.parse("page.md", "<!-- docs-test-setup\nx = 1\n\ny = 2\n-->\n```python\nx\n```\n")
     with pytest.raises(ValueError, match="skipped block"):
         docs_blocks.parse("page.md", "<!-- docs-test: skip: why -->\n<!-- docs-test-setup\nx = 1\n-->\n```python\nx\n```\n")
+
+
+def test_setup_runs_before_its_block_and_a_failing_one_is_named():
+    page = ("<!-- docs-test-setup\nmodel = 'a stand-in'\n-->\n```python\nassert model == 'a stand-in'\n```\n"
+            "<!-- docs-test-setup\nundefined_name\n-->\n```python\npass\n```\n```python\npass\n```\n")
+    plan = {"page.md": [{"id": b.id, "code": b.code, "setup": b.setup} for b in docs_blocks.parse("page.md", page)]}
+    results = docs_blocks.run_plan(plan)
+    assert [r["status"] for r in results.values()] == ["passed", "failed", "not run"]
+    assert "page.md:10 (docs-test-setup)" in results["page.md:10"]["detail"]
