@@ -28,7 +28,7 @@ what the reader would have (tiny stand-ins: the block's cost is the suite's):
     hub.export(model, "export/my_model")
     ```
 
-The setup never changes what the block reads (it is not shown anywhere); it must hold no
+The block stays what the reader sees (the setup is shown nowhere). A setup must hold no
 blank line (some Markdown renderers end an HTML block there) and no `-->`. A failing setup fails its
 block, named in the traceback as `PAGE:LINE (docs-test-setup)`. A skipped block takes no setup.
 
@@ -142,7 +142,8 @@ def _comments_above(lines, start, where):
                 break  # another comment: not ours
             body = lines[opening + 1:j]
             if not all(l.strip() for l in body):
-                raise ValueError(f"{where}: a docs-test-setup comment holds a blank line (some Markdown renderers end an HTML block there)")
+                raise ValueError(f"{where}: a docs-test-setup comment holds a blank line "
+                                 "(some Markdown renderers end an HTML block there)")
             options["setup"] = textwrap.dedent("\n".join(body)) + "\n"
             j = opening - 1
         else:

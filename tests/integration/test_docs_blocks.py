@@ -137,7 +137,8 @@ def test_setup_comment_is_parsed_above_or_below_the_marker():
 def test_setup_runs_before_its_block_and_a_failing_one_is_named():
     page = ("<!-- docs-test-setup\nmodel = 'a stand-in'\n-->\n```python\nassert model == 'a stand-in'\n```\n"
             "<!-- docs-test-setup\nundefined_name\n-->\n```python\npass\n```\n```python\npass\n```\n")
-    plan = {"page.md": [{"id": b.id, "code": b.code, "setup": b.setup} for b in docs_blocks.parse("page.md", page)]}
+    parsed = docs_blocks.parse("page.md", page)
+    plan = {"page.md": [{"id": b.id, "code": b.code, "setup": b.setup} for b in parsed]}
     results = docs_blocks.run_plan(plan)
     assert [r["status"] for r in results.values()] == ["passed", "failed", "not run"]
     assert "page.md:10 (docs-test-setup)" in results["page.md:10"]["detail"]
