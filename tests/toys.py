@@ -11,12 +11,13 @@ from keras_bigtransfer.models import base
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository
 
 
-def tiny_model(num_classes=2, activation=None, seed=0):
-    """A small model of the package's shape (ImageModel, WSConv2D, GroupNorm, "head")."""
+def tiny_model(num_classes=2, activation=None, seed=0, batch_norm=False):
+    """A small model of the package's shape (ImageModel, WSConv2D, GroupNorm, "head");
+    `batch_norm=True`: BatchNormalization instead of GroupNorm (EfficientNet's kind)."""
     keras.utils.set_random_seed(seed)
     inputs = base.image_inputs((None, None, 3))
     x = kb.layers.WSConv2D(8, 3, strides=4, use_bias=False)(inputs)
-    x = keras.layers.GroupNormalization(4)(x)
+    x = keras.layers.BatchNormalization()(x) if batch_norm else keras.layers.GroupNormalization(4)(x)
     x = keras.layers.ReLU()(x)
     x = keras.layers.GlobalAveragePooling2D()(x)
     x = keras.layers.Dense(num_classes, activation=activation, name="head")(x)

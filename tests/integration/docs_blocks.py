@@ -12,6 +12,26 @@ by ";":
 Unmarked blocks are backend-neutral: they run on tensorflow, jax and torch. The blocks of a page
 run in order in one namespace, in a fresh temporary directory, offline.
 
+A fragment (a block on the reader's own model or data) gets a hidden setup: an HTML comment
+opening with `<!-- docs-test-setup` on its own line and closing with `-->` on its own line,
+above the block (above or below its marker; blank lines between are fine). Its lines are
+Python, run in the page's namespace just before the block, each time the block runs, to define
+what the reader would have (tiny stand-ins: the block's cost is the suite's):
+
+    <!-- docs-test: backends: tensorflow, jax -->
+    <!-- docs-test-setup
+    from tests.toys import tiny_model
+    model = tiny_model(num_classes=10)
+    -->
+
+    ```python
+    hub.export(model, "export/my_model")
+    ```
+
+The block stays what the reader sees (the setup is shown nowhere). A setup must hold no
+blank line (some Markdown renderers end an HTML block there) and no `-->`. A failing setup fails its
+block, named in the traceback as `PAGE:LINE (docs-test-setup)`. A skipped block takes no setup.
+
 `python -m tests.integration.docs_blocks PLAN.json RESULTS.json` runs a plan (what the test
 writes) in this process, under the KERAS_BACKEND it was started with.
 """
@@ -23,6 +43,7 @@ import os
 import re
 import sys
 import tempfile
+import textwrap
 import time
 import traceback
 
@@ -30,6 +51,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 BACKENDS = ("tensorflow", "jax", "torch")
 _MARKER = re.compile(r"^<!--\s*docs-test:\s*(.*?)\s*-->$")
 _FENCE = re.compile(r"^```(\w*)\s*$")
+SETUP_OPEN, SETUP_CLOSE = "<!-- docs-test-setup", "-->"
 
 
 @dataclasses.dataclass
@@ -41,6 +63,7 @@ class Block:
     skip: str = ""  # the reason it never runs
     backends: tuple = BACKENDS
     xfail: dict = dataclasses.field(default_factory=dict)  # backend: reason
+    setup: str = ""  # hidden Python run just before the block (the reader's model, data)
 
     @property
     def id(self):
@@ -77,9 +100,14 @@ def _parse_marker(text, where):
 
 
 def blocks(page):
-    """Every fenced block of `page` (top-level fences), with its marker's options."""
+    """Every fenced block of `page` (top-level fences), with its marker's options and setup."""
     with open(os.path.join(ROOT, page), encoding="utf-8") as f:
-        lines = f.read().splitlines()
+        return parse(page, f.read())
+
+
+def parse(page, text):
+    """The fenced blocks of the Markdown `text` (`page` names it in ids and errors)."""
+    lines = text.splitlines()
     found, i = [], 0
     while i < len(lines):
         fence = _FENCE.match(lines[i])
@@ -91,12 +119,41 @@ def blocks(page):
         while i < len(lines) and lines[i].rstrip() != "```":
             body.append(lines[i])
             i += 1
-        previous = next((lines[j].strip() for j in range(start - 1, -1, -1) if lines[j].strip()), "")
-        marker = _MARKER.match(previous)
-        options = _parse_marker(marker.group(1), f"{page}:{start + 1}") if marker else {}
+        options = _comments_above(lines, start, f"{page}:{start + 1}")
         found.append(Block(page, start + 1, fence.group(1), "\n".join(body) + "\n", **options))
         i += 1
     return found
+
+
+def _comments_above(lines, start, where):
+    """The options of the marker and the setup comment directly above line `start`."""
+    options, j = {}, start - 1
+    while j >= 0:
+        line = lines[j].strip()
+        marker = _MARKER.match(line)
+        if not line:
+            j -= 1
+        elif marker and "marker" not in options:
+            options["marker"] = _parse_marker(marker.group(1), where)
+            j -= 1
+        elif line == SETUP_CLOSE and "setup" not in options:
+            opening = next((k for k in range(j - 1, -1, -1) if lines[k].strip().startswith("<!--")), None)
+            if opening is None or lines[opening].strip() != SETUP_OPEN:
+                break  # another comment: not ours
+            body = lines[opening + 1:j]
+            if not all(l.strip() for l in body):
+                raise ValueError(f"{where}: a docs-test-setup comment holds a blank line "
+                                 "(some Markdown renderers end an HTML block there)")
+            options["setup"] = textwrap.dedent("\n".join(body)) + "\n"
+            j = opening - 1
+        else:
+            break
+    result = options.get("marker", {})
+    if "setup" in options:
+        if result.get("skip"):
+            raise ValueError(f"{where}: a skipped block with a docs-test-setup (the setup would never run)")
+        result["setup"] = options["setup"]
+    return result
 
 
 def _reset_keras():
@@ -120,6 +177,8 @@ def run_plan(plan):
                     continue
                 start = time.perf_counter()
                 try:
+                    if block.get("setup"):
+                        exec(compile(block["setup"], f"{block['id']} (docs-test-setup)", "exec"), namespace)
                     exec(compile(block["code"], block["id"], "exec"), namespace)
                 except BaseException:  # noqa: B036 (SystemExit from a block is a failure too)
                     failed = block["id"]

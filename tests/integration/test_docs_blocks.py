@@ -41,7 +41,7 @@ def results(tmp_path_factory):
             for block in PYTHON:
                 plan.setdefault(block.page, [])
                 if _runs(block, backend):
-                    plan[block.page].append({"id": block.id, "code": block.code})
+                    plan[block.page].append({"id": block.id, "code": block.code, "setup": block.setup})
             plan = {page: page_blocks for page, page_blocks in plan.items() if page_blocks}
             (directory / "plan.json").write_text(json.dumps(plan))
             env = {k: v for k, v in os.environ.items() if k != "KERAS_BIGTRANSFER_MIRROR"}
@@ -106,10 +106,39 @@ def test_quickstart_names_every_install_its_examples_need():
 
 
 def test_markers_are_on_blocks():
-    """A docs-test marker not directly above a block is a typo that would silently run it."""
+    """A docs-test marker or setup not directly above a block is a typo that would silently run
+    the block unmarked, or without the names it needs."""
     for page in docs_blocks.pages():
         lines = open(os.path.join(ROOT, page), encoding="utf-8").read().splitlines()
         for number, line in enumerate(lines):
             if "docs-test:" in line:
                 following = next((l for l in lines[number + 1:] if l.strip()), "")
-                assert following.startswith("```"), f"{page}:{number + 1}: a docs-test marker not above a fence"
+                assert following.startswith("```") or following.strip() == docs_blocks.SETUP_OPEN, \
+                    f"{page}:{number + 1}: a docs-test marker not above a fence"
+        opened = sum(line.strip() == docs_blocks.SETUP_OPEN for line in lines)
+        attached = sum(bool(b.setup) for b in docs_blocks.blocks(page))
+        assert opened == attached, f"{page}: {opened - attached} docs-test-setup comment(s) not above a fence"
+
+
+def test_setup_comment_is_parsed_above_or_below_the_marker():
+    text = ("<!-- docs-test-setup\n  x = 1\n  y = 2\n-->\n<!-- docs-test: backends: jax -->\n\n```python\nx + y\n```\n"
+            "<!-- docs-test: backends: torch -->\n<!-- docs-test-setup\nz = 3\n-->\n```python\nz\n```\n"
+            "<!-- an unrelated\ncomment -->\n```python\nw\n```\n")
+    first, second, third = docs_blocks.parse("page.md", text)
+    assert (first.setup, first.backends, first.line) == ("x = 1\ny = 2\n", ("jax",), 7)
+    assert (second.setup, second.backends) == ("z = 3\n", ("torch",))
+    assert (third.setup, third.backends) == ("", BACKENDS)
+    with pytest.raises(ValueError, match="blank line"):
+        docs_blocks.parse("page.md", "<!-- docs-test-setup\nx = 1\n\ny = 2\n-->\n```python\nx\n```\n")
+    with pytest.raises(ValueError, match="skipped block"):
+        docs_blocks.parse("page.md", "<!-- docs-test: skip: why -->\n<!-- docs-test-setup\nx = 1\n-->\n```python\nx\n```\n")
+
+
+def test_setup_runs_before_its_block_and_a_failing_one_is_named():
+    page = ("<!-- docs-test-setup\nmodel = 'a stand-in'\n-->\n```python\nassert model == 'a stand-in'\n```\n"
+            "<!-- docs-test-setup\nundefined_name\n-->\n```python\npass\n```\n```python\npass\n```\n")
+    parsed = docs_blocks.parse("page.md", page)
+    plan = {"page.md": [{"id": b.id, "code": b.code, "setup": b.setup} for b in parsed]}
+    results = docs_blocks.run_plan(plan)
+    assert [r["status"] for r in results.values()] == ["passed", "failed", "not run"]
+    assert "page.md:10 (docs-test-setup)" in results["page.md:10"]["detail"]
