@@ -142,3 +142,45 @@ def test_setup_runs_before_its_block_and_a_failing_one_is_named():
     results = docs_blocks.run_plan(plan)
     assert [r["status"] for r in results.values()] == ["passed", "failed", "not run"]
     assert "page.md:10 (docs-test-setup)" in results["page.md:10"]["detail"]
+
+
+def _shell_lines():
+    """(block id, command line) of every shell block, continuation lines joined."""
+    for page in docs_blocks.pages():
+        for block in docs_blocks.blocks(page):
+            if block.language in ("bash", "sh", "shell"):
+                for line in block.code.replace("\\\n", " ").splitlines():
+                    yield block.id, line.split("#", 1)[0].strip()
+
+
+def test_cli_lines_in_the_docs_name_real_commands_and_their_flags():
+    """The shell blocks' `keras-bigtransfer` lines are checked against the CLI's own table (they
+    download weights or train, so they are not run): a renamed or dropped flag fails here."""
+    from keras_bigtransfer import cli
+
+    seen = 0
+    for where, line in _shell_lines():
+        if not line.startswith("keras-bigtransfer"):
+            continue
+        words = line.split()[1:]
+        assert words and words[0] in cli.COMMANDS, f"{where}: {line!r}: no such command"
+        takes = set(cli.COMMANDS[words[0]][2])
+        for word in words[1:]:
+            if word.startswith("--"):
+                name = word[2:].split("=", 1)[0]
+                name = name[2:] if name.startswith("no") and name[2:] in takes else name
+                assert name in takes, f"{where}: {line!r}: {words[0]} does not take --{name}"
+        seen += 1
+    assert seen >= 8  # README's and the quick start's CLI tours, deployment and fine-tuning lines
+
+
+def test_pip_lines_in_the_docs_name_real_extras():
+    """Every `pip install ".[a,b]"` extra in the docs exists in pyproject.toml."""
+    import tomllib
+
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+        extras = set(tomllib.load(f)["project"]["optional-dependencies"])
+    for where, line in _shell_lines():
+        for group in re.findall(r"(?:\.|keras_bigtransfer)\[([\w,\- ]+)\]", line):
+            for extra in (e.strip() for e in group.split(",")):
+                assert extra in extras, f"{where}: {line!r}: no extra {extra!r} (pyproject has {sorted(extras)})"
