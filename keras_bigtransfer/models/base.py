@@ -100,24 +100,34 @@ class ImageModel(keras.Model):
         head = self.get_classifier()
         return 0 if head is None else int(head.units)
 
+    def _spec(self, error=ValueError):
+        """`head_spec`, or `error` when this model has none (a features_only model, one built
+        by other code): timm's head API needs to know which layer gives the features."""
+        spec = self.head_spec
+        if "features" not in spec:
+            raise error(f"{self.name} has no classifier head description (models built by this "
+                        "package's constructors have one; features_only models do not).")
+        return spec
+
     @property
     def num_features(self):
-        """The width of the pooled features the classifier reads (timm's `num_features`)."""
-        spec = self.head_spec
+        """The width of the pooled features the classifier reads (timm's `num_features`).
+        AttributeError for a model without a head description (so `hasattr` is False)."""
+        spec = self._spec(AttributeError)
         if spec.get("pre_logits"):
             return int(self.get_layer(spec["pre_logits"]).units)
         return int(self.get_layer(spec["features"]).output.shape[-1])
 
     def forward_features(self, images):
         """The unpooled features: (N, h, w, C) for CNNs, ViT's normed tokens (N, T, D)."""
-        features = self.get_layer(self.head_spec["features"]).output
+        features = self.get_layer(self._spec()["features"]).output
         return ImageModel(self.inputs[0], features, name=self.name + "_features")(images)
 
     def forward_head(self, features, pre_logits=False):
         """`forward_features`' output through pooling, dropout (inference) and the classifier;
         `pre_logits=True` stops before the classifier: (N, num_features)."""
         x = features
-        for name in self.head_spec["head_layers"]:
+        for name in self._spec()["head_layers"]:
             if name == HEAD_LAYER and pre_logits:
                 break
             x = self.get_layer(name)(x)
@@ -136,7 +146,7 @@ class ImageModel(keras.Model):
         Raises:
             ValueError: a bad class count or `global_pool`.
         """
-        spec = self.head_spec
+        spec = self._spec()
         num_classes = integer_arg(num_classes, "num_classes", self.name, minimum=0)
         features = self.get_layer(spec["features"]).output
         pre_logits = self.get_layer(spec["pre_logits"]) if spec.get("pre_logits") else None

@@ -204,3 +204,13 @@ def test_bit_identify_reads_depth_and_width_off_the_keys():
         for unit in range(1, units + 1):
             arrays[f"resnet/block{block}/unit{unit:02d}/a/standardized_conv2d/kernel"] = np.zeros((1, 1, 1, 1))
     assert convert.identify(arrays) == "BiT_M_R101x3"
+
+
+def test_models_without_a_head_description_answer_plainly():
+    """A features_only model has no head description: `hasattr(model, "num_features")` is False
+    (torch.jit's tracing in the PyTorch ONNX export probes every attribute) and the head API
+    says why instead of a KeyError."""
+    maps = kb.ViT_Ti16(weights=None, input_shape=(32, 32, 3), features_only=True)
+    assert not hasattr(maps, "num_features")
+    with pytest.raises(ValueError, match="no classifier head description"):
+        maps.reset_classifier(10)

@@ -68,20 +68,24 @@ def test_a_pinned_revision_keeps_its_catalogue_entry(monkeypatch):
     from keras_bigtransfer.models import loading, registry
 
     import dataclasses
+    import types
 
     seen = {}
-    family = dataclasses.replace(registry.get_family("vit"), build=lambda config, **kw: seen.update(kw) or "model")
+    built = types.SimpleNamespace(inputs=[types.SimpleNamespace(shape=(None, 384, 384, 3))], num_classes=1000,
+                                  head_spec={"first_conv": "patch_embed"}, weights=[],
+                                  set_pretrained_cfg=lambda **cfg: seen.update(cfg=cfg))
+    family = dataclasses.replace(registry.get_family("vit"), build=lambda config, **kw: seen.update(kw) or built)
     monkeypatch.setattr(registry, "get_family", lambda name: family)
-    monkeypatch.setattr(loading, "load_weights", lambda model, weights: seen.update(loaded=weights))
+    monkeypatch.setattr(loading, "load_weights", lambda model, weights, **kw: seen.update(loaded=weights))
     monkeypatch.setattr(loading, "checkpoint_classes", lambda weights, fam: seen.update(read=weights) or 1000)
     tag = "hf-hub:timm/vit_base_patch16_384.augreg_in21k_ft_in1k"
     for call in (lambda: kb.ViT_B16(weights=tag, revision="v1"), lambda: kb.create_model(tag + "@v1")):
         seen.clear()
-        assert call() == "model"
+        assert call() is built
         assert seen["weights_entry"].tag == tag and seen["weights_entry"].resolution == 384
         assert seen["loaded"] == seen["read"] == tag + "@v1" and seen["num_classes"] == 1000
     with pytest.raises(ValueError, match="ViT_B32"):  # the entry's architecture check still runs
         kb.ViT_B32(weights=tag, revision="v1")
     seen.clear()  # a headless entry at a revision is the pooled backbone, as without one
-    assert kb.create_model("hf-hub:timm/vit_base_patch16_224.orig_in21k@v1") == "model"
+    assert kb.create_model("hf-hub:timm/vit_base_patch16_224.orig_in21k@v1") is built
     assert seen["include_top"] is False and seen["pooling"] == "avg"
