@@ -13,12 +13,38 @@ __version__ = "0.1.0"
 import os as _os
 import sys as _sys
 
+
+
+def _import_tensorflow_quietly():
+    # TensorFlow writes its C++ start-up lines (oneDNN, CUDA probing) before its logging starts,
+    # whatever TF_CPP_MIN_LOG_LEVEL says: imported with stderr set aside, shown only on failure.
+    import tempfile
+
+    saved = _os.dup(2)
+    with tempfile.TemporaryFile() as caught:
+        _os.dup2(caught.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401
+        except ImportError:
+            pass  # no TensorFlow: Keras says so itself when the backend needs it
+        except BaseException:
+            _os.dup2(saved, 2)
+            caught.seek(0)
+            _sys.stderr.write(caught.read().decode(errors="replace"))
+            raise
+        finally:
+            _os.dup2(saved, 2)
+            _os.close(saved)
+
+
 # The `keras-bigtransfer` command prints one line of its own per result: TensorFlow's C++
-# start-up lines (CPU features, CUDA probing) are hidden before Keras imports TensorFlow,
-# unless TF_CPP_MIN_LOG_LEVEL is set or --debug given. Library users are left alone.
+# start-up lines are hidden before Keras imports TensorFlow (on the TensorFlow backend), unless
+# TF_CPP_MIN_LOG_LEVEL is set or --debug given. Library users are left alone.
 if (_os.path.basename(_sys.argv[0] if _sys.argv else "").startswith("keras-bigtransfer")
-        and "--debug" not in _sys.argv):
-    _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        and "--debug" not in _sys.argv and "TF_CPP_MIN_LOG_LEVEL" not in _os.environ):
+    _os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    if _os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow" and "tensorflow" not in _sys.modules:
+        _import_tensorflow_quietly()
 
 from keras_bigtransfer import datasets, hub, layers, preprocessing  # noqa: F401
 from keras_bigtransfer.errors import WeightsError

@@ -382,3 +382,19 @@ def test_fit_takes_timm_names(tmp_path, capsys, monkeypatch):
     assert run_cli("fit", "tf_efficientnet_lite0", data, f"--out={tmp_path / 'run'}", "--num_classes=2") == 1
     assert "stopped by the test" in error_line(capsys)
     assert seen == [("tf_efficientnet_lite0", {"num_classes": 2})]
+
+
+def test_the_command_prints_no_tensorflow_start_up_lines():
+    """Issue 25 item 5: TensorFlow's C++ start-up lines (oneDNN, CUDA probing), written before
+    its logging starts, came before every command's own output on the TensorFlow backend."""
+    import subprocess
+    import sys
+
+    script = os.path.join(os.path.dirname(sys.executable), "keras-bigtransfer")
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "KERAS_BACKEND")}
+    result = subprocess.run([script, "list", "--family=bit"], capture_output=True, text=True, env=env,
+                            cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "bit_m_r50x1" in result.stdout
+    assert result.stderr == "", result.stderr
