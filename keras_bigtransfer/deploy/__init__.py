@@ -20,6 +20,7 @@ import os
 import numpy as np
 
 from keras_bigtransfer.deploy.calibration import load_representative_data
+from keras_bigtransfer.export_routes import BACKENDS, UNSUPPORTED_ROUTES, check_backend  # noqa: F401 (public here too)
 from keras_bigtransfer.extras import require
 from keras_bigtransfer.weights import atomic
 
@@ -31,36 +32,8 @@ CONVERTER_PACKAGES = {"litert": "tensorflow", "onnx": "tf2onnx", "openvino": "op
 # What Keras' PyTorch routes import instead (torch.onnx writes through the onnx package).
 TORCH_CONVERTER_PACKAGES = {"onnx": "onnx", "openvino": "openvino"}
 
-# The Keras backends each format is written from (LiteRT from JAX: jax2tf, then the LiteRT
-# converter, deploy/litert.py), and why not from the others.
-BACKENDS = {"saved_model": ("tensorflow", "jax"), "litert": ("tensorflow", "jax"),
-            "onnx": ("tensorflow", "torch"), "openvino": ("tensorflow", "torch")}
-UNSUPPORTED_ROUTES = {
-    ("saved_model", "torch"): "Keras' route from PyTorch goes through torch_xla (StableHLO)",
-    ("litert", "torch"): "Keras' route from PyTorch needs the litert-torch package",
-    ("onnx", "jax"): "Keras' route from JAX needs the jax2onnx package",
-    ("openvino", "jax"): "OpenVINO cannot convert the XlaCallModule ops of Keras' JAX export",
-}
-
 __all__ = ["BACKENDS", "FORMATS", "QUANTIZATIONS", "check_backend", "check_options", "check_output_target", "export",
            "output_path", "resolve_input_shape"]
-
-
-def check_backend(format):
-    """Raise a one-line ValueError, before any work, if `format` is not written from the running
-    Keras backend (`BACKENDS`), naming the backends that write it and how to get there."""
-    import keras
-
-    backend = keras.backend.backend()
-    allowed = BACKENDS[format]
-    if backend in allowed:
-        return
-    why = UNSUPPORTED_ROUTES.get((format, backend), "no route is known")
-    raise ValueError(
-        f'format="{format}" exports from the {" and ".join(allowed)} Keras backends; this is {backend} '
-        f"({why}, which this package does not support). Save the model (model.save(\"m.keras\")) and "
-        f"export it in a process with KERAS_BACKEND={' or '.join(allowed)} (models, weights and .keras "
-        "files are the same on every backend).")
 
 
 def export(model, path, format, quantize=None, representative_data=None, input_shape=None, overwrite=False):

@@ -18,6 +18,7 @@ import tarfile
 
 import keras
 
+from keras_bigtransfer import export_routes
 from keras_bigtransfer.extras import require
 from keras_bigtransfer.models.base import HEAD_LAYER, ImageModel
 from keras_bigtransfer.models.folding import fold_weight_standardization
@@ -211,10 +212,8 @@ class _ReusableSavedModel(tf.train.Checkpoint):
 def check_backend():
     """A SavedModel is written from TensorFlow, or from JAX through jax2tf; PyTorch has
     no route here (Keras' needs torch_xla): a ValueError naming what works instead
-    (`deploy.check_backend`, the rule of every format)."""
-    from keras_bigtransfer.deploy import check_backend as check_format_backend
-
-    check_format_backend("saved_model")
+    (`export_routes.check_backend`, the rule of every format)."""
+    export_routes.check_backend("saved_model")
 
 
 def export(model, path, signature="feature_vector", archive=False, overwrite=False):

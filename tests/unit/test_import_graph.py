@@ -27,6 +27,7 @@ RANK = {
     "weights": 1,
     "datasets": 1,
     "preprocessing": 1,
+    "export_routes": 1,  # keras only: which backend writes which export format
     "models": 2,
     "distribution": 2,  # keras only: model-parallel layout maps
     "training": 3,
