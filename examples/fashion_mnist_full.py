@@ -101,8 +101,7 @@ def main():
     fit_seconds = time.perf_counter() - start
     accuracy = evaluate(model, rule, x_test, y_test)
     result = common.report("keras_bigtransfer fit_bit (TensorFlow)", args, rule, test_accuracy=accuracy,
-                           test_images=len(x_test), train_images=len(x_train),
-                           steps=int(model.optimizer.iterations), seconds=curve.elapsed(),
+                           test_images=len(x_test), train_images=len(x_train), seconds=curve.elapsed(),
                            seconds_this_session=round(fit_seconds, 1), curve=curve.accuracy)
     common.finish(result, args, curve, title=f"fit_bit, EfficientNet-Lite0, Fashion-MNIST ({len(x_train)} images)")
 
