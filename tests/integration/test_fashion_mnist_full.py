@@ -1,0 +1,112 @@
+"""The full-dataset Fashion-MNIST scripts end to end on a slice (their real runs take hours):
+examples/fashion_mnist_full.py (fit_bit, killed and resumed), bench/fashion_mnist_timm.py (the
+same run through timm) and bench/few_shot.py --quick, each run as a user runs it, offline, with
+the real Lite0 ImageNet weights, 200 training and 200 test images at 32 px for a few steps."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from tests.toys import ROOT
+
+# Tiny: 200 images of each split, 32-pixel crops, batch 16, 6 steps (6 "epochs" of one step).
+SLICE = ("--limit=200", "--resolution=32", "--batch_size=16", "--total_steps=6", "--val_images=50")
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def run_script(path, *flags, home):
+    """(return code, stdout, stderr) of a script of the repository run offline, its weight cache under `home`."""
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_BIGTRANSFER_MIRROR"}
+    env.update(PYTHONPATH=ROOT, KERAS_BIGTRANSFER_HOME=str(home), KERAS_BIGTRANSFER_OFFLINE="1")
+    out = subprocess.run([sys.executable, os.path.join(ROOT, path), *flags], capture_output=True, text=True,
+                         timeout=900, env=env)
+    return out.returncode, out.stdout, out.stderr
+
+
+def read_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def is_png(path):
+    with open(path, "rb") as f:
+        return f.read(8) == PNG_MAGIC
+
+
+@pytest.fixture(scope="module")
+def keras_run(tmp_path_factory):
+    """The example killed after step 2's backup, then the same command again: (first stdout,
+    second stdout, the results JSON, the directory)."""
+    directory = tmp_path_factory.mktemp("fashion_full")
+    flags = (*SLICE, f"--checkpoint_dir={directory / 'ckpt'}", f"--out={directory / 'result.json'}",
+             f"--plot={directory / 'curve.png'}", "--verbose=2")
+    code, first, err = run_script("examples/fashion_mnist_full.py", *flags, "--kill_at_step=2",
+                                  home=directory / "hub")
+    assert code == -signal.SIGKILL, err[-3000:]
+    assert not os.path.exists(directory / "result.json")
+    code, second, err = run_script("examples/fashion_mnist_full.py", *flags, home=directory / "hub")
+    assert code == 0, err[-3000:]
+    return first, second, read_json(directory / "result.json"), directory
+
+
+@pytest.mark.slow
+def test_full_example_resumes_after_a_kill_and_reports(keras_run):
+    first, second, result, directory = keras_run
+    assert "Epoch 2/6" in first and "Epoch 3/6" not in first
+    # The second run continued at step 3 instead of starting over.
+    assert "resuming at step 2" in second and "Epoch 1/6" not in second and "Epoch 3/6" in second
+    assert result["steps"] == 6 and result["resolution"] == 32 and result["batch_size"] == 16
+    assert result["train_images"] == 200 and result["test_images"] == 200
+    assert 0.0 <= result["test_accuracy"] <= 1.0
+    # The curve and the clock span both sessions: steps 1-2 from the killed one.
+    assert [step for step, _ in result["curve"]] == [1, 2, 3, 4, 5, 6]
+    assert result["wall_seconds"] > result["seconds_this_session"] > 0
+    assert result["command"].endswith("--verbose=2") and "cores" in result["machine"]
+    assert json.loads(second.strip().splitlines()[-1]) == result
+    assert is_png(directory / "curve.png")
+
+
+@pytest.mark.slow
+def test_timm_reference_runs_the_same_settings(keras_run, tmp_path):
+    _, _, ours, _ = keras_run
+    code, out, err = run_script("bench/fashion_mnist_timm.py", *SLICE, f"--out={tmp_path / 'timm.json'}",
+                                f"--plot={tmp_path / 'timm.png'}", home=tmp_path / "hub")
+    assert code == 0, err[-3000:]
+    theirs = read_json(tmp_path / "timm.json")
+    assert set(theirs) == set(ours) - {"seconds_this_session"}
+    same = ("steps", "resolution", "batch_size", "base_lr", "peak_lr", "mixup_alpha", "seed", "train_images",
+            "test_images", "model")
+    assert {k: theirs[k] for k in same} == {k: ours[k] for k in same}
+    assert [step for step, _ in theirs["curve"]] == [1, 2, 3, 4, 5, 6]
+    assert theirs["framework"].startswith("timm") and 0.0 <= theirs["test_accuracy"] <= 1.0
+    assert is_png(tmp_path / "timm.png")
+
+
+@pytest.mark.slow
+def test_few_shot_quick_writes_both_rows(tmp_path):
+    code, out, err = run_script("bench/few_shot.py", "--quick", f"--out={tmp_path / 'few.json'}",
+                                f"--markdown={tmp_path / 'few.md'}", home=tmp_path / "hub")
+    assert code == 0, err[-3000:]
+    lines = (tmp_path / "few.md").read_text().splitlines()
+    assert lines[0] == "| images per class | 1 |" and [line.split("|")[1].strip() for line in lines[2:]] == [
+        "fit_bit", "timm"]
+    result = read_json(tmp_path / "few.json")
+    assert [(r["framework"], r["shots"], r["seed"]) for r in result["runs"]] == [("fit_bit", 1, 0), ("timm", 1, 0)]
+    for run, line in zip(result["runs"], lines[2:]):
+        assert 0.0 <= run["test_accuracy"] <= 1.0 and f"{run['test_accuracy']:.3f}" in line
+    assert result["table"] == "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("script, flag, message", [
+    ("examples/fashion_mnist_full.py", "--plot=curve.jpg", "--plot must name a .png file"),
+    ("examples/fashion_mnist_full.py", "--total_steps=0", "--total_steps must be at least 1"),
+    ("examples/fashion_mnist_full.py", "--limit=1", "--limit must be at least 2"),
+    ("bench/fashion_mnist_timm.py", "--plot=curve.jpg", "--plot must name a .png file"),
+])
+def test_bad_flags_stop_before_any_work(script, flag, message, tmp_path):
+    code, _, err = run_script(script, flag, home=tmp_path / "hub")
+    assert code == 2 and message in err.splitlines()[-1]
