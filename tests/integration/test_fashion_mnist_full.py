@@ -110,3 +110,34 @@ def test_few_shot_quick_writes_both_rows(tmp_path):
 def test_bad_flags_stop_before_any_work(script, flag, message, tmp_path):
     code, _, err = run_script(script, flag, home=tmp_path / "hub")
     assert code == 2 and message in err.splitlines()[-1]
+
+
+SCRIPTS = ("examples/fashion_mnist_full.py", "bench/fashion_mnist_timm.py", "bench/few_shot.py")
+
+
+def test_doc_commands_use_flags_the_scripts_take():
+    """The shell lines of the docs that run these scripts (they train for hours, so they are not
+    run) name only flags the scripts define: a renamed flag fails here."""
+    import re
+
+    from tests.integration import docs_blocks
+
+    def defined(path):
+        with open(os.path.join(ROOT, path), encoding="utf-8") as f:
+            return set(re.findall(r'add_argument\(\s*"--(\w+)"', f.read()))
+
+    shared = defined("examples/fashion_mnist_common.py")
+    seen = set()
+    for page in docs_blocks.pages():
+        for block in docs_blocks.blocks(page):
+            if block.language not in ("bash", "sh", "shell"):
+                continue
+            for line in block.code.replace("\\\n", " ").splitlines():
+                words = line.split("#", 1)[0].split()
+                if words[:1] == ["python"] and len(words) > 1 and words[1] in SCRIPTS:
+                    takes = shared | defined(words[1])
+                    for word in words[2:]:
+                        assert word.startswith("--") and word[2:].split("=", 1)[0] in takes, (
+                            f"{block.id}: {words[1]} does not take {word}")
+                    seen.add(words[1])
+    assert seen == set(SCRIPTS)
