@@ -18,9 +18,7 @@ hour and the 12 timm runs about as long.
 """
 
 import json
-import os
 import statistics
-import sys
 
 import fashion_mnist_timm as timm_run  # first: it imports torch before TensorFlow
 

