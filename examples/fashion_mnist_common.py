@@ -33,7 +33,8 @@ def add_arguments(parser, **defaults):
     parser.add_argument("--resolution", type=int, default=d["resolution"],
                         help="training crop in pixels (fit_bit's resolution=); images are resized to 1.25x it first.")
     parser.add_argument("--total_steps", type=int, default=d["total_steps"],
-                        help="training steps (fit_bit's total_steps=).")
+                        help="training steps (fit_bit's total_steps=); a multiple of 10 gives 10 backups "
+                             "and curve points (fit_bit's epochs: the most, up to 10, that divide it).")
     parser.add_argument("--batch_size", type=int, default=d["batch_size"], help="batch size.")
     parser.add_argument("--base_lr", type=float, default=d["base_lr"],
                         help="learning rate at batch 512 (scaled by batch_size/512, as fit_bit does).")
