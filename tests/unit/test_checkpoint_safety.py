@@ -262,7 +262,7 @@ def test_every_notop_tag_is_built_without_a_head(monkeypatch):
 
 def test_hub_load_of_a_notop_tag_builds_the_backbone(monkeypatch):
     loaded = []
-    monkeypatch.setattr(loading, "load_weights", lambda model, weights, **kw: loaded.append(weights))
+    monkeypatch.setattr(loading, "load_weights", lambda model, weights, **kw: loaded.append(weights.weights))
     model = kb.hub.load("efficientnet_b0_notop")
     assert loaded == ["efficientnet_b0_notop"]
     assert model.output_shape == (None, 1280)
