@@ -13,7 +13,6 @@ import inspect
 import keras
 
 from keras_bigtransfer import preprocessing
-from keras_bigtransfer.errors import WeightsError
 from keras_bigtransfer.models import base, features, loading, registry
 from keras_bigtransfer.weights import catalogue
 from keras_bigtransfer.weights.resolve import resolve_weights
