@@ -9,14 +9,13 @@ and `registry`, none of which imports it.
 """
 
 import inspect
-import os
 
 import keras
 
 from keras_bigtransfer import preprocessing
-from keras_bigtransfer.errors import WeightsError
 from keras_bigtransfer.models import base, features, loading, registry
-from keras_bigtransfer.weights import catalogue, hf_hub
+from keras_bigtransfer.weights import catalogue
+from keras_bigtransfer.weights.resolve import resolve_weights
 
 
 def register(family, variants):
@@ -205,8 +204,8 @@ def _timm_options(variant, options, drop_rate, drop_path_rate):
 
 
 def pretrained_cfg(variant, model, entry, weights):
-    """timm's `pretrained_cfg` for a built model: the evaluation settings of its weights'
-    catalogue entry (`preprocessing.eval_settings`, the data timm's configurations give), else
+    """timm's `pretrained_cfg` for a built model (`weights` a `ResolvedWeights` or None): the
+    evaluation settings of its weights' catalogue entry (`preprocessing.eval_settings`, the data timm's configurations give), else
     those of the variant's default weights (whose mean/std the model applies in any case)."""
     # Without weights, the default weights' settings (timm: the default tag's configuration).
     reference = entry or (catalogue.find(variant.default_weights) if variant.default_weights else None)
@@ -219,7 +218,7 @@ def pretrained_cfg(variant, model, entry, weights):
     mean = std = None
     if reference is not None and reference.mean is not None:
         mean, std = base.adapt_channels(reference.mean, in_chans), base.adapt_channels(reference.std, in_chans)
-    source = entry.url if entry is not None else (os.fspath(weights) if weights is not None else None)
+    source = entry.url if entry is not None else (weights.weights if weights is not None else None)
     return dict(
         architecture=variant.name, tag=entry.tag if entry is not None else None, source=source,
         license=entry.license if entry is not None else None, input_size=(in_chans, size, size),
@@ -245,7 +244,8 @@ def build_variant(variant, *, weights, revision=None, include_top, num_classes, 
                   feature_norm=False, output_dict=False, in_chans=3, drop_rate=None, drop_path_rate=None,
                   global_pool=None, **options):
     """What every constructor does: check the weights, size the head, build, load."""
-    weights = hf_hub.pin(named_weights(variant, weights), revision)  # `revision=` into the handle
+    # Resolved once (catalogue entry, revision, known-bad; the file on first use) and passed down.
+    weights = resolve_weights(named_weights(variant, weights), revision)
     in_chans = base.integer_arg(in_chans, "in_chans", variant.name)
     options = _timm_options(variant, dict(options), drop_rate, drop_path_rate)
 
@@ -289,13 +289,8 @@ def build_variant(variant, *, weights, revision=None, include_top, num_classes, 
 
     if weights is not None and variant.weights_unavailable:
         raise ValueError(variant.weights_unavailable)
-    entry, pinned = None, False
-    if isinstance(weights, str) and not os.path.exists(weights):
-        entry = catalogue.find(weights)
-        if entry is None:  # a catalogued Hub repository at a revision: its checks and resolution
-            entry = hf_hub.catalogue_entry(weights)
-            pinned = entry is not None
-    if entry is not None:
+    entry = weights.entry if weights is not None else None
+    if entry is not None:  # before building or downloading anything
         if entry.family != variant.family:
             raise ValueError(f"{entry.tag} holds {entry.family} weights, not {variant.family} weights.")
         owner = registry.find_variant(entry.constructor)
@@ -304,13 +299,10 @@ def build_variant(variant, *, weights, revision=None, include_top, num_classes, 
                 f"{entry.tag} holds weights for {entry.constructor}, not for a {variant.name} "
                 f"model; use keras_bigtransfer.{entry.constructor}(weights={entry.tag!r})."
             )
-        if entry.known_bad:  # before building or downloading anything
-            raise WeightsError(f"weights={weights!r}: {entry.known_bad}")
     if num_classes is None:
         if include_top and weights is not None:
-            # Another revision may hold another head: its class count is read off its file.
-            num_classes = entry.num_classes if entry is not None and not pinned else loading.checkpoint_classes(
-                weights, variant.family)
+            # The entry's count; another revision, or a file, is read (headers only, once).
+            num_classes = loading.checkpoint_classes(weights, variant.family)
         if not num_classes:  # no weights, or weights without a head (a `_notop` entry has 0)
             num_classes = variant.num_classes
     family = registry.get_family(variant.family)

@@ -10,40 +10,18 @@ import os
 
 from keras_bigtransfer.errors import WeightsError
 from keras_bigtransfer.models import registry
-from keras_bigtransfer.weights import assign, catalogue, checkpoint, hf_hub
-from keras_bigtransfer.weights.resolve import resolve
-
-
-def local_path(weights):
-    """The local checkpoint `weights` names: an existing file or TF checkpoint as given,
-    a catalogue tag downloaded (or found in the cache) first."""
-    path = os.fspath(weights)
-    if os.path.exists(path) or checkpoint.tf_checkpoint_prefix(path) is not None:
-        refuse_known_bad(path)
-        return path
-    return resolve(path)
-
-
-def refuse_known_bad(path):
-    """Raise `WeightsError` when `path` is a local copy of a file the catalogue marks known-bad
-    (by its published file name, e.g. `BiT-S-R50x3.h5`: big_transfer issue 47), naming the file
-    to use instead; its arrays would otherwise build, or fail against, another architecture."""
-    name = os.path.basename(os.fspath(path).rstrip(os.sep))
-    entry = catalogue.find(name)
-    if entry is not None and entry.known_bad and entry.url.rsplit("/", 1)[-1] == name:
-        from keras_bigtransfer.errors import WeightsError
-
-        raise WeightsError(f"{path}: {entry.known_bad}")
+from keras_bigtransfer.weights import assign, checkpoint
+from keras_bigtransfer.weights.resolve import refuse_known_bad, resolve_weights
 
 
 def checkpoint_classes(weights, family):
-    """The class count of a checkpoint's head (`weights` a catalogue tag or a path), or None
-    when it has none. A catalogue tag answers from the catalogue, without downloading."""
-    entry = catalogue.find(weights) if isinstance(weights, str) and not os.path.exists(weights) else None
-    if entry is not None:
-        return entry.num_classes
-    path = local_path(weights)
-    return registry.get_family(family).head_classes(checkpoint.read_arrays(path, lazy=True))
+    """The class count of a checkpoint's head (`weights` a catalogue tag, a path, a Hub handle or
+    a `ResolvedWeights`), or None when it has none. A catalogue entry answers without downloading;
+    a file (or another revision of a catalogued repository) is read once, headers only."""
+    weights = resolve_weights(weights)
+    if weights.entry is not None and not weights.pinned:
+        return weights.entry.num_classes
+    return registry.get_family(family).head_classes(weights.arrays)
 
 
 def _converter_options(family, position_grid, source):
@@ -63,7 +41,8 @@ def _converter_options(family, position_grid, source):
 
 
 def load_weights(model, weights, *, revision=None, strict=True, position_grid=None, new_head=False):
-    """Load `weights` (a local checkpoint path or a catalogue tag) into `model`, all or nothing.
+    """Load `weights` (a local checkpoint path, a catalogue tag, a Hub handle or the
+    `ResolvedWeights` a constructor made of one) into `model`, all or nothing.
 
     The model's family (from the registry) picks the key map. Names, shapes and dtypes
     are checked from the file's headers, then every array is read and checked, and only
@@ -73,8 +52,9 @@ def load_weights(model, weights, *, revision=None, strict=True, position_grid=No
 
     Args:
         model: a model of a registered family.
-        weights: path to a checkpoint file (or TF checkpoint), a catalogue tag / alias, or a
-            Hugging Face Hub handle (`hf-hub:org/name[@revision]`).
+        weights: path to a checkpoint file (or TF checkpoint), a catalogue tag / alias, a
+            Hugging Face Hub handle (`hf-hub:org/name[@revision]`), or a
+            `weights.resolve.ResolvedWeights` (resolved once by the caller, not again here).
         revision: Hub weights only: the branch, tag or commit (as `@revision` in the handle).
         strict: raise `WeightsError` on any missing, unused or mis-shaped key.
         position_grid: ViT only: (rows, cols) of the stored position-embedding grid,
@@ -91,16 +71,15 @@ def load_weights(model, weights, *, revision=None, strict=True, position_grid=No
     from keras_bigtransfer.layers.position_embedding import check_position_grid
 
     position_grid = check_position_grid(position_grid)  # a bad argument, not a bad file
-    weights = hf_hub.pin(weights, revision)
+    weights = resolve_weights(weights, revision)  # once: entry, revision, known-bad; file on first use
+    if weights is None:
+        raise TypeError("load_weights: weights must be a checkpoint path, a catalogue tag or a Hub handle; got None.")
     family = registry.family_of(model)
     _converter_options(family, position_grid, None)  # refuse a misplaced position_grid first
-    if isinstance(weights, str) and not os.path.exists(weights):
-        entry = catalogue.find(weights)
-        if entry is not None and entry.family != family.name:
-            raise ValueError(f"{entry.tag} holds {entry.family} weights, not {family.name} weights.")
-    path = local_path(weights)
-    source = os.path.basename(os.fspath(path).rstrip(os.sep))
-    arrays = checkpoint.read_arrays(path, lazy=True)  # headers only; a WeightsError names the file
+    if weights.family is not None and weights.family != family.name:
+        raise ValueError(f"{weights.entry.tag} holds {weights.family} weights, not {family.name} weights.")
+    path, source, kind = weights.path, weights.source, weights.format
+    arrays = weights.arrays  # headers only; a WeightsError names the file
     other = registry.detect_family(arrays)
     if other is not None and other is not family:
         raise ValueError(
@@ -109,7 +88,7 @@ def load_weights(model, weights, *, revision=None, strict=True, position_grid=No
         )
     with checkpoint.reading(path):  # converting and assigning read the data
         converted, unknown, *optional = family.convert(
-            arrays, model, checkpoint.sniff_format(path),
+            arrays, model, kind,
             **_converter_options(family, position_grid, source),
         )
         try:

@@ -205,7 +205,12 @@ def create_model(name, **kwargs):
             those weights and, through them, the head's class count (a headless `*_notop`
             tag gives the backbone with average pooling). A constructor name wins where
             a string is both. A catalogued Hugging Face handle at a revision
-            ("hf-hub:timm/<name>@<revision>") builds that entry's constructor with those weights.
+            ("hf-hub:timm/<name>@<revision>") builds that entry's constructor with those weights;
+            any other timm repository ("hf-hub:timm/<repo>[@rev]", "hf://timm/<repo>") is built
+            from its config.json as timm does (its `architecture` names the constructor; its
+            `num_classes` and `pretrained_cfg`: input size, crop_pct, interpolation, mean, std,
+            label names, become the model's `pretrained_cfg`). `hub.load` of a name or handle
+            comes here too.
             timm's names, exactly as timm spells them (`models/timm_names.py`): an architecture
             ("tf_efficientnet_lite0", "resnetv2_50x1_bit") builds our variant with the weights
             of timm's default tag where catalogued; "arch.tag" builds with those weights.
@@ -214,7 +219,8 @@ def create_model(name, **kwargs):
             `weights=` overrides the tag's, `pretrained=False` drops it.
 
     Raises:
-        ValueError: `name` is neither; the message lists the closest matches.
+        ValueError: `name` is neither, the message listing the closest matches; a Hub
+            repository whose config.json names an architecture of no registered family.
     """
     if not isinstance(name, str):
         raise TypeError(f"create_model: name must be a string; got {type(name).__name__}.")
@@ -225,6 +231,8 @@ def create_model(name, **kwargs):
         return variant.constructor(**kwargs)
     if kwargs.get("pretrained") is False:  # timm: no weights, whatever the name's tag
         kwargs.setdefault("weights", None)
+    if hf_hub.is_handle(name):  # hf-hub:org/name[@rev], hf://org/name: one path, hub.load's too
+        return _create_from_hub(name, kwargs)
     timm_name = timm_names.resolve(name) if catalogue.find(name) is None else None
     if timm_name is not None:
         constructor, weights = timm_name
@@ -232,18 +240,100 @@ def create_model(name, **kwargs):
             kwargs.setdefault("weights", weights)
         return get_variant(constructor).constructor(**kwargs)
     entry = catalogue.find(name)
-    if entry is None:  # a catalogued Hub repository at a revision (@rev)
-        entry = hf_hub.catalogue_entry(name)
-        if entry is not None:
-            kwargs.setdefault("weights", name)
     if entry is not None:
         kwargs.setdefault("weights", entry.tag)
-        if entry.num_classes == 0 and kwargs["weights"] in (entry.tag, name):
+        if entry.num_classes == 0 and kwargs["weights"] == entry.tag:
             # A headless checkpoint (`*_notop`): the backbone with average pooling.
             kwargs.setdefault("include_top", False)
             kwargs.setdefault("pooling", "avg")
         return get_variant(entry.constructor).constructor(**kwargs)
     raise _unknown(name, "registered model or a catalogue tag")
+
+
+def is_model_name(name):
+    """Whether `create_model` takes `name` as a model's name (a constructor, a catalogue tag or
+    alias, a timm architecture or `arch.tag`, a Hub handle) rather than refusing it outright."""
+    from keras_bigtransfer.models import timm_names
+
+    return isinstance(name, str) and (
+        find_variant(name) is not None or catalogue.find(name) is not None or hf_hub.is_handle(name)
+        or name.partition(".")[0] in timm_names.ARCHITECTURES)
+
+
+def _create_from_hub(handle, kwargs):
+    """A Hub repository as a model: a catalogued one (at any revision) as its entry says, any
+    other timm repository of a known architecture from its `config.json`, as timm's
+    `create_model("hf-hub:...")` does; the weights resolved once and handed to the constructor."""
+    from keras_bigtransfer.weights.resolve import resolve_weights
+
+    # revision= names the handle's revision; beside an explicit weights=, it is theirs.
+    resolved = resolve_weights(handle, None if "weights" in kwargs else kwargs.pop("revision", None))
+    config = None
+    if resolved.entry is None:  # not catalogued: timm's config.json (at that revision) describes it
+        config = hf_hub.config(resolved.weights)
+        if config is None:
+            return _from_weights_alone(handle, resolved, kwargs)
+        resolved = dataclasses.replace(resolved, entry=_timm_config_entry(resolved, config))
+    entry = resolved.entry
+    kwargs.setdefault("weights", resolved)
+    if kwargs["weights"] is resolved and entry.num_classes == 0:
+        # A headless checkpoint: the backbone with average pooling.
+        kwargs.setdefault("include_top", False)
+        kwargs.setdefault("pooling", "avg")
+    model = get_variant(entry.constructor).constructor(**kwargs)
+    labels = (config or {}).get("pretrained_cfg", {}).get("label_names")
+    if labels and kwargs["weights"] is resolved and getattr(model, "num_classes", None) == len(labels):
+        model.set_pretrained_cfg(label_names=list(labels))
+    return model
+
+
+def _timm_config_entry(resolved, config):
+    """A catalogue entry for an uncatalogued timm repository, from its `config.json` (timm's
+    `save_for_hf`: `architecture`, `num_classes`, `pretrained_cfg`)."""
+    from keras_bigtransfer.models import timm_names
+
+    handle = resolved.weights
+    architecture = config.get("architecture") if isinstance(config, dict) else None
+    constructor = timm_names.hub_constructor(architecture)
+    if constructor is None:
+        raise ValueError(
+            f"{handle}: its config.json names timm architecture {architecture!r}, which no registered "
+            f"family ({', '.join(_FAMILIES)}) builds; keras_bigtransfer.list_models() lists the timm "
+            "architectures it does."
+        )
+    cfg = config.get("pretrained_cfg") or {}
+    repository = "hf-hub:" + hf_hub.parse(handle)[0]
+    num_classes = config.get("num_classes", cfg.get("num_classes", 1000))
+    return catalogue.Entry(
+        tag=repository, family=get_variant(constructor).family, constructor=constructor, url=repository,
+        format="timm", pretrained_on=cfg.get("tag") or "unknown", fine_tuned_on=None,
+        num_classes=int(num_classes), resolution=int((cfg.get("input_size") or (3, 224, 224))[-1]),
+        normalization="the repository's config.json", license=cfg.get("license") or "unknown",
+        crop_pct=cfg.get("crop_pct"), interpolation=cfg.get("interpolation"),
+        mean=tuple(cfg["mean"]) if cfg.get("mean") else None, std=tuple(cfg["std"]) if cfg.get("std") else None,
+    )
+
+
+def _from_weights_alone(handle, resolved, kwargs):
+    """A Hub repository without a config.json: the model its weights' layout describes (every
+    size read off the arrays), as `hub.load` of a checkpoint file; it takes no arguments."""
+    from keras_bigtransfer.errors import OfflineError
+    from keras_bigtransfer.weights import checkpoint
+
+    if kwargs:
+        raise ValueError(f"{handle}: the repository has no config.json (timm's), so the model is built from "
+                         f"its weights alone and takes no arguments; got {sorted(kwargs)}.")
+    try:
+        arrays = resolved.arrays
+    except OfflineError as e:  # nothing cached: it may not even exist
+        raise ValueError(f"{_unknown(handle, 'registered model or a catalogue tag')} Neither its config.json "
+                         f"nor its weights are in the Hugging Face cache: {e}") from None
+    family = detect_family(arrays)
+    if family is None or family.from_checkpoint is None:
+        raise ValueError(f"{handle}: the repository has no config.json and its weights are in no layout a "
+                         f"registered family recognizes ({', '.join(_FAMILIES)}).")
+    with checkpoint.reading(resolved.path):  # building reads the data
+        return family.from_checkpoint(arrays, handle)
 
 
 def list_models(pattern=None, pretrained=False):

@@ -113,3 +113,16 @@ def resolve(name):
 def names(pretrained=False):
     """The timm names: architectures, or with `pretrained`, every catalogued `arch.tag`."""
     return sorted(tagged()) if pretrained else sorted(ARCHITECTURES)
+
+
+def hub_constructor(architecture):
+    """Our constructor for the `architecture` a timm repository's config.json names, or None.
+
+    timm's PyTorch-padded `efficientnet_*` are left out: their weights were trained with
+    symmetric padding, which our TF-padded EfficientNets (timm's `tf_efficientnet_*`) do not
+    reproduce, so their logits would differ from timm's without an error.
+    """
+    if not isinstance(architecture, str) or architecture.startswith("efficientnet_"):
+        return None
+    constructor = ARCHITECTURES.get(architecture)
+    return constructor[0] if constructor else None

@@ -22,7 +22,9 @@ def load(handle_or_path, *, revision=None, position_grid=None, trust_remote_code
             `.tar.gz` TF Hub module, an http(s) URL of one (tfhub.dev, kaggle.com: every
             http(s) handle gets `?tf-hub-format=compressed`, as TF Hub's own resolver does),
             a `kaggle://owner/model/framework/variation[/version]` handle (kagglehub), a
-            Hugging Face Hub handle (`hf-hub:timm/<name>[@revision]`, `hf://...`). Also a
+            Hugging Face Hub handle (`hf-hub:timm/<name>[@revision]`, `hf://...`: built by
+            `create_model`, a timm repository from its config.json), a constructor or timm
+            name (as `create_model` takes them). Also a
             published checkpoint file (.npz / .h5, architecture read off the weights)
             or a `.keras` file.
         revision: a Hugging Face Hub handle's branch, tag or commit (as `@revision`).
@@ -56,9 +58,9 @@ def load(handle_or_path, *, revision=None, position_grid=None, trust_remote_code
     position_grid = check_position_grid(position_grid)  # a bad argument, before any work
     handle = hf_hub.pin(os.fspath(handle_or_path), revision)  # before any work
     if hf_hub.is_handle(handle):
-        entry = catalogue.find(handle)  # catalogued (no other revision): its settings too
-        if entry is not None:
-            return registry.create_model(entry.tag)
+        if position_grid is None:  # create_model's path: the same model, weights and pretrained_cfg
+            return registry.create_model(handle)
+        # A non-square stored ViT grid: only the file's own layout says how to build it.
         return loading.model_from_checkpoint(hf_hub.download(handle), source=handle, position_grid=position_grid)
     if os.path.isdir(handle):
         return _import_directory(handle)
@@ -79,9 +81,8 @@ def load(handle_or_path, *, revision=None, position_grid=None, trust_remote_code
         return import_saved_model(extract_module(_fetch_module(handle)), trusted=trust_remote_code, source=handle)
     if kaggle.is_handle(handle):  # kaggle://owner/model/framework/variation[/version], via kagglehub
         return import_saved_model(kaggle.download(handle), trusted=trust_remote_code, source=handle)
-    entry = catalogue.find(handle)
-    if entry is not None:
-        return registry.create_model(entry.tag)
+    if registry.is_model_name(handle):  # a tag, a constructor or timm name: create_model's path
+        return registry.create_model(handle)
     raise ValueError(
         f"{handle!r} is not a SavedModel directory, a .tar.gz module, an http(s) URL or a "
         f"catalogue tag (matched exactly){catalogue.did_you_mean(handle)} "

@@ -308,7 +308,7 @@ def sniff_format(path):
     )
 
 
-def read_arrays(path, lazy=False):
+def read_arrays(path, lazy=False, format=None):
     """All arrays of an .npz, .h5, .safetensors, PyTorch or TF checkpoint as {key: np.ndarray}.
 
     With `lazy=True`, .npz, .h5 and TF arrays are `LazyArray`s, read when converted,
@@ -319,12 +319,14 @@ def read_arrays(path, lazy=False):
     `torch.load(weights_only=True)`), and so are HDF5 links, external and virtual
     datasets, duplicate keys and arrays that are not numeric.
 
+    `format`: `sniff_format`'s answer when the caller has it already (it is not sniffed again).
+
     Raises:
         WeightsError: naming the file and what is wrong, for any file that cannot be read.
     """
     path = os.fspath(path)
     with reading(path):
-        fmt = sniff_format(path)
+        fmt = format or sniff_format(path)
         if fmt == "tf":
             arrays = _read_tf(tf_checkpoint_prefix(path))
         elif fmt == "torch":

@@ -132,16 +132,6 @@ def pin(weights, revision):
     return f"hf-hub:{repo_id}@{revision}"
 
 
-def catalogue_entry(weights):
-    """The catalogue entry of the repository a Hub handle names at a revision
-    (`hf-hub:org/name@rev` -> the entry of `hf-hub:org/name`); None for anything else."""
-    if not is_handle(weights):
-        return None
-    from keras_bigtransfer.weights import catalogue
-
-    return catalogue.find("hf-hub:" + parse(weights)[0])
-
-
 def _env_true(name):
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 

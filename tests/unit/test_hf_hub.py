@@ -76,8 +76,8 @@ def test_a_pinned_revision_keeps_its_catalogue_entry(monkeypatch):
                                   set_pretrained_cfg=lambda **cfg: seen.update(cfg=cfg))
     family = dataclasses.replace(registry.get_family("vit"), build=lambda config, **kw: seen.update(kw) or built)
     monkeypatch.setattr(registry, "get_family", lambda name: family)
-    monkeypatch.setattr(loading, "load_weights", lambda model, weights, **kw: seen.update(loaded=weights))
-    monkeypatch.setattr(loading, "checkpoint_classes", lambda weights, fam: seen.update(read=weights) or 1000)
+    monkeypatch.setattr(loading, "load_weights", lambda model, weights, **kw: seen.update(loaded=weights.weights))
+    monkeypatch.setattr(loading, "checkpoint_classes", lambda weights, fam: seen.update(read=weights.weights) or 1000)
     tag = "hf-hub:timm/vit_base_patch16_384.augreg_in21k_ft_in1k"
     for call in (lambda: kb.ViT_B16(weights=tag, revision="v1"), lambda: kb.create_model(tag + "@v1")):
         seen.clear()
