@@ -94,6 +94,7 @@ def test_alpha_is_dropped_as_pillow_converts_and_other_channel_counts_are_refuse
     np.testing.assert_allclose(keras.ops.convert_to_numpy(r50(gray_alpha)),
                                keras.ops.convert_to_numpy(r50(np.repeat(rgb[..., :1], 3, -1))), atol=1e-6)
     assert ImageInput()(rgba).shape == (1, 32, 32, 3)
+    assert ImageInput()(rgb[..., :1]).shape == (1, 32, 32, 3)  # the layer alone converts grayscale too
     with pytest.raises(ValueError, match=r"takes \(batch, height, width, C\).*got 5 channels. Pass RGB images"):
         r50(np.zeros((1, 32, 32, 5), "float32"))
     with pytest.raises(ValueError, match="got 5 channels"):  # the layer alone, as a nested graph meets it
