@@ -223,7 +223,7 @@ def _label_class(label):
     return int(np.argmax(label)) if label.ndim and label.size > 1 else int(label.reshape(()))
 
 
-def check_classes(source, num_classes, model_name=None):
+def check_classes(source, num_classes):
     """The model's class count (`num_classes`, its head's) checked against the data's: the
     recipes' and pipelines' one class-count check. Returns it as an int.
 
@@ -233,10 +233,9 @@ def check_classes(source, num_classes, model_name=None):
     """
     num_classes = check_int("num_classes", num_classes, minimum=2)
     if source.num_classes is not None and source.num_classes > num_classes:
-        owner = f"{model_name}'s" if model_name else "the model's"
         raise ValueError(f"{source.what}: the data has {source.num_classes} classes (labels up to "
-                         f"{source.num_classes - 1}) but {owner} head has {num_classes}: build the model "
-                         f"with num_classes={source.num_classes}.")
+                         f"{source.num_classes - 1}) but the model's head has {num_classes}: build the "
+                         f"model with num_classes={source.num_classes}.")
     return num_classes
 
 

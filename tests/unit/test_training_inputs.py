@@ -167,6 +167,22 @@ def test_fit_bit_with_one_hot_train_and_validation_data():
     assert "val_accuracy" in history.history
 
 
+def test_the_class_count_check_is_one_message_for_fit_bit_and_the_pipelines():
+    """Issue 29: fit_bit and the pipelines checked the class count with two messages."""
+    images, labels = images_labels(8)
+    many = labels + 3  # labels up to 4: five classes for a two-class head
+    want = ("the data has 5 classes (labels up to 4) but the model's head has 2: build the model with "
+            "num_classes=5.")
+    with pytest.raises(ValueError) as train:
+        kb.fit_bit(tiny_model(), (images, many), verbose=0)
+    with pytest.raises(ValueError) as validation:
+        kb.fit_bit(tiny_model(), (images, labels), (images, many), batch_size=4, total_steps=1, verbose=0)
+    with pytest.raises(ValueError) as pipeline:
+        data_lib.eval_pipeline(data_lib.load_source((images, many)), RULE, 2, 4)
+    assert [str(e.value) for e in (train, validation, pipeline)] == [
+        f"train_data: {want}", f"validation_data: {want}", f"train_data: {want}"]
+
+
 def test_a_one_class_head_is_refused():
     with pytest.raises(ValueError, match="head has 1 class; classification needs at least 2"):
         kb.fit_bit(tiny_model(1), images_labels(4), verbose=0)
