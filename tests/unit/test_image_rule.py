@@ -16,6 +16,7 @@ import keras_bigtransfer as kb
 from keras_bigtransfer.models import base
 from keras_bigtransfer.preprocessing import eval_transform, to_numpy
 from keras_bigtransfer.training import data as data_lib
+from keras_bigtransfer.training.semi_supervised.common import unlabeled_images
 from tests.unit.test_cli_errors import run_cli
 
 RULE = kb.hyperrule(8, 16, batch_size=2)
@@ -102,7 +103,10 @@ def test_every_entry_point_applies_the_same_image_rule(case, tmp_path, capsys):
                 want = run(converted)
             np.testing.assert_allclose(got, want, atol=1e-6, err_msg=f"{case}: {name}")
     if converted is None:  # refused by every entry point, with one message
-        assert set(errors) == {"model call", "fit_bit data (NumPy)", "eval_transform"} | (
+        with pytest.raises(ValueError) as unlabeled:  # Noisy Student's and MPL's unlabeled images too
+            unlabeled_images(odd)
+        errors["unlabeled_data"] = _tail(str(unlabeled.value))
+        assert set(errors) - {"unlabeled_data"} == {"model call", "fit_bit data (NumPy)", "eval_transform"} | (
             {"fit_bit data (tf.data)"} if odd.ndim < 5 else set()), errors
         assert len(set(errors.values())) == 1, errors
         return
