@@ -4,7 +4,8 @@ import numbers
 
 import numpy as np
 
-from keras_bigtransfer.layers.image_input import MAX_IMAGE_CHANNELS, check_images, conform_images, far_outside, warn_range
+from keras_bigtransfer.layers.image_input import (MAX_IMAGE_CHANNELS, check_images, conform_images, far_outside,
+                                                   warn_range)
 
 INTERPOLATIONS = ("bilinear", "bicubic", "area", "lanczos3", "lanczos5", "nearest")
 

@@ -156,9 +156,9 @@ def conform_images(images, where, channels=3, batch=True):
     as float32 / 255; floats keep their dtype (the range is not checked here: `warn_range`)."""
     plan = check_images(images, where, channels, batch)
     images = to_channels(images, plan)
-    if plan.uint8:
-        return images.astype("float32") / 255.0 if isinstance(images, np.ndarray) else ops.cast(images, "float32") / 255.0
-    return images
+    if not plan.uint8:
+        return images
+    return images.astype("float32") / 255.0 if isinstance(images, np.ndarray) else ops.cast(images, "float32") / 255.0
 
 
 def concrete_range(images):
