@@ -4,7 +4,8 @@ import numbers
 
 import numpy as np
 
-from keras_bigtransfer.layers.image_input import grayscale_rule
+from keras_bigtransfer.layers.image_input import (MAX_IMAGE_CHANNELS, check_images, conform_images, far_outside,
+                                                   warn_range)
 
 INTERPOLATIONS = ("bilinear", "bicubic", "area", "lanczos3", "lanczos5", "nearest")
 
@@ -31,26 +32,8 @@ def to_numpy(x):
 
 
 def _as_rgb(image, what):
-    """One HWC image as float32 in [0, 1], by the package's input rule."""
-    image = to_numpy(image)
-    add_axis, repeats = grayscale_rule(image.shape, batch=False)
-    if add_axis:
-        image = image[..., None]
-    if image.ndim != 3 or image.shape[-1] not in (1, 3):
-        hint = " Drop the alpha channel with image[..., :3]." if image.ndim == 3 and image.shape[-1] in (2, 4) else ""
-        raise ValueError(f"{what} expects (H, W, 3) RGB or (H, W) grayscale images; got shape {image.shape}.{hint}")
-    if image.shape[0] < 1 or image.shape[1] < 1:
-        raise ValueError(f"{what}: the image is empty (shape {image.shape}).")
-    if repeats > 1:
-        image = np.repeat(image, repeats, axis=-1)
-    if image.dtype == np.uint8:
-        return image.astype("float32") / 255.0
-    if not np.issubdtype(image.dtype, np.floating):
-        raise ValueError(
-            f"{what}: images must be uint8 in [0, 255] or float in [0, 1]; got dtype {image.dtype}. "
-            "Convert them to uint8 or to float32 in [0, 1] first."
-        )
-    return image.astype("float32")
+    """One image as float32 RGB in [0, 1], by the package's image rule (layers/image_input.py)."""
+    return conform_images(to_numpy(image), what, batch=False).astype("float32")
 
 
 def _target_size(image_size, what):
@@ -125,9 +108,11 @@ def eval_transform(images, image_size, crop_pct=None, interpolation=None):
     Args:
         images: one (H, W, 3) image, an (N, H, W, 3) batch, or a list of images of
             any sizes; uint8 in [0, 255] or float in [0, 1]; NumPy or any Keras
-            backend's tensors. Grayscale is repeated to RGB: one (H, W) or (H, W, 1)
-            image, or an (N, H, W) or (N, H, W, 1) batch (a 3-dimensional array whose
-            last axis is over 4 is a grayscale batch, as the models take it).
+            backend's tensors. The package's image rule (layers/image_input.py), as the
+            models apply it: grayscale is repeated to RGB (one (H, W) or (H, W, 1) image,
+            or an (N, H, W) or (N, H, W, 1) batch: a 3-dimensional array whose last axis
+            is over 4 is a grayscale batch), RGBA and grayscale + alpha lose the alpha
+            channel, floats far outside [0, 1] are warned about.
         image_size: the output side, or (height, width); or a catalogue tag, `hub.Entry`
             or model whose evaluation settings to use.
         crop_pct: fraction of the resized image that is kept, in (0, 1] (default: the
@@ -138,6 +123,10 @@ def eval_transform(images, image_size, crop_pct=None, interpolation=None):
     Returns:
         float32 NumPy array in [0, 1]: (height, width, 3) for one image, else
         (N, height, width, 3).
+
+    Raises:
+        ValueError: images the rule refuses (its one message per failure: rank, channels,
+            dtype, no pixels), a bad size, crop_pct or interpolation.
     """
     import keras
 
@@ -156,19 +145,23 @@ def eval_transform(images, image_size, crop_pct=None, interpolation=None):
         raise ValueError(f"{what}: crop_pct must be in (0, 1]; got {crop_pct!r}.")
     if interpolation not in INTERPOLATIONS:
         raise ValueError(f"{what}: interpolation must be one of {INTERPOLATIONS}; got {interpolation!r}.")
+    single = False
     if not isinstance(images, (list, tuple)):
         images = to_numpy(images)
-    # One image: (H, W), or (H, W, C); else a batch, (N, H, W) grayscale included: the
-    # models' rule (layers.image_input.grayscale_rule).
-    single = not isinstance(images, (list, tuple)) and (
-        images.ndim == 2 or images.ndim == 3 and not grayscale_rule(images.shape)[0])
+        # One image: (H, W), or (H, W, C); else a batch, (N, H, W) grayscale included, as the
+        # models read a rank-3 array.
+        single = images.ndim == 2 or images.ndim == 3 and images.shape[-1] <= MAX_IMAGE_CHANNELS
+        check_images(images, what, batch=not single)  # the batch's error, as a model gives it
     batch = [images] if single else list(images)
     if not batch:
         raise ValueError(f"{what}: no images.")
+    batch = [_as_rgb(image, what) for image in batch]
+    low, high = min(float(image.min()) for image in batch), max(float(image.max()) for image in batch)
+    if far_outside(low, high):
+        warn_range(low, high, what)
 
     out = []
     for image in batch:
-        image = _as_rgb(image, what)
         h, w = image.shape[:2]
         factor = max(height / crop_pct / h, width / crop_pct / w)
         resized = keras.ops.image.resize(
@@ -199,8 +192,7 @@ def center_crop(image, size, crop_pct=0.875):
         float32 array (size, size, 3) in [0, 1], ready for any model of the package.
     """
     image = to_numpy(image)
-    if image.ndim not in (2, 3):
-        raise ValueError(f"center_crop expects one (H, W, 3) image; got shape {image.shape}.")
+    check_images(image, "center_crop", batch=False)
     return eval_transform(image, size, crop_pct=crop_pct, interpolation="bicubic")
 
 

@@ -1,107 +1,164 @@
-"""The image input contract of every model, as a layer in its graph.
+"""The package's one image rule, and the layer that holds it in every model's graph.
 
-The rule (shared with fit_bit's input pipeline):
+Every entry point that takes images applies this rule, with the same messages: the models
+(`ImageInput`, `ImageModel`), the training pipelines (`training.data`: fit_bit, Noisy Student,
+Meta Pseudo Labels), `preprocessing.eval_transform` / `center_crop`, and the CLI's `predict`
+(after `preprocessing.read_image_file` decodes a file).
 
-- shape (batch, height, width, 3), RGB; grayscale, (batch, height, width) or
-  (batch, height, width, 1), is repeated to 3 channels (`grayscale_rule`, which fit_bit's
-  pipeline and `preprocessing` apply too); 2 or 4 channels (with alpha) are refused,
-  naming the fix;
-- uint8 is divided by 255; any other integer dtype (uint16, int32, int64, ...) is
-  refused: its range is not implied by the dtype;
-- floats are taken as [0, 1]; where their values are visible (eager calls), images
-  far outside it (max > 2 or min < -1) are warned about once per layer.
+- Shape: a batch (batch, height, width, C) or (batch, height, width); one image
+  (height, width, C) or (height, width) where an entry point takes single images. A
+  batch-shaped rank-3 array whose last axis is a channel count (1 to 4) is one image without
+  its batch axis and is refused, naming `images[None]`.
+- Channels, for an RGB consumer (every model, unless built with `in_chans`): 3 is RGB; 1 (or
+  no channel axis), grayscale, is repeated to RGB; 4 (RGBA) and 2 (grayscale + alpha) lose
+  their alpha channel, then grayscale is repeated. That is Pillow's `convert("RGB")`, which
+  timm's and Keras' image loaders apply to files, so an array and its PNG give the same
+  input. Other counts are refused. A model built for another channel count takes exactly it.
+- dtype: uint8 is [0, 255] and divided by 255; floats are taken as [0, 1]; other integer
+  dtypes (int16, uint16, int32, ...) and bool are refused: their range is not implied by
+  the dtype. Floats far outside [0, 1] (max > 2 or min < -1) are warned about where the
+  values are visible (eager calls, NumPy, tf.data), once per model or pipeline.
+- An image with no pixels (a side of 0) is refused.
 """
 
 import warnings
+from typing import NamedTuple, Optional
 
 import keras
+import numpy as np
 from keras import ops
 
 FAR_ABOVE = 2.0
 FAR_BELOW = -1.0
-MAX_IMAGE_CHANNELS = 4  # a rank-3 array whose last axis is at most this is one image (H, W, C)
+MAX_IMAGE_CHANNELS = 4  # a rank-3 batch whose last axis is at most this is one image (H, W, C)
+ALPHA_DROPPED = {2: 1, 4: 3}  # gray+alpha, RGBA -> the colour channels Pillow's convert("RGB") keeps
 
 
-def grayscale_rule(shape, channels=3, batch=True):
-    """The package's one grayscale rule, on a static shape: (add_channel_axis, repeats).
+class ImagePlan(NamedTuple):
+    """What `check_images` decided for images of one shape and dtype (`to_channels` applies it)."""
 
-    Images of `shape` get a trailing channel axis when `add_channel_axis`, then their
-    channel axis repeated `repeats` times (1: left as they are). Shared by the models
-    (`ImageModel`), fit_bit's input pipeline (`training.data`) and `preprocessing`, so a
-    model takes what fit_bit trained it on.
+    add_channel_axis: bool  # (N, H, W) or (H, W): grayscale without a channel axis
+    keep: Optional[int]  # channels kept (alpha dropped); None: the count is known at run time only
+    repeats: int  # 3: grayscale repeated to RGB; else 1
+    uint8: bool  # divided by 255
 
-    - A batch (`batch=True`) of rank 3 is (N, H, W) grayscale, unless its last axis is a
-      channel count (1 to 4: gray, gray+alpha, RGB, RGBA; or `channels`): then it is one
-      image without a batch axis (not converted: the shape check asks for the batch axis).
-      One image (`batch=False`) of rank 2 is (H, W).
-    - One channel is repeated to 3 for an RGB model (`channels=3`); a model of another
-      channel count (1 included) takes its channels as they are.
-    - Anything else is returned as it is ((False, 1)); `check_images` judges it.
+
+def _expected(channels, batch):
+    axes = "(batch, height, width" if batch else "(height, width"
+    if channels == 3:
+        return (f"{axes}, C) or {axes}) images, C = 3 (RGB), 1 (grayscale, repeated to RGB), or 4 / 2 "
+                "(RGBA / grayscale + alpha, alpha dropped)")
+    return f"{axes}, {channels}) images"
+
+
+def rank_message(shape, where, channels=3, batch=True):
+    """The one message for images of the wrong rank."""
+    hint = " Add a batch axis with images[None] for a single image." if batch and len(shape) == 3 else ""
+    return f"{where} takes {_expected(channels, batch)}; got shape {shape}.{hint}"
+
+
+def channels_message(got, where, channels=3, batch=True):
+    """The one message for a channel count the rule cannot convert."""
+    return (f"{where} takes {_expected(channels, batch)}; got {got} channel{'' if got == 1 else 's'}."
+            + (" Pass RGB images." if channels == 3 else ""))
+
+
+def dtype_message(dtype, where):
+    """The one message for a dtype whose range is not known."""
+    return (f"{where} takes uint8 images in [0, 255] or float images in [0, 1]; got dtype {dtype}, whose "
+            "range the dtype does not imply. Convert to uint8, or to float in [0, 1] (e.g. "
+            "images.astype('float32') / 65535 for 16-bit images).")
+
+
+def range_message(low, high, where):
+    """The one warning for float images far outside [0, 1]."""
+    return (f"{where}: float images range over [{low:g}, {high:g}], far outside the [0, 1] the package "
+            "takes. Divide 0-255 images by 255 (uint8 images are divided for you, unless a wrapper such "
+            "as keras.Sequential([model]) cast them to float first: give it keras.Input(shape, "
+            "dtype='uint8')).")
+
+
+def far_outside(low, high):
+    """Whether a float image range [low, high] is surely not a [0, 1] image."""
+    return high > FAR_ABOVE or low < FAR_BELOW
+
+
+def warn_range(low, high, where, stacklevel=3):
+    """`range_message` as a UserWarning."""
+    warnings.warn(range_message(low, high, where), UserWarning, stacklevel=stacklevel)
+
+
+def check_images(images, where="images", channels=3, batch=True):
+    """Check images against the package's image rule (module docstring) and say how to convert them.
+
+    Args:
+        images: anything with `shape` and `dtype`: a NumPy array, any Keras backend's tensor, a
+            `keras.KerasTensor`, a `tf.TensorSpec`. The shape may hold None (checked where known).
+        where: who takes the images, the start of every message ("train_data", a model's name).
+        channels: the channel count of the consumer (3: RGB; a model's `in_chans`).
+        batch: a batch (N, H, W[, C]) is expected; False: one image (H, W[, C]).
+
+    Returns:
+        An `ImagePlan`: add a channel axis, channels kept, repeats, uint8 to divide by 255.
+
+    Raises:
+        ValueError: one line (`rank_message`, `channels_message`, `dtype_message`, or an image
+            with no pixels) naming what was wrong and what to pass.
     """
     try:
-        shape = tuple(shape)
-    except ValueError:  # a tf.TensorShape of unknown rank: nothing to decide on
-        return False, 1
-    rank = 4 if batch else 3
-    one_image = batch and len(shape) == 3 and shape[-1] is not None and (
-        shape[-1] <= MAX_IMAGE_CHANNELS or shape[-1] == channels)
-    add_axis = len(shape) == rank - 1 and not one_image
-    got = 1 if add_axis else (shape[-1] if len(shape) == rank else None)
-    return add_axis, (3 if channels == 3 and got == 1 else 1)
-
-
-def apply_grayscale_rule(images, channels=3):
-    """A batch of images (any backend's tensor, NumPy, or a symbolic `KerasTensor`) by
-    `grayscale_rule`: (N, H, W) and (N, H, W, 1) become (N, H, W, 3) on an RGB model."""
-    add_axis, repeats = grayscale_rule(images.shape, channels)
-    if add_axis:
-        images = ops.expand_dims(images, -1)
-    if repeats > 1:
-        # Not ops.repeat: TensorFlow's loses the static shape in a graph (predict).
-        images = ops.concatenate([images] * repeats, axis=-1)
-    return images
-
-
-def check_images(shape, dtype, where, channels=3):
-    """Raise a `ValueError` if images of this shape and dtype break the contract."""
-    try:
-        shape = tuple(shape)
+        shape = tuple(images.shape)
     except ValueError:  # unknown rank (a graph traced for inputs of several ranks): at run time
-        shape = (None,) * 4
-    dtype = keras.backend.standardize_dtype(dtype)
-    expected = f"(batch, height, width, {channels})"
-    if len(shape) != 4:
-        hint = " Add a batch axis with images[None] for a single image." if len(shape) == 3 else ""
-        raise ValueError(
-            f"{where} expects a batch of RGB images of shape {expected}, float in [0, 1] "
-            f"or uint8 in [0, 255]; got shape {shape}.{hint}"
-        )
-    got = shape[-1]
-    if got is not None and got != channels:
-        if got == 1:
-            fix = f"Repeat the channel to {channels}, e.g. np.repeat(images, {channels}, axis=-1)."
-        elif got in (2, 4):
-            fix = "Drop the alpha channel with images[..., :3]."
-        else:
-            fix = "Pass RGB images."
-        raise ValueError(
-            f"{where} expects RGB images of shape {expected}; got shape {shape} "
-            f"({got} channel{'' if got == 1 else 's'}). {fix}"
-        )
+        shape = None
+    rank = 4 if batch else 3
+    if shape is None:
+        add_axis, got = False, None
+    elif len(shape) == rank:
+        add_axis, got = False, shape[-1]
+    elif len(shape) == rank - 1 and not (
+            batch and shape[-1] is not None and (shape[-1] <= MAX_IMAGE_CHANNELS or shape[-1] == channels)):
+        add_axis, got = True, 1
+    else:
+        raise ValueError(rank_message(shape, where, channels, batch))
+    if got is None:
+        keep = None
+    elif channels == 3 and 1 <= got <= MAX_IMAGE_CHANNELS:
+        keep = ALPHA_DROPPED.get(got, got)
+    elif got == channels:
+        keep = got
+    else:
+        raise ValueError(channels_message(got, where, channels, batch))
+    if shape is not None and 0 in (shape[-2:] if add_axis else shape[-3:-1]):
+        raise ValueError(f"{where}: the images have no pixels (shape {shape}).")
+    dtype = keras.backend.standardize_dtype(images.dtype)
     if "int" in dtype and dtype != "uint8" or dtype == "bool":
-        raise ValueError(
-            f"{where} takes uint8 images in [0, 255] or float images in [0, 1]; got dtype "
-            f"{dtype}, whose range the dtype does not imply. Convert to uint8, or to float "
-            "in [0, 1] (e.g. images.astype('float32') / 65535 for 16-bit images)."
-        )
+        raise ValueError(dtype_message(dtype, where))
+    return ImagePlan(add_axis, keep, 3 if channels == 3 and keep == 1 else 1, dtype == "uint8")
 
 
-def to_unit_range(images, where, channels=3):
-    """Check `images` against the contract; uint8 becomes float32 / 255, floats pass as they are."""
-    check_images(images.shape, images.dtype, where, channels)
-    if keras.backend.standardize_dtype(images.dtype) == "uint8":
-        return ops.cast(images, "float32") / 255.0
+def to_channels(images, plan, concatenate=None):
+    """`images` with the channels `plan` asks for: channel axis added, alpha dropped, grayscale
+    repeated. NumPy arrays stay NumPy; other tensors go through `keras.ops` unless `concatenate`
+    (e.g. `tf.concat` in a tf.data pipeline) is given."""
+    if concatenate is None:
+        concatenate = np.concatenate if isinstance(images, np.ndarray) else ops.concatenate
+    if plan.add_channel_axis:
+        images = images[..., None]
+    if plan.keep is not None and images.shape[-1] != plan.keep:
+        images = images[..., :plan.keep]
+    if plan.repeats > 1:
+        # Not ops.repeat: TensorFlow's loses the static shape in a graph (predict).
+        images = concatenate([images] * plan.repeats, axis=-1)
     return images
+
+
+def conform_images(images, where, channels=3, batch=True):
+    """`images` checked and converted by the rule: channels as the consumer takes them, uint8
+    as float32 / 255; floats keep their dtype (the range is not checked here: `warn_range`)."""
+    plan = check_images(images, where, channels, batch)
+    images = to_channels(images, plan)
+    if not plan.uint8:
+        return images
+    return images.astype("float32") / 255.0 if isinstance(images, np.ndarray) else ops.cast(images, "float32") / 255.0
 
 
 def concrete_range(images):
@@ -114,11 +171,12 @@ def concrete_range(images):
 
 @keras.saving.register_keras_serializable(package="keras_bigtransfer")
 class ImageInput(keras.layers.Layer):
-    """First layer of every model: checks images and brings them to [0, 1] floats.
+    """First layer of every model: applies the image rule (module docstring) and brings
+    images to [0, 1] floats.
 
-    See the module docstring for the rule. The shape and dtype checks raise a
-    `ValueError` wherever the shape is known (eager calls, `predict`, tracing);
-    the range warning needs values, so it fires in eager calls only.
+    The shape and dtype checks raise a `ValueError` wherever the shape is known (eager
+    calls, `predict`, tracing); the range warning needs values, so it fires in eager calls
+    only, once per layer.
 
     Note that a model's `keras.Input` is float32 and Keras casts whatever enters it;
     `ImageModel` converts uint8 before that cast. A wrapper that casts first
@@ -134,25 +192,22 @@ class ImageInput(keras.layers.Layer):
         self.channels = int(channels)
         self._warned_range = False
 
+    def _where(self):
+        return f"{self.name} (the model's input)"
+
     def call(self, images):
-        images = to_unit_range(images, f"{self.name} (the model's input)", self.channels)
+        images = conform_images(images, self._where(), self.channels)
         if not self._warned_range:
             values = concrete_range(images)
-            if values is not None and (values[1] > FAR_ABOVE or values[0] < FAR_BELOW):
+            if values is not None and far_outside(*values):
                 self._warned_range = True
-                warnings.warn(
-                    f"{self.name}: float images range over [{values[0]:g}, {values[1]:g}], far outside "
-                    "the [0, 1] the model takes. Divide 0-255 images by 255 (uint8 images are "
-                    "divided for you, unless a wrapper such as keras.Sequential([model]) cast them "
-                    "to float first: give it keras.Input(shape, dtype='uint8')).",
-                    UserWarning,
-                    stacklevel=2,
-                )
+                warn_range(*values, self.name)
         return ops.cast(images, self.compute_dtype)
 
     def compute_output_shape(self, input_shape):
-        check_images(input_shape, "float32", f"{self.name} (the model's input)", self.channels)
-        return tuple(input_shape)
+        plan = check_images(keras.KerasTensor(input_shape), self._where(), self.channels)
+        shape = tuple(input_shape) + ((1,) if plan.add_channel_axis else ())
+        return shape[:-1] + (shape[-1] if plan.keep is None else plan.keep * plan.repeats,)
 
     def get_config(self):
         config = super().get_config()

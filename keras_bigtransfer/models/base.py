@@ -12,8 +12,7 @@ import sys
 import numpy as np
 import keras
 
-from keras_bigtransfer.layers.image_input import (ImageInput, apply_grayscale_rule, check_images, grayscale_rule,
-                                                   to_unit_range)
+from keras_bigtransfer.layers.image_input import ImageInput, check_images, conform_images, to_channels
 from keras_bigtransfer.layers.tokens import TokenPooling
 
 POOLING_CHOICES = ("avg", "max", None)
@@ -33,12 +32,13 @@ IMAGE_INPUT_LAYER = "image_input"
 class ImageModel(keras.Model):
     """A functional Keras model that takes RGB images in [0, 1], batch-first NHWC.
 
-    This is the TF Hub image convention. uint8 images are divided by 255; grayscale
-    batches, (N, H, W) and (N, H, W, 1), are repeated to RGB on an RGB model (`grayscale_rule`,
-    the rule of fit_bit's pipeline); other integer dtypes, and other channel counts than the
-    model's (3, or its `in_chans`), raise a `ValueError`
-    that says what to pass instead; float images far outside [0, 1] are warned
-    about in eager calls. The contract is the model's first layer (`ImageInput`),
+    This is the TF Hub image convention, under the package's one image rule
+    (`layers/image_input.py`, which fit_bit's pipeline, `eval_transform` and the CLI apply
+    too): uint8 images are divided by 255; on an RGB model grayscale batches, (N, H, W) and
+    (N, H, W, 1), are repeated to RGB and RGBA (or grayscale + alpha) loses its alpha, as
+    Pillow's `convert("RGB")`; other integer dtypes, and channel counts the rule cannot
+    convert, raise a `ValueError` that says what to pass instead; float images far outside
+    [0, 1] are warned about in eager calls. The contract is the model's first layer (`ImageInput`),
     so it holds in nested, functional and exported uses too; `call` converts
     uint8 before Keras casts it to the float32 `Input` (which would make 255 of
     it 255.0). The normalization the weights expect is a layer inside the model,
@@ -193,9 +193,8 @@ class ImageModel(keras.Model):
             inputs = np.asarray(inputs)
             shape = inputs.shape
         if getattr(inputs, "dtype", None) is not None:
-            # Grayscale as fit_bit takes it: (N, H, W) and (N, H, W, 1) repeated to RGB.
-            inputs = apply_grayscale_rule(inputs, self._channels())
-            check_images(inputs.shape, inputs.dtype, self._where(), self._channels())
+            # Channels converted before Keras' Input sees them: grayscale repeated, alpha dropped.
+            inputs = to_channels(inputs, check_images(inputs, self._where(), self._channels()))
         return super().__call__(inputs, *args, **kwargs)
 
     def predict(self, x, *args, **kwargs):
@@ -205,19 +204,17 @@ class ImageModel(keras.Model):
         return super().evaluate(self._rgb_array(x), *args, **kwargs)
 
     def _rgb_array(self, x):
-        # NumPy grayscale made RGB before Keras' data pipeline, as __call__ does: the compiled
+        # NumPy channels converted before Keras' data pipeline, as __call__ does: the compiled
         # step is traced per input shape, and one relaxed over two ranks has no rank at all.
         if not isinstance(x, np.ndarray):
             return x
-        add_axis, repeats = grayscale_rule(x.shape, self._channels())
-        x = x[..., None] if add_axis else x
-        return np.repeat(x, repeats, axis=-1) if repeats > 1 else x
+        return to_channels(x, check_images(x, self._where(), self._channels()))
 
     def call(self, inputs, training=None, mask=None, **kwargs):
         # Runs on every call, nested ones included (a model inside another model's graph).
         # `training` is a named parameter so that Keras passes the training flag down to
         # BatchNormalization and dropout (it is not passed to a call that only takes **kwargs).
-        return super().call(to_unit_range(inputs, self._where(), self._channels()), training=training,
+        return super().call(conform_images(inputs, self._where(), self._channels()), training=training,
                             mask=mask, **kwargs)
 
     def _channels(self):

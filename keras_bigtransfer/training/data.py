@@ -2,15 +2,15 @@
 
 Sources: a `tf.data.Dataset` of (image, label), a tuple of NumPy arrays, a TFDS
 "name:split" string, or a directory of class folders. The pipeline hands the model
-float32 RGB in [0, 1], the package's input convention, by the package's one image rule:
+float32 RGB in [0, 1], the package's input convention, by the package's one image rule
+(`layers/image_input.py`, which the models apply too, with the same messages):
 
 - uint8 is divided by 255; float is taken as [0, 1] (a warning, once, when values lie
-  far outside: max > 2 or min < -1); any other dtype (uint16, int32, int64, bool) is
+  far outside: max > 2 or min < -1); any other dtype (int16, uint16, int32, bool) is
   refused: convert to uint8 or to float in [0, 1] first.
-- 1 channel (grayscale) is repeated to RGB; 3 is RGB; 2 or 4 (an alpha channel) are
-  refused: drop the alpha first (`images[..., :3]`, `images[..., :1]`).
-- Image files (class folders) are decoded to RGB by Pillow: palette expanded, alpha
-  dropped, grayscale repeated; 16-bit and float files are refused.
+- 1 channel (grayscale) is repeated to RGB; 3 is RGB; 4 (RGBA) and 2 (grayscale + alpha)
+  lose their alpha channel, as Pillow's `convert("RGB")`; other counts are refused.
+- Image files (class folders) are decoded to RGB by `preprocessing.read_image_file`.
 
 Labels: integer class indices (NumPy or tf.data; shape () or (1,)), floats holding
 whole numbers, or one-hot / soft label vectors of length num_classes (non-negative,
@@ -25,7 +25,8 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
-from keras_bigtransfer.layers.image_input import grayscale_rule
+from keras_bigtransfer.layers.image_input import (FAR_ABOVE, FAR_BELOW, MAX_IMAGE_CHANNELS, check_images, far_outside,
+                                                   to_channels, warn_range)
 from keras_bigtransfer.preprocessing import to_numpy
 from keras_bigtransfer.preprocessing import IMAGE_EXTENSIONS, image_file_size, read_image_file
 from keras_bigtransfer.training.hyperrule import check_int
@@ -33,7 +34,6 @@ from keras_bigtransfer.training.hyperrule import check_int
 AUTOTUNE = tf.data.AUTOTUNE
 
 # Files of other extensions in class folders (.DS_Store, CSVs, notes) are skipped.
-FAR_ABOVE, FAR_BELOW = 2.0, -1.0  # float images beyond these are not [0, 1] images
 SOFT_LABEL_TOLERANCE = 0.01  # |sum - 1| allowed for a soft label (float16 rounding)
 
 
@@ -57,13 +57,11 @@ def load_source(data, *, data_dir=None, what="train_data"):
         return _from_dataset(data, what)
     if isinstance(data, (tuple, list)) and len(data) == 2:
         images, labels = (to_numpy(a) for a in data)  # any backend's tensors too
-        if images.ndim not in (3, 4):
-            raise ValueError(f"{what}: images must be (N, H, W) or (N, H, W, C); got {images.shape}.")
+        _check_numpy_images(images, what)
         if len(images) != len(labels):
             raise ValueError(f"{what}: {len(images)} images but {len(labels)} labels.")
         if not len(images):
             raise ValueError(f"{what} holds no examples.")
-        check_images(images, what)
         labels, num_classes = check_labels(labels, what)
         return Source(
             tf.data.Dataset.from_tensor_slices((images, labels)),
@@ -86,84 +84,41 @@ def load_source(data, *, data_dir=None, what="train_data"):
     )
 
 
-# --- the image rule ---------------------------------------------------------------------
+# --- the image rule (layers/image_input.py) -------------------------------------------
 
-def _dtype_error(what, dtype):
-    return ValueError(
-        f"{what}: images of dtype {dtype} are not accepted. The package takes uint8 in [0, 255] "
-        "(divided by 255) or float in [0, 1]: convert them first, e.g. (images / 65535).astype"
-        "('float32') for 16-bit images, or images.astype('uint8') for 0-255 values in another type."
-    )
-
-
-def _channels_error(what, channels):
-    if channels in (2, 4):
-        kind, keep = ("gray+alpha", "images[..., :1]") if channels == 2 else ("RGBA", "images[..., :3]")
-        return ValueError(
-            f"{what}: images have {channels} channels ({kind}); the package takes 1 (grayscale) or "
-            f"3 (RGB). Drop the alpha channel first: {keep}."
-        )
-    return ValueError(f"{what}: images have {channels} channels; the package takes 1 (grayscale) or 3 (RGB).")
-
-
-def _range_warning(what, low, high):
-    warnings.warn(
-        f"{what}: float images range over [{low:g}, {high:g}]; the package expects float images in "
-        "[0, 1] (uint8 in [0, 255] is divided by 255). Divide 0-255 float images by 255.",
-        UserWarning, stacklevel=3,
-    )
-
-
-def _check_dtype(dtype, what):
-    dtype = tf.as_dtype(dtype)
-    if dtype != tf.uint8 and not dtype.is_floating:
-        raise _dtype_error(what, dtype.name)
-
-
-def check_images(images, what="images"):
-    """The package's image rule on a NumPy batch (N, H, W[, C]): ValueError for other
-    integer dtypes and 2- or 4-channel images, a warning for floats far outside [0, 1]."""
-    if images.dtype != np.uint8 and not np.issubdtype(images.dtype, np.floating):
-        raise _dtype_error(what, images.dtype)
-    if images.ndim == 4 and images.shape[-1] not in (1, 3):
-        raise _channels_error(what, images.shape[-1])
+def _check_numpy_images(images, what):
+    """A NumPy batch by the image rule: its ValueErrors, and its warning for floats far outside [0, 1]."""
+    check_images(images, what)
     if np.issubdtype(images.dtype, np.floating) and images.size:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN arrays: NaN, no warning
             low, high = float(np.nanmin(images)), float(np.nanmax(images))
-        if high > FAR_ABOVE or low < FAR_BELOW:
-            _range_warning(what, low, high)
+        if far_outside(low, high):
+            warn_range(low, high, what, stacklevel=4)
 
 
 def _to_unit_rgb(image, what, check_range):
     """One image to float32 RGB in [0, 1] by the image rule. Static shapes and dtypes
     are checked when the pipeline is built; a channel count known only at run time is
     checked per element."""
-    _check_dtype(image.dtype, what)
-    if image.dtype == tf.uint8:
-        image = tf.cast(image, tf.float32) / 255.0
-    else:
-        image = tf.cast(image, tf.float32)
-        if check_range:
-            image = _warn_if_far_outside(image, what)
-    add_axis, repeats = grayscale_rule(image.shape, batch=False)  # the models' rule too
-    if add_axis:
-        image = image[..., None]
-    if image.shape.rank != 3:
-        raise ValueError(f"{what}: each image must be (H, W) or (H, W, C); got shape {image.shape}.")
-    channels = image.shape[-1]
-    if channels is None:
-        channels = tf.shape(image)[-1]
-        ok = tf.logical_or(tf.equal(channels, 1), tf.equal(channels, 3))
-        assertion = tf.debugging.Assert(ok, [
-            f"{what}: an image has a channel count other than 1 (grayscale) or 3 (RGB); 2- or "
-            "4-channel images carry alpha: drop it first (image[..., :3]). Channels:", channels])
-        with tf.control_dependencies([assertion]):
-            image = tf.tile(image, [1, 1, 3 // channels])
-        return tf.ensure_shape(image, [None, None, 3])
-    if channels not in (1, 3):
-        raise _channels_error(what, channels)
-    return tf.tile(image, [1, 1, repeats]) if repeats > 1 else image
+    plan = check_images(image, what, batch=False)
+    image = tf.cast(image, tf.float32)
+    if plan.uint8:
+        image = image / 255.0
+    elif check_range:
+        image = _warn_if_far_outside(image, what)
+    if plan.keep is not None:
+        return to_channels(image, plan, concatenate=tf.concat)
+    image = image[..., None] if plan.add_channel_axis else image
+    channels = tf.shape(image)[-1]
+    assertion = tf.debugging.Assert(tf.logical_and(channels >= 1, channels <= MAX_IMAGE_CHANNELS), [
+        f"{what}: an image has a channel count the rule cannot convert; it takes 3 (RGB), 1 (grayscale), "
+        "or 4 / 2 (RGBA / grayscale + alpha, alpha dropped). Channels:", channels])
+    with tf.control_dependencies([assertion]):
+        keep = tf.where(tf.equal(channels % 2, 0), channels - 1, channels)  # alpha dropped
+        image = image[..., :keep]
+        image = tf.tile(image, [1, 1, 3 // keep])
+    return tf.ensure_shape(image, [None, None, 3])
 
 
 def _warn_if_far_outside(image, what):
@@ -173,11 +128,11 @@ def _warn_if_far_outside(image, what):
     def warn(low, high):
         if not warned:
             warned.append(True)
-            _range_warning(what, float(low), float(high))
+            warn_range(float(low), float(high), what)
         return np.float32(0)
 
     low, high = tf.reduce_min(image), tf.reduce_max(image)
-    far = tf.logical_or(high > FAR_ABOVE, low < FAR_BELOW)
+    far = tf.logical_or(high > FAR_ABOVE, low < FAR_BELOW)  # far_outside, as a graph op
     done = tf.cond(far, lambda: tf.numpy_function(warn, [low, high], tf.float32, stateful=True),
                    lambda: tf.constant(0.0))
     with tf.control_dependencies([done]):
@@ -268,12 +223,19 @@ def _label_class(label):
     return int(np.argmax(label)) if label.ndim and label.size > 1 else int(label.reshape(()))
 
 
-def _check_classes(source, num_classes):
+def check_classes(source, num_classes):
+    """The model's class count (`num_classes`, its head's) checked against the data's: the
+    recipes' and pipelines' one class-count check. Returns it as an int.
+
+    Raises:
+        ValueError: fewer than 2 classes, or labels beyond the head (naming the num_classes to
+            build the model with).
+    """
     num_classes = check_int("num_classes", num_classes, minimum=2)
     if source.num_classes is not None and source.num_classes > num_classes:
-        raise ValueError(f"{source.what}: the labels go up to class {source.num_classes - 1} but the "
-                         f"model has {num_classes} classes (build it with num_classes="
-                         f"{source.num_classes}).")
+        raise ValueError(f"{source.what}: the data has {source.num_classes} classes (labels up to "
+                         f"{source.num_classes - 1}) but the model's head has {num_classes}: build the "
+                         f"model with num_classes={source.num_classes}.")
     return num_classes
 
 
@@ -287,12 +249,8 @@ def _from_dataset(ds, what):
         ds = ds.unbatch()
         spec = ds.element_spec
     image_spec, label_spec = spec
-    _check_dtype(image_spec.dtype, what)
+    check_images(image_spec, what, batch=False)
     shape = image_spec.shape
-    if shape.rank not in (None, 2, 3):
-        raise ValueError(f"{what}: each image must be (H, W) or (H, W, C); got shape {shape}.")
-    if shape.rank == 3 and shape[-1] is not None and shape[-1] not in (1, 3):
-        raise _channels_error(what, shape[-1])
     label_dtype = label_spec.dtype
     if label_dtype == tf.bool or not (label_dtype.is_integer or label_dtype.is_floating):
         raise ValueError(f"{what}: labels must be integers or floats; got {label_dtype.name}.")
@@ -411,7 +369,7 @@ def train_pipeline(source, rule, num_classes, seed=0):
     smaller than the batch is sampled with replacement, as the official few-shot runs;
     its images are resized before they are pooled, so they may differ in size.
     """
-    num_classes = _check_classes(source, num_classes)
+    num_classes = check_classes(source, num_classes)
     size, crop = rule.resize_size, rule.crop_size
     what = source.what
 
@@ -468,7 +426,7 @@ def _mixup(ds, alpha, seed):
 def eval_pipeline(source, rule, num_classes, batch_size):
     """Test images resized straight to the crop size (the official evaluation), with
     the training pipeline's image and label rules."""
-    num_classes = _check_classes(source, num_classes)
+    num_classes = check_classes(source, num_classes)
     crop, what = rule.crop_size, source.what
 
     def prepare(image, label):

@@ -204,11 +204,7 @@ def fit_bit(
     if checkpoint_dir is not None:
         checkpoint_dir = checkpoint_lib.writable_dir(checkpoint_dir)  # before any expensive work
     source = data_lib.load_source(train_data, data_dir=data_dir)
-    if source.num_classes is not None and source.num_classes > num_classes:
-        raise ValueError(
-            f"the data has {source.num_classes} classes but {model.name}'s head has {num_classes}: "
-            f"build the model with num_classes={source.num_classes}."
-        )
+    data_lib.check_classes(source, num_classes)  # before the few-shot draw
     if source.class_names and len(source.class_names) == num_classes and hasattr(model, "set_pretrained_cfg"):
         # Class folders (or TFDS label names) stay with the model: `predict` prints them.
         model.set_pretrained_cfg(label_names=list(source.class_names))

@@ -83,12 +83,22 @@ def test_other_integer_dtypes_are_refused_naming_the_dtype(r50, dtype):
         keras.Model(inputs, r50(inputs))(images)
 
 
-@pytest.mark.parametrize("channels,message", [(2, r"images\[..., :3\]"), (4, r"images\[..., :3\]"), (5, "RGB")])
-def test_channel_counts_other_than_one_and_three_are_refused_with_the_fix(r50, channels, message):
-    with pytest.raises(ValueError, match=rf"\(batch, height, width, 3\).*{message}"):
-        r50(np.zeros((1, 32, 32, channels), "float32"))
-    with pytest.raises(ValueError, match=message):  # the layer alone, as a nested graph meets it
-        ImageInput()(np.zeros((1, 32, 32, channels), "float32"))
+def test_alpha_is_dropped_as_pillow_converts_and_other_channel_counts_are_refused(r50, rng):
+    """RGBA and grayscale + alpha lose the alpha, as Pillow's convert("RGB") (issue 29: the rule
+    the file readers apply); 5 channels are refused, by the model and by the layer alone."""
+    rgb = rng.random((1, 32, 32, 3), dtype=np.float32)
+    want = keras.ops.convert_to_numpy(r50(rgb))
+    rgba = np.concatenate([rgb, np.ones_like(rgb[..., :1])], axis=-1)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(r50(rgba)), want, atol=1e-6)
+    gray_alpha = np.concatenate([rgb[..., :1], np.zeros_like(rgb[..., :1])], axis=-1)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(r50(gray_alpha)),
+                               keras.ops.convert_to_numpy(r50(np.repeat(rgb[..., :1], 3, -1))), atol=1e-6)
+    assert ImageInput()(rgba).shape == (1, 32, 32, 3)
+    assert ImageInput()(rgb[..., :1]).shape == (1, 32, 32, 3)  # the layer alone converts grayscale too
+    with pytest.raises(ValueError, match=r"takes \(batch, height, width, C\).*got 5 channels. Pass RGB images"):
+        r50(np.zeros((1, 32, 32, 5), "float32"))
+    with pytest.raises(ValueError, match="got 5 channels"):  # the layer alone, as a nested graph meets it
+        ImageInput()(np.zeros((1, 32, 32, 5), "float32"))
 
 
 def test_grayscale_batches_are_repeated_to_rgb_as_fit_bit_takes_them(r50, rng):
@@ -106,24 +116,30 @@ def test_grayscale_batches_are_repeated_to_rgb_as_fit_bit_takes_them(r50, rng):
             r50(one_image)
 
 
-@pytest.mark.parametrize("shape,channels,rule", [
-    ((2, 8, 8), 3, (True, 3)), ((2, 8, 8, 1), 3, (False, 3)), ((2, 8, 8, 3), 3, (False, 1)),
-    ((8, 8, 3), 3, (False, 1)), ((8, 8, 1), 3, (False, 1)),  # one image without its batch axis
-    ((2, 8, 8, 1), 1, (False, 1)), ((2, 8, 8), 1, (True, 1)),  # a 1-channel model: unchanged
-    ((8, 8), 3, (False, 1)),
+@pytest.mark.parametrize("shape,channels,plan", [
+    ((2, 8, 8), 3, (True, 1, 3)), ((2, 8, 8, 1), 3, (False, 1, 3)), ((2, 8, 8, 3), 3, (False, 3, 1)),
+    ((2, 8, 8, 4), 3, (False, 3, 1)), ((2, 8, 8, 2), 3, (False, 1, 3)),  # alpha dropped
+    ((2, 8, 8, 1), 1, (False, 1, 1)), ((2, 8, 8), 1, (True, 1, 1)),  # a 1-channel model: unchanged
+    ((2, 8, 8, 4), 4, (False, 4, 1)),  # a 4-channel model keeps its fourth channel
+    ((2, 8, 8, None), 3, (False, None, 1)),  # known at run time only
 ])
-def test_grayscale_rule_on_batches(shape, channels, rule):
-    from keras_bigtransfer.layers.image_input import grayscale_rule
+def test_check_images_plans_the_conversion(shape, channels, plan):
+    from keras_bigtransfer.layers.image_input import check_images
 
-    assert grayscale_rule(shape, channels) == rule
+    assert tuple(check_images(keras.KerasTensor(shape), "x", channels))[:3] == plan
 
 
-def test_grayscale_rule_on_single_images():
-    from keras_bigtransfer.layers.image_input import grayscale_rule
+@pytest.mark.parametrize("shape,batch,match", [
+    ((8, 8, 3), True, r"got shape \(8, 8, 3\)\. Add a batch axis"),  # one image without its batch axis
+    ((8, 8, 1), True, "Add a batch axis"), ((8, 8), True, r"got shape \(8, 8\)\.$"),
+    ((1, 2, 8, 8, 3), True, "got shape"), ((2, 8, 8, 3), False, r"takes \(height, width, C\)"),
+    ((2, 8, 8, 5), True, "got 5 channels"), ((2, 0, 8, 3), True, "no pixels"), ((8, 0), False, "no pixels"),
+])
+def test_check_images_refuses_with_one_message_per_failure(shape, batch, match):
+    from keras_bigtransfer.layers.image_input import check_images
 
-    assert grayscale_rule((8, 8), batch=False) == (True, 3)
-    assert grayscale_rule((8, 8, 1), batch=False) == (False, 3)
-    assert grayscale_rule((8, 8, 3), batch=False) == (False, 1)
+    with pytest.raises(ValueError, match=match):
+        check_images(keras.KerasTensor(shape), "x", batch=batch)
 
 
 def test_keras_round_trip_keeps_the_contract(tmp_path, rng):

@@ -43,13 +43,21 @@ RULE = kb.hyperrule(8, 16, batch_size=4)
 
 # --- 10: one image rule -----------------------------------------------------------------
 
-@pytest.mark.parametrize("channels,keep", [(4, r"images\[\.\.\., :3\]"), (2, r"images\[\.\.\., :1\]")])
-def test_alpha_channels_are_refused_for_numpy_and_tf_data(channels, keep):
-    images, labels = images_labels(channels=channels)
-    with pytest.raises(ValueError, match=f"{channels} channels.*Drop the alpha channel first: {keep}"):
-        data_lib.load_source((images, labels))
-    with pytest.raises(ValueError, match=f"{channels} channels"):  # static shape: refused at once
-        data_lib.load_source(tf.data.Dataset.from_tensor_slices((images, labels)))
+def test_alpha_is_dropped_and_five_channels_refused_for_numpy_and_tf_data():
+    """The models' rule (issue 29): RGBA and gray+alpha lose the alpha as Pillow's convert("RGB")."""
+    images, labels = images_labels()
+    x, _ = first_batch(data_lib.eval_pipeline(data_lib.load_source((images, labels)), RULE, 2, 8))
+    rgba = np.concatenate([images, np.full_like(images[..., :1], 7)], axis=-1)
+    gray_alpha = np.concatenate([images[..., :1], np.full_like(images[..., :1], 7)], axis=-1)
+    for data in ((rgba, labels), tf.data.Dataset.from_tensor_slices((rgba, labels))):
+        np.testing.assert_array_equal(first_batch(data_lib.eval_pipeline(data_lib.load_source(data), RULE, 2, 8))[0], x)
+    y, _ = first_batch(data_lib.eval_pipeline(data_lib.load_source((gray_alpha, labels)), RULE, 2, 8))
+    np.testing.assert_array_equal(y, np.repeat(x[..., :1], 3, -1))
+    five = np.zeros((8, 16, 16, 5), np.uint8)
+    with pytest.raises(ValueError, match="got 5 channels"):
+        data_lib.load_source((five, labels))
+    with pytest.raises(ValueError, match="got 5 channels"):  # static shape: refused at once
+        data_lib.load_source(tf.data.Dataset.from_tensor_slices((five, labels)))
 
 
 @pytest.mark.parametrize("dtype", [np.uint16, np.int32, np.int64, np.int8, bool])
@@ -77,26 +85,27 @@ def test_float_images_far_outside_unit_range_warn_once():
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # [0, 1] floats: no warning
         data_lib.load_source((images, labels))
-    with pytest.warns(UserWarning, match=r"range over \[.*\]; the package expects float images in \[0, 1\]"):
+    with pytest.warns(UserWarning, match=r"range over \[.*\], far outside the \[0, 1\] the package takes"):
         data_lib.load_source((images * 255, labels))
     # tf.data: checked per element, one warning per pipeline
     source = data_lib.load_source(tf.data.Dataset.from_tensor_slices((images * 255, labels)))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         list(data_lib.eval_pipeline(source, RULE, 2, 4))
-    assert len([w for w in caught if "expects float images in [0, 1]" in str(w.message)]) == 1
+    assert len([w for w in caught if "far outside the [0, 1]" in str(w.message)]) == 1
 
 
 def test_channels_known_only_at_run_time_are_checked_per_element():
     def generate():
-        for channels in (1, 3, 4):
+        for channels in (1, 3, 4, 2, 5):
             yield np.zeros((16, 16, channels), np.uint8), np.int64(0)
 
     ds = tf.data.Dataset.from_generator(generate, output_signature=(
         tf.TensorSpec((None, None, None), tf.uint8), tf.TensorSpec((), tf.int64)))
     batches = iter(data_lib.eval_pipeline(data_lib.load_source(ds), RULE, 2, 1))
-    assert next(batches)[0].shape == next(batches)[0].shape == (1, 128, 128, 3)
-    with pytest.raises(tf.errors.InvalidArgumentError, match="channel count other than 1"):
+    for _ in range(4):  # 1, 3, 4 and 2 channels: RGB
+        assert next(batches)[0].shape == (1, 128, 128, 3)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="channel count the rule cannot convert"):
         next(batches)
 
 
@@ -156,6 +165,22 @@ def test_fit_bit_with_one_hot_train_and_validation_data():
                          tf.data.Dataset.from_tensor_slices((images, one_hot)).batch(4),
                          batch_size=4, total_steps=1, verbose=0)
     assert "val_accuracy" in history.history
+
+
+def test_the_class_count_check_is_one_message_for_fit_bit_and_the_pipelines():
+    """Issue 29: fit_bit and the pipelines checked the class count with two messages."""
+    images, labels = images_labels(8)
+    many = labels + 3  # labels up to 4: five classes for a two-class head
+    want = ("the data has 5 classes (labels up to 4) but the model's head has 2: build the model with "
+            "num_classes=5.")
+    with pytest.raises(ValueError) as train:
+        kb.fit_bit(tiny_model(), (images, many), verbose=0)
+    with pytest.raises(ValueError) as validation:
+        kb.fit_bit(tiny_model(), (images, labels), (images, many), batch_size=4, total_steps=1, verbose=0)
+    with pytest.raises(ValueError) as pipeline:
+        data_lib.eval_pipeline(data_lib.load_source((images, many)), RULE, 2, 4)
+    assert [str(e.value) for e in (train, validation, pipeline)] == [
+        f"train_data: {want}", f"validation_data: {want}", f"train_data: {want}"]
 
 
 def test_a_one_class_head_is_refused():

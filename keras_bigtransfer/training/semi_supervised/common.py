@@ -5,6 +5,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_bigtransfer.layers.image_input import check_images
 from keras_bigtransfer.preprocessing import to_numpy
 from keras_bigtransfer.training import checkpoint as checkpoint_lib
 from keras_bigtransfer.training import data as data_lib
@@ -22,10 +23,7 @@ def unlabeled_images(unlabeled_data):
     if isinstance(unlabeled_data, (tuple, list)) and len(unlabeled_data) == 2:
         unlabeled_data = unlabeled_data[0]
     images = to_numpy(unlabeled_data)  # any backend's tensors too
-    if images.ndim not in (3, 4):
-        raise ValueError(
-            f"unlabeled_data: images must be (N, H, W) or (N, H, W, C); got shape {images.shape}."
-        )
+    check_images(images, "unlabeled_data")  # the package's image rule, before any training
     return images
 
 
