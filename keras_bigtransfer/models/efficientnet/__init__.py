@@ -61,7 +61,8 @@ def _variant(config):
 # The public constructors, in the order of CONFIGS (the harness checks each name's variant).
 (EfficientNetB0, EfficientNetB1, EfficientNetB2, EfficientNetB3, EfficientNetB4, EfficientNetB5,
  EfficientNetB6, EfficientNetB7, EfficientNetLite0, EfficientNetLite1, EfficientNetLite2,
- EfficientNetLite3, EfficientNetLite4, EfficientNetL2) = factory.register(
+ EfficientNetLite3, EfficientNetLite4, EfficientNetL2, EfficientNetV2B0, EfficientNetV2B1, EfficientNetV2B2,
+ EfficientNetV2B3, EfficientNetV2S, EfficientNetV2M, EfficientNetV2L, EfficientNetV2XL) = factory.register(
     FAMILY, map(_variant, CONFIGS.values()))
 
 __all__ = list(CONFIGS) + [

@@ -154,5 +154,15 @@ CONFIGS = {
         # Noisy Student / Meta Pseudo Labels (tensorflow/tpu efficientnet_builder, noisystudent):
         # 480M parameters; the released checkpoints at 800 and 475.
         EfficientNetConfig("l2", 4.3, 5.3, 800, 0.5, B, "efficientnet_l2_ns", "timm:tf_efficientnet_l2"),
+        # EfficientNetV2 (Tan & Le 2021): B1-B3 scale the base table (automl efficientnetv2_params);
+        # resolution = the evaluation size; dropout as automl (keras.applications uses 0.2 for all).
+        _v2("b0", V2_BASE, 1.0, 1.0, 224, 0.2),
+        _v2("b1", V2_BASE, 1.0, 1.1, 240, 0.2),
+        _v2("b2", V2_BASE, 1.1, 1.2, 260, 0.3),
+        _v2("b3", V2_BASE, 1.2, 1.4, 300, 0.3),
+        _v2("s", V2_S, 1.0, 1.0, 384, 0.2),
+        _v2("m", V2_M, 1.0, 1.0, 480, 0.3),
+        _v2("l", V2_L, 1.0, 1.0, 480, 0.4),
+        _v2("xl", V2_XL, 1.0, 1.0, 512, 0.4, "hf-hub:timm/tf_efficientnetv2_xl.in21k_ft_in1k"),
     )
 }
