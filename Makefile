@@ -67,6 +67,9 @@ BACKEND_TESTS := tests/families/test_harness.py tests/families/test_mixed_precis
 	tests/parity/test_vit_parity.py::test_bicubic_matches_timm_dynamic_size_non_square \
 	tests/families/test_efficientnet.py::test_real_lite0_weights_classify_real_photos \
 	'tests/families/test_efficientnet.py::test_keras_h5_logits_match_tf_keras[b0-67]' \
+	tests/families/test_efficientnetv2.py::test_keras_h5_logits_match_tf_keras \
+	tests/families/test_efficientnetv2.py::test_timm_state_dict_logits_match \
+	tests/families/test_efficientnetv2.py::test_timm_state_dict_features_only_match \
 	$(FEATURE_PARITY)
 test-backends: setup
 	for backend in $(BACKENDS); do \

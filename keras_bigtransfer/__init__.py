@@ -79,6 +79,14 @@ from keras_bigtransfer.models.efficientnet import (
     EfficientNetLite3,
     EfficientNetLite4,
     EfficientNetL2,
+    EfficientNetV2B0,
+    EfficientNetV2B1,
+    EfficientNetV2B2,
+    EfficientNetV2B3,
+    EfficientNetV2L,
+    EfficientNetV2M,
+    EfficientNetV2S,
+    EfficientNetV2XL,
 )
 from keras_bigtransfer.models.registry import create_model, list_models
 from keras_bigtransfer.models.vit import (
@@ -121,6 +129,8 @@ __all__ = [
     "EfficientNetB0", "EfficientNetB1", "EfficientNetB2", "EfficientNetB3", "EfficientNetB4",
     "EfficientNetB5", "EfficientNetB6", "EfficientNetB7",
     "EfficientNetLite0", "EfficientNetLite1", "EfficientNetLite2", "EfficientNetLite3", "EfficientNetLite4", "EfficientNetL2",
+    "EfficientNetV2B0", "EfficientNetV2B1", "EfficientNetV2B2", "EfficientNetV2B3", "EfficientNetV2S", "EfficientNetV2M",
+    "EfficientNetV2L", "EfficientNetV2XL",
     "ViT_Ti16", "ViT_S16", "ViT_S32", "ViT_B8", "ViT_B16", "ViT_B32", "ViT_L16", "ViT_L32", "ViT_H14",
     "ViT_R50_B16",
     # the registry

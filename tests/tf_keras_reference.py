@@ -31,7 +31,7 @@ def tf_keras_efficientnet(variant, size, rng):
                                0.1 * rng.standard_normal(c), 0.5 + rng.random(c)])
         elif isinstance(layer, tf_keras.layers.Dense):
             layer.set_weights([0.05 * rng.standard_normal(w.shape) for w in layer.get_weights()])
-        elif isinstance(layer, tf_keras.layers.Normalization):
+        elif isinstance(layer, tf_keras.layers.Normalization) and layer.weights:  # V1; V2's are constants
             layer.set_weights([IMAGENET_MEAN, IMAGENET_STD**2, np.array(0)])
     return ref
 
@@ -44,7 +44,7 @@ def write_published_h5(ref, path):
     with h5py.File(path, "r+") as f:
         for name in f.attrs["layer_names"]:
             name = name.decode() if isinstance(name, bytes) else name
-            if name.startswith("normalization"):
+            if name.startswith("normalization") and name in f[name]:  # V1 only: V2 stores no statistics
                 group = f[name][name]
                 group["variance:0"][...] = IMAGENET_STD
     return str(path)

@@ -47,7 +47,7 @@ ROUND_TRIP_MAX_PARAMS = 200_000_000  # ViT-L, BiT R50x3 and up: a .keras file ov
 # pytest-xdist they share one worker, one at a time, as two of them at once (up to ~10 GB each
 # while they run) would not fit in the machine's 24 GiB beside the other worker.
 LARGE = {"BiT_M_R50x3", "BiT_S_R50x3", "BiT_M_R101x3", "BiT_S_R101x3", "BiT_M_R152x2", "BiT_S_R152x2",
-         "BiT_M_R152x4", "BiT_S_R152x4", "BiT_L_R152x4", "EfficientNetL2", "ViT_H14", "ViT_L16", "ViT_L32"}
+         "BiT_M_R152x4", "BiT_S_R152x4", "BiT_L_R152x4", "EfficientNetL2", "EfficientNetV2XL", "ViT_H14", "ViT_L16", "ViT_L32"}
 
 
 def xdist_group(item):

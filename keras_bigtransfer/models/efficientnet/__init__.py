@@ -38,9 +38,6 @@ OPTIONS_DOC = """        drop_connect_rate: stochastic depth: block i of n drops
 
 def _variant(config):
     """The registry entry of one configuration row (its constructor's defaults and docstring)."""
-    series = "Lite" if config.lite else "B"
-    reference = (f"timm:tf_efficientnet_{config.variant}" if config.lite or config.variant == "l2"
-                 else f"keras.applications:{config.constructor_name}")
     return registry.Variant(
         name=config.constructor_name,
         family="efficientnet",
@@ -50,10 +47,10 @@ def _variant(config):
         num_classes=1000,
         native_resolution=config.resolution,
         input_multiple=1,
-        reference=reference,
+        reference=config.reference,
         default_name="efficientnet_" + config.variant,
         options=(("drop_connect_rate", 0.2), ("dropout_rate", config.dropout)),
-        summary=(f"{config.constructor_name}: EfficientNet-{series} width x{config.width}, depth "
+        summary=(f"{config.constructor_name}: {config.architecture.name} width x{config.width}, depth "
                  f"x{config.depth}, native resolution {config.resolution}, ImageNet (1000 classes)."),
         options_doc=OPTIONS_DOC.format(dropout=config.dropout),
         # Every default is an ILSVRC-2012 classifier (L2: Noisy Student); no 21k release.
@@ -64,7 +61,8 @@ def _variant(config):
 # The public constructors, in the order of CONFIGS (the harness checks each name's variant).
 (EfficientNetB0, EfficientNetB1, EfficientNetB2, EfficientNetB3, EfficientNetB4, EfficientNetB5,
  EfficientNetB6, EfficientNetB7, EfficientNetLite0, EfficientNetLite1, EfficientNetLite2,
- EfficientNetLite3, EfficientNetLite4, EfficientNetL2) = factory.register(
+ EfficientNetLite3, EfficientNetLite4, EfficientNetL2, EfficientNetV2B0, EfficientNetV2B1, EfficientNetV2B2,
+ EfficientNetV2B3, EfficientNetV2S, EfficientNetV2M, EfficientNetV2L, EfficientNetV2XL) = factory.register(
     FAMILY, map(_variant, CONFIGS.values()))
 
 __all__ = list(CONFIGS) + [

@@ -51,6 +51,8 @@ def convert_keras_h5(arrays):
             layer = "head"
         if weight == "depthwise_kernel":
             weight = "kernel"
+        if layer.endswith("_dwconv2"):  # keras.applications' EfficientNetV2 name of `dwconv`
+            layer = layer[:-1]
         put(converted, f"{layer}/{weight}", key, as_float32(array))
     return converted, unknown
 
@@ -203,11 +205,6 @@ def head_classes(arrays):
     return None
 
 
-def detect(arrays):
-    """Whether {name: array} follows the TF reference's layout (the TF Hub modules')."""
-    return tf_layout_variant(arrays) is not None
-
-
 def from_checkpoint(arrays, source):
     """A model with the TF reference's EfficientNet variable names (a TF Hub module's)."""
     variant = tf_layout_variant(arrays)
@@ -250,25 +247,49 @@ def _se_rules(prefix):
     )
 
 
-TIMM_KEYS = (
+def _inverted_residual_rules(prefix):
+    return (
+        (prefix + r"conv_pw\.weight", _OUR + "expand_conv/kernel", "hwio"),
+        *_bn_rules(prefix + "bn1", _OUR + "expand_bn"),
+        (prefix + r"conv_dw\.weight", _OUR + "dwconv/kernel", "hwio_depthwise"),
+        *_bn_rules(prefix + "bn2", _OUR + "bn"),
+        *_se_rules(prefix),
+        (prefix + r"conv_pwl\.weight", _OUR + "project_conv/kernel", "hwio"),
+        *_bn_rules(prefix + "bn3", _OUR + "project_bn"),
+    )
+
+
+_TIMM_TOP = (
     (r"conv_stem\.weight", "stem_conv/kernel", "hwio"),
     *_bn_rules(r"bn1", "stem_bn"),
     (r"conv_head\.weight", "top_conv/kernel", "hwio"),
     *_bn_rules(r"bn2", "top_bn"),
     (r"classifier\.weight", "head/kernel", "transpose"),
     (r"classifier\.bias", "head/bias", None),
+)
+TIMM_KEYS = (
+    *_TIMM_TOP,
     (_FIRST + r"conv_dw\.weight", _OUR + "dwconv/kernel", "hwio_depthwise"),
     *_bn_rules(_FIRST + "bn1", _OUR + "bn"),
     *_se_rules(_FIRST),
     (_FIRST + r"conv_pw\.weight", _OUR + "project_conv/kernel", "hwio"),
     *_bn_rules(_FIRST + "bn2", _OUR + "project_bn"),
-    (_LATER + r"conv_pw\.weight", _OUR + "expand_conv/kernel", "hwio"),
-    *_bn_rules(_LATER + "bn1", _OUR + "expand_bn"),
-    (_LATER + r"conv_dw\.weight", _OUR + "dwconv/kernel", "hwio_depthwise"),
-    *_bn_rules(_LATER + "bn2", _OUR + "bn"),
-    *_se_rules(_LATER),
-    (_LATER + r"conv_pwl\.weight", _OUR + "project_conv/kernel", "hwio"),
-    *_bn_rules(_LATER + "bn3", _OUR + "project_bn"),
+    *_inverted_residual_rules(_LATER),
+)
+# timm's `tf_efficientnetv2_*`: stage 0 is ConvBnAct (conv, bn1: our fused block without
+# expansion), stages 1-2 EdgeResidual (conv_exp, bn1, conv_pwl, bn2: fused-MBConv), the rest
+# InvertedResidual, for every V2 variant (timm `_gen_efficientnetv2_*` arch_def: cn, er, er, ir...).
+_V2_FUSED = r"blocks\.(?P<s>[12])\.(?P<j>\d+)\."
+_V2_LATER = r"blocks\.(?P<s>[3-9]|[1-9]\d+)\.(?P<j>\d+)\."
+TIMM_V2_KEYS = (
+    *_TIMM_TOP,
+    (_FIRST + r"conv\.weight", _OUR + "project_conv/kernel", "hwio"),
+    *_bn_rules(_FIRST + "bn1", _OUR + "project_bn"),
+    (_V2_FUSED + r"conv_exp\.weight", _OUR + "expand_conv/kernel", "hwio"),
+    *_bn_rules(_V2_FUSED + "bn1", _OUR + "expand_bn"),
+    (_V2_FUSED + r"conv_pwl\.weight", _OUR + "project_conv/kernel", "hwio"),
+    *_bn_rules(_V2_FUSED + "bn2", _OUR + "project_bn"),
+    *_inverted_residual_rules(_V2_LATER),
 )
 
 
@@ -281,5 +302,6 @@ def from_timm(arrays):
     """timm-named arrays -> ({our path: (key, array)}, unknown keys)."""
     from keras_bigtransfer.weights import keymap
 
-    renamed, unknown = keymap.rename(arrays, TIMM_KEYS)
+    rules = TIMM_V2_KEYS if "blocks.0.0.conv.weight" in arrays else TIMM_KEYS
+    renamed, unknown = keymap.rename(arrays, rules)
     return {path: (key, as_float32(array)) for path, (key, array) in renamed.items()}, unknown

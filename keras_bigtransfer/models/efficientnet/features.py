@@ -1,7 +1,7 @@
 """EfficientNet's feature stages: the last block before each drop in resolution, and the last
 block (the TF reference's `reduction_1` ... `reduction_5`, timm `efficientnet`'s `feature_info`)."""
 
-from keras_bigtransfer.models.efficientnet.model import stage_plan
+from keras_bigtransfer.models.efficientnet.model import block_output, scale
 from keras_bigtransfer.models.features import Stage, endpoint
 
 DEFAULT_OUT_INDICES = (0, 1, 2, 3, 4)  # timm's
@@ -9,20 +9,15 @@ DEFAULT_OUT_INDICES = (0, 1, 2, 3, 4)  # timm's
 
 def stages(config):
     """Every map of an `EfficientNetConfig`'s model, in order (strides 2, 4, 8, 16, 32)."""
-    plan = stage_plan(config.width, config.depth, config.lite)
-    stem_filters = 32 if config.lite else None
+    plan = scale(config.architecture, config.width, config.depth).stages
     found, reduction = [], 2  # the stem's stride
-    for i, (_, repeats, f_in, f_out, _, stride) in enumerate(plan):
-        reduction *= stride
-        if i + 1 < len(plan) and plan[i + 1][5] == 1:
+    for i, stage in enumerate(plan):
+        reduction *= stage.stride
+        if i + 1 < len(plan) and plan[i + 1].stride == 1:
             continue
-        if i == 0 and stem_filters:
-            f_in = stem_filters
-        # A block's output is its residual add when it has one (same width, stride 1).
-        last_in, last_stride = (f_out, 1) if repeats > 1 else (f_in, stride)
-        suffix = "add" if last_in == f_out and last_stride == 1 else "project_bn"
-        block = f"block{i + 1}{chr(97 + repeats - 1)}"
-        found.append(Stage(f"{block}_{suffix}", f_out, reduction, f"P{len(found) + 1}", f"blocks.{i}"))
+        block = f"block{i + 1}{chr(97 + stage.repeats - 1)}"
+        found.append(Stage(f"{block}_{block_output(stage, stage.repeats - 1)}", stage.filters, reduction,
+                           f"P{len(found) + 1}", f"blocks.{i}"))
     return found
 
 

@@ -17,31 +17,21 @@ Outside the `tf` layout the variant is the one row of the compound-scaling table
 count, stem and top widths and squeeze-excitation (B and L2 have it, Lite not) match the file.
 """
 
-import math
 import os
 import re
 
-_REPEATS = (1, 2, 2, 3, 3, 4, 1)  # B0's repeats per stage
+from keras_bigtransfer.models.efficientnet.model import scale
 
 _KERAS_BLOCK = re.compile(r"(?:^|/)(block\d+[a-z])_(?:expand_conv|dwconv|project_conv)/")
 _TORCH_BLOCK = re.compile(r"^(?:module\.)?_blocks\.(\d+)\.")
 _TIMM_BLOCK = re.compile(r"^blocks\.(\d+)\.(\d+)\.")
 
 
-def _round_filters(filters, width, divisor=8):
-    filters *= width
-    new = max(divisor, int(filters + divisor / 2) // divisor * divisor)
-    return int(new + divisor if new < 0.9 * filters else new)
-
-
 def signature(config):
     """(blocks, stem, top and last-block channels, squeeze-excitation) of a variant's model."""
-    if config.lite:  # the first and last stages keep their repeats; stem and top are fixed
-        blocks = 2 + sum(math.ceil(config.depth * r) for r in _REPEATS[1:-1])
-        return blocks, 32, 1280, _round_filters(320, config.width), False
-    blocks = sum(math.ceil(config.depth * r) for r in _REPEATS)
-    return (blocks, _round_filters(32, config.width), _round_filters(1280, config.width),
-            _round_filters(320, config.width), True)
+    plan = scale(config.architecture, config.width, config.depth)
+    return (sum(s.repeats for s in plan.stages), plan.stem, plan.head, plan.stages[-1].filters,
+            any(s.se_ratio for s in plan.stages))
 
 
 def variant_for(blocks, stem, top, last, se):
@@ -50,10 +40,6 @@ def variant_for(blocks, stem, top, last, se):
 
     found = [name for name, config in CONFIGS.items() if signature(config) == (blocks, stem, top, last, se)]
     return found[0] if len(found) == 1 else None
-
-
-def _shape(arrays, key):
-    return tuple(arrays[key].shape) if key in arrays else None
 
 
 def layout(arrays):

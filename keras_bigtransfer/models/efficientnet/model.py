@@ -1,35 +1,26 @@
-"""EfficientNet B0-B7 and EfficientNet-Lite0-4 by compound scaling.
+"""EfficientNet B0-B7, L2, Lite0-4 and EfficientNetV2 by scaling a block table.
 
-Tan & Le, "EfficientNet: Rethinking Model Scaling for CNNs", ICML 2019
-(arXiv:1905.11946); Lite: tensorflow/tpu `models/official/efficientnet/lite`.
-One builder reads the B0 block table and scales it: width multiplies every
-stage's filters (rounded to multiples of 8), depth multiplies its repeats
-(rounded up). Layer names are keras.applications' (`block2a_expand_conv`,
-`top_bn`), so the published Keras h5 files map by name; the head is `head`.
+Tan & Le, "EfficientNet: Rethinking Model Scaling for CNNs", ICML 2019 (arXiv:1905.11946);
+Lite: tensorflow/tpu `models/official/efficientnet/lite`; Tan & Le, "EfficientNetV2: Smaller
+Models and Faster Training", ICML 2021 (arXiv:2104.00298). One builder reads a block table
+(`config.Architecture`) and scales it with `scale`: width multiplies every stage's filters
+(rounded to multiples of 8), depth multiplies its repeats (rounded up). Layer names are
+keras.applications' (`block2a_expand_conv`, `top_bn`), so the published Keras h5 files map by
+name; the head is `head`.
 
 Every conv uses TF "same" padding, as the TF reference: the published
 checkpoints then match at any input size, odd and dynamic ones included.
 """
 
 import math
+from typing import NamedTuple
 
 import keras
 
 from keras_bigtransfer.models import base
+from keras_bigtransfer.models.efficientnet.config import B, FUSED, LITE
 
-# (kernel, repeats, filters in, filters out, expand ratio, stride) of B0's seven stages.
-BLOCKS = (
-    (3, 1, 32, 16, 1, 1),
-    (3, 2, 16, 24, 6, 2),
-    (5, 2, 24, 40, 6, 2),
-    (3, 3, 40, 80, 6, 2),
-    (5, 3, 80, 112, 6, 1),
-    (5, 4, 112, 192, 6, 2),
-    (3, 1, 192, 320, 6, 1),
-)
-SE_RATIO = 0.25
-
-# ImageNet statistics for [0, 1] inputs (B-series); Lite uses (255x - 127) / 128.
+# ImageNet statistics for [0, 1] inputs (B-series, V2 B0-B3).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -37,11 +28,12 @@ CONV_INIT = keras.initializers.VarianceScaling(2.0, "fan_out", "truncated_normal
 DENSE_INIT = keras.initializers.VarianceScaling(1.0 / 3.0, "fan_out", "uniform")
 
 
-def round_filters(filters, width, divisor=8):
-    """Scale and round to a multiple of `divisor`, never more than 10% down."""
+def round_filters(filters, width, divisor=8, round_limit=0.9):
+    """Scale and round to a multiple of `divisor`; add one divisor when that lost more than
+    `round_limit` of the scaled value (V1's 0.9 guard; 0: never, V2's rule)."""
     filters *= width
     rounded = max(divisor, int(filters + divisor / 2) // divisor * divisor)
-    if rounded < 0.9 * filters:
+    if rounded < round_limit * filters:
         rounded += divisor
     return int(rounded)
 
@@ -50,54 +42,88 @@ def round_repeats(repeats, depth):
     return int(math.ceil(depth * repeats))
 
 
-def stage_plan(width, depth, lite=False):
-    """The scaled stages: [(kernel, repeats, filters in, filters out, expand, stride)].
+class ScaledStage(NamedTuple):
+    """One stage after scaling (the first six fields in the order of the former tuples)."""
 
-    Lite keeps the first and last stages' repeats unscaled (`fix_head_stem`).
-    """
-    plan = []
-    for i, (k, r, f_in, f_out, e, s) in enumerate(BLOCKS):
-        fixed = lite and i in (0, len(BLOCKS) - 1)
-        plan.append((k, r if fixed else round_repeats(r, depth),
-                     round_filters(f_in, width), round_filters(f_out, width), e, s))
-    return plan
+    kernel: int
+    repeats: int
+    filters_in: int
+    filters: int
+    expand: int
+    stride: int
+    block: str
+    se_ratio: float
 
 
-def block_names(width, depth, lite=False):
+class Scaled(NamedTuple):
+    """A block table after scaling: stem width, stages, head width, activation, input scaling."""
+
+    stem: int
+    stages: list
+    head: int
+    activation: str
+    rescale: object
+
+
+def scale(architecture, width, depth):
+    """The one scaling rule: `architecture`'s table at `width` and `depth` (a `Scaled`)."""
+    def filters(f):
+        return round_filters(f, width, round_limit=architecture.round_limit)
+
+    fixed = not architecture.stem_head_scaled
+    stem = architecture.stem if fixed else filters(architecture.stem)
+    stages, f_in = [], stem
+    for s in architecture.stages:
+        f_out = filters(s.filters)
+        stages.append(ScaledStage(s.kernel, round_repeats(s.repeats, depth) if s.depth_scaled else s.repeats,
+                                  f_in, f_out, s.expand, s.stride, s.block, s.se_ratio))
+        f_in = f_out
+    head = architecture.head if fixed else filters(architecture.head)
+    return Scaled(stem, stages, head, architecture.activation, architecture.rescale)
+
+
+def stage_plan(width, depth, lite=False, *, architecture=None):
+    """The scaled stages (`ScaledStage`s) of `architecture` (default: B, or Lite with `lite`)."""
+    return scale(architecture or (LITE if lite else B), width, depth).stages
+
+
+def block_names(width, depth, lite=False, *, architecture=None):
     """`block1a`, `block2a`, `block2b`, ... in order: index i is `_blocks.i` of a PyTorch port."""
-    return [f"block{i + 1}{chr(97 + j)}" for i, stage in enumerate(stage_plan(width, depth, lite))
-            for j in range(stage[1])]
+    return [f"block{i + 1}{chr(97 + j)}"
+            for i, stage in enumerate(stage_plan(width, depth, lite, architecture=architecture))
+            for j in range(stage.repeats)]
+
+
+def block_output(stage, j):
+    """The layer name suffix of block j's output in a stage: its residual add when it has one
+    (stride 1, same width), else its projection's BN (or, fused without expansion, its activation)."""
+    filters_in, stride = (stage.filters, 1) if j else (stage.filters_in, stage.stride)
+    if stride == 1 and filters_in == stage.filters:
+        return "add"
+    return "project_activation" if stage.block == FUSED and stage.expand == 1 else "project_bn"
 
 
 def _bn(name):
     return keras.layers.BatchNormalization(momentum=0.99, epsilon=1e-3, name=name)
 
 
-def mbconv(x, filters_in, filters_out, kernel, stride, expand, se_ratio, activation, drop_rate, name):
-    """Mobile inverted bottleneck: expand, depthwise, squeeze-excite, project, (drop) add."""
-    inputs = x
-    filters = filters_in * expand
-    if expand != 1:
-        x = keras.layers.Conv2D(filters, 1, padding="same", use_bias=False,
-                                kernel_initializer=CONV_INIT, name=name + "expand_conv")(x)
-        x = _bn(name + "expand_bn")(x)
-        x = keras.layers.Activation(activation, name=name + "expand_activation")(x)
-    x = keras.layers.DepthwiseConv2D(kernel, strides=stride, padding="same", use_bias=False,
-                                     depthwise_initializer=CONV_INIT, name=name + "dwconv")(x)
-    x = _bn(name + "bn")(x)
-    x = keras.layers.Activation(activation, name=name + "activation")(x)
-    if se_ratio:
-        # Squeezed width comes from the block's input width, not the expanded one.
-        filters_se = max(1, int(filters_in * se_ratio))
-        se = keras.layers.GlobalAveragePooling2D(keepdims=True, name=name + "se_squeeze")(x)
-        se = keras.layers.Conv2D(filters_se, 1, padding="same", activation=activation,
-                                 kernel_initializer=CONV_INIT, name=name + "se_reduce")(se)
-        se = keras.layers.Conv2D(filters, 1, padding="same", activation="sigmoid",
-                                 kernel_initializer=CONV_INIT, name=name + "se_expand")(se)
-        x = keras.layers.Multiply(name=name + "se_excite")([x, se])
-    x = keras.layers.Conv2D(filters_out, 1, padding="same", use_bias=False,
-                            kernel_initializer=CONV_INIT, name=name + "project_conv")(x)
-    x = _bn(name + "project_bn")(x)
+def _conv(filters, kernel, name, stride=1):
+    return keras.layers.Conv2D(filters, kernel, strides=stride, padding="same", use_bias=False,
+                               kernel_initializer=CONV_INIT, name=name)
+
+
+def _squeeze_excite(x, filters_in, se_ratio, activation, name):
+    # Squeezed width comes from the block's input width, not the expanded one.
+    filters_se = max(1, int(filters_in * se_ratio))
+    se = keras.layers.GlobalAveragePooling2D(keepdims=True, name=name + "se_squeeze")(x)
+    se = keras.layers.Conv2D(filters_se, 1, padding="same", activation=activation,
+                             kernel_initializer=CONV_INIT, name=name + "se_reduce")(se)
+    se = keras.layers.Conv2D(x.shape[-1], 1, padding="same", activation="sigmoid",
+                             kernel_initializer=CONV_INIT, name=name + "se_expand")(se)
+    return keras.layers.Multiply(name=name + "se_excite")([x, se])
+
+
+def _residual(x, inputs, stride, filters_in, filters_out, drop_rate, name):
     if stride == 1 and filters_in == filters_out:
         if drop_rate > 0:
             # Stochastic depth: drop the whole residual branch per example.
@@ -106,11 +132,59 @@ def mbconv(x, filters_in, filters_out, kernel, stride, expand, se_ratio, activat
     return x
 
 
+def mbconv(x, filters_in, filters_out, kernel, stride, expand, se_ratio, activation, drop_rate, name):
+    """Mobile inverted bottleneck: expand, depthwise, squeeze-excite, project, (drop) add."""
+    inputs = x
+    if expand != 1:
+        x = _conv(filters_in * expand, 1, name + "expand_conv")(x)
+        x = _bn(name + "expand_bn")(x)
+        x = keras.layers.Activation(activation, name=name + "expand_activation")(x)
+    x = keras.layers.DepthwiseConv2D(kernel, strides=stride, padding="same", use_bias=False,
+                                     depthwise_initializer=CONV_INIT, name=name + "dwconv")(x)
+    x = _bn(name + "bn")(x)
+    x = keras.layers.Activation(activation, name=name + "activation")(x)
+    if se_ratio:
+        x = _squeeze_excite(x, filters_in, se_ratio, activation, name)
+    x = _conv(filters_out, 1, name + "project_conv")(x)
+    x = _bn(name + "project_bn")(x)
+    return _residual(x, inputs, stride, filters_in, filters_out, drop_rate, name)
+
+
+def fused_mbconv(x, filters_in, filters_out, kernel, stride, expand, se_ratio, activation, drop_rate, name):
+    """Fused-MBConv (EfficientNetV2): a kxk expansion conv in place of 1x1 + depthwise, then a
+    1x1 projection; without expansion the kxk conv is the projection, followed by the activation
+    (keras.applications `FusedMBConvBlock`, timm `EdgeResidual` / `ConvBnAct`)."""
+    inputs = x
+    if expand != 1:
+        x = _conv(filters_in * expand, kernel, name + "expand_conv", stride)(x)
+        x = _bn(name + "expand_bn")(x)
+        x = keras.layers.Activation(activation, name=name + "expand_activation")(x)
+    if se_ratio:
+        x = _squeeze_excite(x, filters_in, se_ratio, activation, name)
+    x = _conv(filters_out, 1, name + "project_conv")(x) if expand != 1 else \
+        _conv(filters_out, kernel, name + "project_conv", stride)(x)
+    x = _bn(name + "project_bn")(x)
+    if expand == 1:
+        x = keras.layers.Activation(activation, name=name + "project_activation")(x)
+    return _residual(x, inputs, stride, filters_in, filters_out, drop_rate, name)
+
+
+BLOCKS = {"mbconv": mbconv, "fused": fused_mbconv}
+
+
+def _input_scaling(images, rescale, in_chans):
+    if rescale is not None:  # Lite, V2-S..XL: [-1, 1]
+        return keras.layers.Rescaling(rescale[0], offset=rescale[1], name="to_minus_one_one")(images)
+    return keras.layers.Normalization(
+        mean=base.adapt_channels(IMAGENET_MEAN, in_chans),
+        variance=[s * s for s in base.adapt_channels(IMAGENET_STD, in_chans)], name="normalization")(images)
+
+
 def EfficientNet(
     width,
     depth,
     *,
-    lite=False,
+    architecture=B,
     dropout_rate=0.2,
     drop_connect_rate=0.2,
     include_top=True,
@@ -122,53 +196,40 @@ def EfficientNet(
     in_chans=3,
     global_pool="avg",
 ):
-    """Build an EfficientNet (or -Lite) from the B0 table scaled by `width` and `depth`.
+    """Build an EfficientNet from a block table (`config.Architecture`: B, Lite, V2) scaled by
+    `width` and `depth`.
 
     Input: float32 RGB in [0, 1]; the normalization the weights expect (ImageNet
-    mean/std for B, [-1, 1] for Lite) is a layer inside. Stochastic depth of block i (from 0)
-    is `drop_connect_rate * i / blocks`, as timm's `drop_path_rate`. `in_chans` other than 3
-    adapts the normalization's mean/std (`base.adapt_channels`); `global_pool` ("avg", "max")
-    is the head's pooling; `num_classes=0` gives the pooled features (timm's headless model).
+    mean/std for B and V2-B, [-1, 1] for Lite and V2-S..XL) is a layer inside. Stochastic depth of
+    block i (from 0) is `drop_connect_rate * i / blocks`, as timm's `drop_path_rate`. `in_chans`
+    other than 3 adapts the normalization's mean/std (`base.adapt_channels`); `global_pool` ("avg",
+    "max") is the head's pooling; `num_classes=0` gives the pooled features (timm's headless model).
     """
     input_shape, num_classes = base.validate_common_args(
         include_top=include_top, num_classes=num_classes, input_shape=input_shape,
         pooling=pooling, name=name, in_chans=in_chans,
     )
-    activation = "relu6" if lite else "swish"
-    se_ratio = 0.0 if lite else SE_RATIO
-    stem_filters = 32 if lite else round_filters(32, width)
-    head_filters = 1280 if lite else round_filters(1280, width)
+    plan = scale(architecture, width, depth)
+    activation = plan.activation
 
     inputs = base.image_inputs(input_shape)
-    images = base.input_contract(inputs)
-    if lite:
-        x = keras.layers.Rescaling(255.0 / 128.0, offset=-127.0 / 128.0, name="to_minus_one_one")(images)
-    else:
-        x = keras.layers.Normalization(
-            mean=base.adapt_channels(IMAGENET_MEAN, in_chans),
-            variance=[s * s for s in base.adapt_channels(IMAGENET_STD, in_chans)], name="normalization")(images)
-
-    x = keras.layers.Conv2D(stem_filters, 3, strides=2, padding="same", use_bias=False,
-                            kernel_initializer=CONV_INIT, name="stem_conv")(x)
+    x = _input_scaling(base.input_contract(inputs), plan.rescale, in_chans)
+    x = _conv(plan.stem, 3, "stem_conv", 2)(x)
     x = _bn("stem_bn")(x)
     x = keras.layers.Activation(activation, name="stem_activation")(x)
 
-    plan = stage_plan(width, depth, lite)
-    total = float(sum(stage[1] for stage in plan))
+    total = float(sum(stage.repeats for stage in plan.stages))
     index = 0
-    for i, (kernel, repeats, f_in, f_out, expand, stride) in enumerate(plan):
-        if i == 0 and lite:
-            f_in = stem_filters
-        for j in range(repeats):
-            x = mbconv(
-                x, f_in if j == 0 else f_out, f_out, kernel, stride if j == 0 else 1, expand,
-                se_ratio, activation, drop_connect_rate * index / total,
-                name=f"block{i + 1}{chr(97 + j)}_",
+    for i, stage in enumerate(plan.stages):
+        for j in range(stage.repeats):
+            x = BLOCKS[stage.block](
+                x, stage.filters_in if j == 0 else stage.filters, stage.filters, stage.kernel,
+                stage.stride if j == 0 else 1, stage.expand, stage.se_ratio, activation,
+                drop_connect_rate * index / total, name=f"block{i + 1}{chr(97 + j)}_",
             )
             index += 1
 
-    x = keras.layers.Conv2D(head_filters, 1, padding="same", use_bias=False,
-                            kernel_initializer=CONV_INIT, name="top_conv")(x)
+    x = _conv(plan.head, 1, "top_conv")(x)
     x = _bn("top_bn")(x)
     x = keras.layers.Activation(activation, name="top_activation")(x)
     spec = dict(features="top_activation", first_conv="stem_conv")
@@ -190,7 +251,7 @@ def build(config, *, weights_entry=None, include_top=True, num_classes=None, inp
           dropout_rate=None, in_chans=3, global_pool="avg"):
     """The family's builder for the constructor factory: the EfficientNet of a config row."""
     return EfficientNet(
-        config.width, config.depth, lite=config.lite,
+        config.width, config.depth, architecture=config.architecture,
         dropout_rate=config.dropout if dropout_rate is None else dropout_rate,
         drop_connect_rate=drop_connect_rate, include_top=include_top, num_classes=num_classes,
         input_shape=input_shape, pooling=pooling, classifier_activation=classifier_activation,
@@ -204,4 +265,5 @@ def owns(model):
     return "stem_conv" in names and "top_conv" in names
 
 
-__all__ = ["EfficientNet", "block_names", "build", "mbconv", "round_filters", "round_repeats", "stage_plan"]
+__all__ = ["EfficientNet", "block_names", "block_output", "build", "fused_mbconv", "mbconv", "round_filters",
+           "round_repeats", "scale", "stage_plan"]

@@ -9,7 +9,6 @@ names (`efficientnet-bN/stem/conv2d/kernel`, `blocks_<k>/...`, `head/dense/...`)
 family's TF converter maps, so such a module is imported as a native model.
 """
 
-import math
 import re
 
 _KEY = re.compile(
@@ -17,8 +16,6 @@ _KEY = re.compile(
     r"|stack_(?P<i>\d+)/block_(?P<j>\d+)/(?P<part>expand|depthwise|se_reduce|se_expand|project)_(?P<bl>conv2d|bn)"
     r"|(?P<logits>logits))/(?P<weight>\w+)$"
 )
-# B0's repeats per stage (tensorflow/tpu, tensorflow/models: the same block table).
-_REPEATS = (1, 2, 2, 3, 3, 4, 1)
 
 
 def _key(name):
@@ -32,22 +29,15 @@ def is_model_garden(names):
             and any(m.group("i") is not None for m in matches))
 
 
-def _round_filters(filters, width, divisor=8):
-    filters *= width
-    new = max(divisor, int(filters + divisor / 2) // divisor * divisor)
-    return int(new + divisor if new < 0.9 * filters else new)
-
-
 def variant_of(blocks, top_filters):
     """The B-series variant ('b0' ... 'b7', 'l2') with `blocks` blocks and a top conv of
     `top_filters` channels, from the family's compound-scaling table; None when none fits."""
-    from keras_bigtransfer.models.efficientnet.config import CONFIGS
+    from keras_bigtransfer.models.efficientnet.config import B, CONFIGS
+    from keras_bigtransfer.models.efficientnet.model import scale
 
     for config in CONFIGS.values():
-        if config.lite:
-            continue
-        count = sum(math.ceil(config.depth * r) for r in _REPEATS)
-        if count == blocks and _round_filters(1280, config.width) == top_filters:
+        plan = scale(config.architecture, config.width, config.depth)
+        if config.architecture is B and (sum(s.repeats for s in plan.stages), plan.head) == (blocks, top_filters):
             return config.variant
     return None
 
