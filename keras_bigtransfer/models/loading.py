@@ -6,6 +6,7 @@ from the weights layer, which names no family.
 """
 
 import contextlib
+import dataclasses
 import os
 
 from keras_bigtransfer.errors import WeightsError
@@ -46,22 +47,6 @@ def checkpoint_classes(weights, family):
     return registry.get_family(family).head_classes(checkpoint.read_arrays(path, lazy=True))
 
 
-def _converter_options(family, position_grid, source):
-    """Keyword arguments for `family.convert`: `position_grid` and `source` where it takes them."""
-    import inspect
-
-    parameters = inspect.signature(family.convert).parameters
-    if position_grid is not None and "position_grid" not in parameters:
-        raise ValueError(
-            f"position_grid applies to ViT weights only (models with a position-embedding grid), "
-            f"not to {family.name} weights."
-        )
-    options = {"source": source} if "source" in parameters else {}
-    if "position_grid" in parameters:
-        options["position_grid"] = position_grid
-    return options
-
-
 def load_weights(model, weights, *, revision=None, strict=True, position_grid=None, new_head=False):
     """Load `weights` (a local checkpoint path or a catalogue tag) into `model`, all or nothing.
 
@@ -93,7 +78,7 @@ def load_weights(model, weights, *, revision=None, strict=True, position_grid=No
     position_grid = check_position_grid(position_grid)  # a bad argument, not a bad file
     weights = hf_hub.pin(weights, revision)
     family = registry.family_of(model)
-    _converter_options(family, position_grid, None)  # refuse a misplaced position_grid first
+    options = family.check_options(registry.ConvertOptions(position_grid=position_grid))  # before any file work
     if isinstance(weights, str) and not os.path.exists(weights):
         entry = catalogue.find(weights)
         if entry is not None and entry.family != family.name:
@@ -101,21 +86,19 @@ def load_weights(model, weights, *, revision=None, strict=True, position_grid=No
     path = local_path(weights)
     source = os.path.basename(os.fspath(path).rstrip(os.sep))
     arrays = checkpoint.read_arrays(path, lazy=True)  # headers only; a WeightsError names the file
-    other = registry.detect_family(arrays)
+    other = registry.family_of(arrays, None)
     if other is not None and other is not family:
         raise ValueError(
             f"{os.path.basename(os.fspath(path))} holds {other.name} weights; {model.name} is a "
             f"{family.name} model."
         )
+    options = dataclasses.replace(options, kind=checkpoint.sniff_format(path), source=source)
     with checkpoint.reading(path):  # converting and assigning read the data
-        converted, unknown, *optional = family.convert(
-            arrays, model, checkpoint.sniff_format(path),
-            **_converter_options(family, position_grid, source),
-        )
+        conversion = family.convert(arrays, model, options)
         try:
             return assign.assign(
-                model, converted, unknown, source=source,
-                strict=strict, optional=optional[0] if optional else (), stored=arrays, new_head=new_head,
+                model, conversion.assignments, conversion.unknown, source=source,
+                strict=strict, optional=conversion.optional, stored=arrays, new_head=new_head,
             )
         except WeightsError as error:
             raise _other_variant(error, family, arrays, model, source) from None
@@ -174,22 +157,13 @@ def model_from_checkpoint(path_or_arrays, source=None, *, position_grid=None):
 
 
 def _from_arrays(arrays, source, position_grid, reading=None):
-    family = registry.detect_family(arrays)
+    family = registry.family_of(arrays, None)
     if family is None or family.from_checkpoint is None:
         known = [f.name for f in registry.families() if f.detect is not None]
         raise ValueError(
             f"{source}: the checkpoint is in no published layout a registered family recognizes "
             f"({', '.join(known)}); build the model with its constructor and pass weights= instead."
         )
-    options = {}
-    if position_grid is not None:
-        import inspect
-
-        if "position_grid" not in inspect.signature(family.from_checkpoint).parameters:
-            raise ValueError(
-                f"position_grid applies to ViT weights only (models with a position-embedding grid), "
-                f"not to {family.name} weights."
-            )
-        options["position_grid"] = position_grid
+    options = family.check_options(registry.ConvertOptions(source=source, position_grid=position_grid))
     with reading if reading is not None else contextlib.nullcontext():
-        return family.from_checkpoint(arrays, source, **options)
+        return family.from_checkpoint(arrays, options)

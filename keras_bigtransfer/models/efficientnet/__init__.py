@@ -6,7 +6,7 @@ state dicts, the TF reference's checkpoints and TF Hub modules).
 """
 
 from keras_bigtransfer.models import factory, registry
-from keras_bigtransfer.models.efficientnet import convert, layouts
+from keras_bigtransfer.models.efficientnet import convert, features, layouts
 from keras_bigtransfer.models.efficientnet.config import CONFIGS, EfficientNetConfig, constructor_name
 from keras_bigtransfer.models.efficientnet.model import (
     EfficientNet,
@@ -26,8 +26,9 @@ FAMILY = registry.Family(
     owns=owns,
     detect=layouts.detect,  # every published layout: TF, Model Garden, Keras .h5, PyTorch, timm
     from_checkpoint=layouts.from_checkpoint,
-    timm_options=(("drop_rate", "dropout_rate"), ("drop_path_rate", "drop_connect_rate")),
     identify=layouts.identify,
+    features=features.FEATURES,
+    timm_options=(("drop_rate", "dropout_rate"), ("drop_path_rate", "drop_connect_rate")),
 )
 
 OPTIONS_DOC = """        drop_connect_rate: stochastic depth: block i of n drops its branch at rate * i / n
@@ -43,7 +44,6 @@ def _variant(config):
                  else f"keras.applications:{config.constructor_name}")
     return registry.Variant(
         name=config.constructor_name,
-        family="efficientnet",
         config=config,
         architecture=config.constructor_name,
         default_weights=config.default_weights,
