@@ -42,6 +42,7 @@ def _variant(config):
         native_resolution=entry.resolution if entry else 224,
         input_multiple=1,
         reference=f"timm:resnetv2_{config.depth}x{config.width}_bit",
+        num_params=config.num_params,
         default_name=default_name,
         weights_unavailable=None if released else (
             f"{config.published} weights were never released (BiT-L was trained on the "

@@ -31,6 +31,14 @@ FAMILY = registry.Family(
     timm_options=(("drop_rate", "dropout_rate"), ("drop_path_rate", "drop_connect_rate")),
 )
 
+# Parameters at 1000 classes, BatchNorm statistics included (timm's `tf_efficientnet_<variant>`;
+# B0-B7 also keras.applications' less its 7 normalization statistics).
+NUM_PARAMS = {
+    "b0": 5_330_564, "b1": 7_856_232, "b2": 9_177_562, "b3": 12_320_528, "b4": 19_466_816,
+    "b5": 30_562_520, "b6": 43_265_136, "b7": 66_658_680, "lite0": 4_694_024, "lite1": 5_470_344,
+    "lite2": 6_150_168, "lite3": 8_273_768, "lite4": 13_118_936, "l2": 481_399_996,
+}
+
 OPTIONS_DOC = """        drop_connect_rate: stochastic depth: block i of n drops its branch at rate * i / n
             (timm's `drop_path_rate`, which sets it).
         dropout_rate: dropout before the head (default {dropout}; timm's `drop_rate` sets it).
@@ -51,6 +59,7 @@ def _variant(config):
         native_resolution=config.resolution,
         input_multiple=1,
         reference=reference,
+        num_params=NUM_PARAMS.get(config.variant),
         default_name="efficientnet_" + config.variant,
         options=(("drop_connect_rate", 0.2), ("dropout_rate", config.dropout)),
         summary=(f"{config.constructor_name}: EfficientNet-{series} width x{config.width}, depth "

@@ -72,6 +72,7 @@ def _variant(config):
         native_resolution=entry.resolution if entry else 224,
         input_multiple=config.stride,
         reference=f"timm:{config.timm_name}" if config.timm_name else None,
+        num_params=config.num_params,
         default_name=config.constructor_name.lower(),
         options=OPTIONS,
         summary=(f"{config.published}: width {config.hidden_size}, {config.num_layers} layers, "
