@@ -408,5 +408,6 @@ def family_of(thing, default=_NONE):
         return found
     if default is not _NONE:
         return default
-    what = "a checkpoint" if isinstance(thing, collections.abc.Mapping) else repr(getattr(thing, "name", thing))
+    what = ("a checkpoint" if isinstance(thing, collections.abc.Mapping)
+            else repr(getattr(thing, "name", None) or getattr(thing, "tag", None) or thing))
     raise ValueError(f"{what} is not of a registered family ({', '.join(_FAMILIES)}).")
