@@ -12,6 +12,7 @@ __version__ = "0.1.0"
 
 import os as _os
 import sys as _sys
+import typing as _typing
 
 
 
@@ -49,58 +50,18 @@ if (_os.path.basename(_sys.argv[0] if _sys.argv else "").startswith("keras-bigtr
 from keras_bigtransfer import datasets, hub, layers, preprocessing  # noqa: F401
 from keras_bigtransfer.errors import WeightsError
 from keras_bigtransfer.models.base import ImageModel
-from keras_bigtransfer.models.bit import (
-    BiT_L_R152x4,
-    BiT_M_R50x1,
-    BiT_M_R50x3,
-    BiT_M_R101x1,
-    BiT_M_R101x3,
-    BiT_M_R152x2,
-    BiT_M_R152x4,
-    BiT_S_R50x1,
-    BiT_S_R50x3,
-    BiT_S_R101x1,
-    BiT_S_R101x3,
-    BiT_S_R152x2,
-    BiT_S_R152x4,
-)
-from keras_bigtransfer.models.efficientnet import (
-    EfficientNetB0,
-    EfficientNetB1,
-    EfficientNetB2,
-    EfficientNetB3,
-    EfficientNetB4,
-    EfficientNetB5,
-    EfficientNetB6,
-    EfficientNetB7,
-    EfficientNetLite0,
-    EfficientNetLite1,
-    EfficientNetLite2,
-    EfficientNetLite3,
-    EfficientNetLite4,
-    EfficientNetL2,
-    EfficientNetV2B0,
-    EfficientNetV2B1,
-    EfficientNetV2B2,
-    EfficientNetV2B3,
-    EfficientNetV2L,
-    EfficientNetV2M,
-    EfficientNetV2S,
-    EfficientNetV2XL,
-)
+from keras_bigtransfer.models import registry as _registry
 from keras_bigtransfer.models.registry import create_model, list_models
-from keras_bigtransfer.models.vit import (
-    ViT_B8,
-    ViT_B16,
-    ViT_B32,
-    ViT_H14,
-    ViT_L16,
-    ViT_L32,
-    ViT_R50_B16,
-    ViT_S16,
-    ViT_S32,
-    ViT_Ti16,
-)
+
+# The constructors, one per registered variant: each family's `__init__.py` binds its own once
+# (`factory.register`); here they are read off the registry, not written again.
+_CONSTRUCTORS = {v.name: v.constructor for v in _registry.variants()}
+globals().update(_CONSTRUCTORS)
+if _typing.TYPE_CHECKING:  # what IDEs and static analysers read: the same constructors
+    from keras_bigtransfer.models.bit import *  # noqa: F401,F403
+    from keras_bigtransfer.models.efficientnet import *  # noqa: F401,F403
+    from keras_bigtransfer.models.vit import *  # noqa: F401,F403
+
 # Training feeds tf.data to every backend, so it imports TensorFlow: loaded on first use
 # (`keras_bigtransfer.fit_bit`), so that `import keras_bigtransfer` imports no TensorFlow
 # under KERAS_BACKEND=jax or torch (tests/backends/test_no_tensorflow.py).
@@ -122,17 +83,7 @@ def __dir__():
     return sorted(set(globals()) | set(_TRAINING))
 
 __all__ = [
-    # constructors
-    "BiT_S_R50x1", "BiT_S_R50x3", "BiT_S_R101x1", "BiT_S_R101x3", "BiT_S_R152x2", "BiT_S_R152x4",
-    "BiT_M_R50x1", "BiT_M_R50x3", "BiT_M_R101x1", "BiT_M_R101x3", "BiT_M_R152x2", "BiT_M_R152x4",
-    "BiT_L_R152x4",
-    "EfficientNetB0", "EfficientNetB1", "EfficientNetB2", "EfficientNetB3", "EfficientNetB4",
-    "EfficientNetB5", "EfficientNetB6", "EfficientNetB7",
-    "EfficientNetLite0", "EfficientNetLite1", "EfficientNetLite2", "EfficientNetLite3", "EfficientNetLite4", "EfficientNetL2",
-    "EfficientNetV2B0", "EfficientNetV2B1", "EfficientNetV2B2", "EfficientNetV2B3", "EfficientNetV2S", "EfficientNetV2M",
-    "EfficientNetV2L", "EfficientNetV2XL",
-    "ViT_Ti16", "ViT_S16", "ViT_S32", "ViT_B8", "ViT_B16", "ViT_B32", "ViT_L16", "ViT_L32", "ViT_H14",
-    "ViT_R50_B16",
+    *_CONSTRUCTORS,  # the constructors, in registration order
     # the registry
     "create_model", "list_models",
     # training

@@ -297,10 +297,7 @@ def cmd_convert(args):
         with atomic_file(dst, suffix=".keras") as tmp:
             model.save(tmp)
     else:
-        try:
-            family = registry.family_of(model)
-        except ValueError:
-            family = None
+        family = registry.family_of(model, None)
         if family is None or not dst.endswith(family.export_formats):
             names, example = _writers(extension)
             raise app.UsageError(

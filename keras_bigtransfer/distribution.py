@@ -5,9 +5,10 @@ of a `keras.distribution.LayoutMap` that matches its whole path (re.fullmatch). 
 widest kernels over a "model" mesh axis (output channels of BiT's stage 3 and 4 convs;
 ViT's MLP and attention kernels, Megatron-style: the first MLP kernel and q/k/v by
 column / head, the second MLP kernel and the attention output by row); everything else
-is replicated. Batches are split over the "batch" axis. The rules go by layer name, so
-they hold for every variant of a family at any width; a sharded axis must divide by the
-"model" axis size (BiT channels are multiples of 256, ViT heads 12/16).
+is replicated. Batches are split over the "batch" axis. Each family declares its rules
+(`registry.Family.layout_rules`, next to its builder: `LAYOUT_RULES` in `models/<family>/model.py`).
+The rules go by layer name, so they hold for every variant of a family at any width; a
+sharded axis must divide by the "model" axis size (BiT channels are multiples of 256, ViT heads 12/16).
 
 Usage (before building the model; JAX is the backend Keras distributes this way):
 
@@ -18,36 +19,24 @@ Usage (before building the model; JAX is the backend Keras distributes this way)
 
 import keras
 
-RULES = {
-    "bit": (
-        # (kh, kw, in, out) kernels of the two widest stages: split the output channels.
-        (r".*block[34]_unit\d+_\w+_standardized_conv2d/kernel", (None, None, None, "model")),
-    ),
-    "vit": (
-        (r".*MlpBlock_\d+_Dense_0/kernel", (None, "model")),
-        (r".*MlpBlock_\d+_Dense_0/bias", ("model",)),
-        (r".*MlpBlock_\d+_Dense_1/kernel", ("model", None)),
-        (r".*MultiHeadDotProductAttention_\d+/(query|key|value)/kernel", (None, "model", None)),
-        (r".*MultiHeadDotProductAttention_\d+/(query|key|value)/bias", ("model", None)),
-        (r".*MultiHeadDotProductAttention_\d+/attention_output/kernel", ("model", None, None)),
-    ),
-}
-
+from keras_bigtransfer.models import registry
 
 def layout_map(family, device_mesh):
-    """The `keras.distribution.LayoutMap` of `family` ("bit" or "vit") on `device_mesh`,
+    """The `keras.distribution.LayoutMap` of `family` (a family with `layout_rules`: "bit",
+    "vit") on `device_mesh`,
     a `keras.distribution.DeviceMesh` with a "model" axis.
 
     Raises:
         ValueError: an unknown family, or a mesh without a "model" axis.
     """
+    rules = {f.name: f.layout_rules for f in registry.families() if f.layout_rules}
     family = str(family).lower()
-    if family not in RULES:
-        raise ValueError(f"model-parallel layouts exist for {sorted(RULES)}; got {family!r}.")
+    if family not in rules:
+        raise ValueError(f"model-parallel layouts exist for {sorted(rules)}; got {family!r}.")
     if "model" not in device_mesh.axis_names:
         raise ValueError(f"the device mesh needs a 'model' axis; its axes are {device_mesh.axis_names}.")
     layouts = keras.distribution.LayoutMap(device_mesh)
-    for pattern, axes in RULES[family]:
+    for pattern, axes in rules[family]:
         layouts[pattern] = axes
     return layouts
 

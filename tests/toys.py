@@ -11,6 +11,15 @@ from keras_bigtransfer.models import base
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository
 
 
+def smallest_variants():
+    """The smallest registered variant of each family (by `Variant.num_params`), in registration
+    order: the per-family picks of `make test-backends` and of the no-TensorFlow checks."""
+    from keras_bigtransfer.models import registry
+
+    return [min(registry.variants(f.name), key=lambda v: v.num_params or float("inf")).name
+            for f in registry.families()]
+
+
 def tiny_model(num_classes=2, activation=None, seed=0, batch_norm=False):
     """A small model of the package's shape (ImageModel, WSConv2D, GroupNorm, "head");
     `batch_norm=True`: BatchNormalization instead of GroupNorm (EfficientNet's kind)."""

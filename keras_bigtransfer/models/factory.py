@@ -8,6 +8,7 @@ runs. Imports run one way: the families import this module; it imports `features
 and `registry`, none of which imports it.
 """
 
+import dataclasses
 import inspect
 
 import keras
@@ -28,7 +29,7 @@ def register(family, variants):
 
     Args:
         family: the family's `registry.Family`.
-        variants: its `registry.Variant`s (each `family` must be `family.name`).
+        variants: its `registry.Variant`s (their `family` is set to `family.name`).
 
     Returns:
         A tuple of constructors (`make_constructor`), one per variant.
@@ -39,8 +40,9 @@ def register(family, variants):
     registry.register_family(family)
     constructors = []
     for variant in variants:
-        if variant.family != family.name:
+        if variant.family not in ("", family.name):
             raise ValueError(f"{variant.name}: a {variant.family!r} variant registered with family {family.name!r}.")
+        variant = dataclasses.replace(variant, family=family.name)
         constructors.append(registry.register_variant(variant, make_constructor(variant)))
     return tuple(constructors)
 
@@ -160,11 +162,13 @@ def make_constructor(variant):
     multiple = f", multiples of {variant.input_multiple}" if variant.input_multiple > 1 else ""
     options_doc = variant.options_doc
     named = dict(variant.named_weights)
+    extra_pooling = registry.get_family(variant.family).token_pooling  # ((name, what it is), ...)
     constructor.__doc__ = variant.summary.rstrip() + "\n" + COMMON_DOC.format(
         default=variant.default_weights,
         named=" or ".join(f"{k!r} ({v})" for k, v in named.items()) or '"imagenet" (none published)',
-        global_pools='"token", "avg", "max"' if variant.family == "vit" else '"avg", "max"', num_classes=variant.num_classes, multiple=multiple,
-        pooling=', or "token" (the class token)' if variant.family == "vit" else "",
+        global_pools=", ".join(f'"{p}"' for p in [p for p, _ in extra_pooling] + ["avg", "max"]),
+        num_classes=variant.num_classes, multiple=multiple,
+        pooling="".join(f', or "{p}" ({what})' for p, what in extra_pooling),
         name=variant.default_name, options=options_doc.rstrip() + "\n" if options_doc else "",
     )
     return constructor

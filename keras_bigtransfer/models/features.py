@@ -32,13 +32,13 @@ the model carries `pyramid_outputs` ({key: symbolic map}) and `feature_info` (a
 Pretrained weights load as for the classifier (the head is dropped); the maps share the
 backbone's variables, so a head on top fine-tunes as any Keras model does.
 
-Each family's stages are data next to its configuration: `models/<family>/features.py`
-(`stages(config)`: every map, `DEFAULT_OUT_INDICES`, `maps(model, stages, feature_norm)`).
+Each family declares its stages on its `registry.Family` (`features`: a `registry.Features`
+record: `stages(config)`, `maps(model, stages, is_last, feature_norm)`, `default_out_indices`,
+`reductions`), kept next to its configuration in `models/<family>/features.py`.
 """
 
 import collections.abc
 import dataclasses
-import importlib
 import numbers
 
 import keras
@@ -107,12 +107,14 @@ class FeatureInfo(collections.abc.Sequence):
         return [dict(f) for f in self]
 
 
-def family_module(family):
-    """The family's `features` module (`keras_bigtransfer.models.<family>.features`)."""
-    try:
-        return importlib.import_module(f"keras_bigtransfer.models.{family}.features")
-    except ModuleNotFoundError:
-        raise ValueError(f"model family {family!r} offers no feature maps (features_only).") from None
+def family_features(variant):
+    """The `registry.Features` of a variant's family; ValueError when it offers none."""
+    from keras_bigtransfer.models import registry
+
+    family = registry.family_of(variant)
+    if family.features is None:
+        raise ValueError(f"model family {family.name!r} offers no feature maps (features_only).")
+    return family.features
 
 
 def take_indices(num_stages, out_indices):
@@ -159,9 +161,9 @@ def feature_info(name_or_variant, out_indices=None):
         out_indices: as the constructors' (None: the family's default).
     """
     variant = _variant(name_or_variant)
-    module = family_module(variant.family)
-    stages = module.stages(variant.config)
-    default = module.DEFAULT_OUT_INDICES
+    spec = family_features(variant)
+    stages = spec.stages(variant.config)
+    default = spec.default_out_indices
     indices = take_indices(len(stages), default if out_indices is None else out_indices)
     return FeatureInfo(
         dict(index=i, num_chs=stages[i].num_chs, reduction=stages[i].reduction,
@@ -231,12 +233,12 @@ def features_model(backbone, variant, *, out_indices=None, feature_norm=False, o
         name: the model's name (default the backbone's).
     """
     variant = _variant(variant)
-    module = family_module(variant.family)
-    stages = module.stages(variant.config)
+    spec = family_features(variant)
+    stages = spec.stages(variant.config)
     info = feature_info(variant, out_indices)
     selected = [stages[f["index"]] for f in info]
     is_last = [f["index"] == len(stages) - 1 for f in info]
-    maps = module.maps(backbone, selected, is_last, feature_norm=feature_norm)
+    maps = spec.maps(backbone, selected, is_last, feature_norm=feature_norm)
     for f, tensor in zip(info, maps):
         if tensor.shape[-1] != f["num_chs"]:
             raise ValueError(f"{backbone.name}: the map at {f['layer']} has {tensor.shape[-1]} channels, "
@@ -259,9 +261,9 @@ def markdown_tables():
     vit = ["| Variant | blocks (`out_indices` 0 ... n-1) | channels | stride | default `out_indices` |",
            "|---|---|---|---|---|"]
     for variant in registry.variants():
-        stages = family_module(variant.family).stages(variant.config)
-        info = feature_info(variant, len(stages))
-        if variant.family == "vit":
+        spec = family_features(variant)
+        info = feature_info(variant, len(spec.stages(variant.config)))
+        if spec.reductions is None:  # one map per encoder block, all at the model's stride
             default = [f["index"] for f in feature_info(variant)]
             vit.append(f"| `{variant.name}` | {len(info)} | {info[0]['num_chs']} | {info[0]['reduction']} "
                        f"| {tuple(default)} |")

@@ -6,6 +6,7 @@ from the weights layer, which names no family.
 """
 
 import contextlib
+import dataclasses
 import os
 
 from keras_bigtransfer.errors import WeightsError
@@ -22,22 +23,6 @@ def checkpoint_classes(weights, family):
     if weights.entry is not None and not weights.pinned:
         return weights.entry.num_classes
     return registry.get_family(family).head_classes(weights.arrays)
-
-
-def _converter_options(family, position_grid, source):
-    """Keyword arguments for `family.convert`: `position_grid` and `source` where it takes them."""
-    import inspect
-
-    parameters = inspect.signature(family.convert).parameters
-    if position_grid is not None and "position_grid" not in parameters:
-        raise ValueError(
-            f"position_grid applies to ViT weights only (models with a position-embedding grid), "
-            f"not to {family.name} weights."
-        )
-    options = {"source": source} if "source" in parameters else {}
-    if "position_grid" in parameters:
-        options["position_grid"] = position_grid
-    return options
 
 
 def load_weights(model, weights, *, revision=None, strict=True, position_grid=None, new_head=False):
@@ -75,26 +60,24 @@ def load_weights(model, weights, *, revision=None, strict=True, position_grid=No
     if weights is None:
         raise TypeError("load_weights: weights must be a checkpoint path, a catalogue tag or a Hub handle; got None.")
     family = registry.family_of(model)
-    _converter_options(family, position_grid, None)  # refuse a misplaced position_grid first
+    options = family.check_options(registry.ConvertOptions(position_grid=position_grid))  # before any file work
     if weights.family is not None and weights.family != family.name:
         raise ValueError(f"{weights.entry.tag} holds {weights.family} weights, not {family.name} weights.")
     path, source, kind = weights.path, weights.source, weights.format
     arrays = weights.arrays  # headers only; a WeightsError names the file
-    other = registry.detect_family(arrays)
+    other = registry.family_of(arrays, None)
     if other is not None and other is not family:
         raise ValueError(
             f"{os.path.basename(os.fspath(path))} holds {other.name} weights; {model.name} is a "
             f"{family.name} model."
         )
+    options = dataclasses.replace(options, kind=kind, source=source)
     with checkpoint.reading(path):  # converting and assigning read the data
-        converted, unknown, *optional = family.convert(
-            arrays, model, kind,
-            **_converter_options(family, position_grid, source),
-        )
+        conversion = family.convert(arrays, model, options)
         try:
             return assign.assign(
-                model, converted, unknown, source=source,
-                strict=strict, optional=optional[0] if optional else (), stored=arrays, new_head=new_head,
+                model, conversion.assignments, conversion.unknown, source=source,
+                strict=strict, optional=conversion.optional, stored=arrays, new_head=new_head,
             )
         except WeightsError as error:
             raise _other_variant(error, family, arrays, model, source) from None
@@ -153,22 +136,13 @@ def model_from_checkpoint(path_or_arrays, source=None, *, position_grid=None):
 
 
 def _from_arrays(arrays, source, position_grid, reading=None):
-    family = registry.detect_family(arrays)
+    family = registry.family_of(arrays, None)
     if family is None or family.from_checkpoint is None:
         known = [f.name for f in registry.families() if f.detect is not None]
         raise ValueError(
             f"{source}: the checkpoint is in no published layout a registered family recognizes "
             f"({', '.join(known)}); build the model with its constructor and pass weights= instead."
         )
-    options = {}
-    if position_grid is not None:
-        import inspect
-
-        if "position_grid" not in inspect.signature(family.from_checkpoint).parameters:
-            raise ValueError(
-                f"position_grid applies to ViT weights only (models with a position-embedding grid), "
-                f"not to {family.name} weights."
-            )
-        options["position_grid"] = position_grid
+    options = family.check_options(registry.ConvertOptions(source=source, position_grid=position_grid))
     with reading if reading is not None else contextlib.nullcontext():
-        return family.from_checkpoint(arrays, source, **options)
+        return family.from_checkpoint(arrays, options)

@@ -1,18 +1,27 @@
 """The model registry: every family registers itself here, and every other part asks it.
 
 A *family* (`Family`) is one folder under `models/` (bit, efficientnet, vit): its builder,
-its checkpoint converter, and how to recognize its checkpoints and models. A *variant*
-(`Variant`) is one public constructor (`BiT_M_R50x1`, `EfficientNetB0`, `ViT_B16`): its
-configuration row, default weights and upstream head. A family's `__init__.py`
-declares both and hands them to `factory.register`, which registers them and binds each
-variant to its constructor (`factory.make_constructor`):
+its checkpoint converter, its feature maps, and how to recognize its checkpoints and models.
+A *variant* (`Variant`) is one public constructor (`BiT_M_R50x1`, `EfficientNetB0`, `ViT_B16`):
+its configuration row, default weights and upstream head. A family's `__init__.py` declares
+both and hands them to `factory.register`, which registers them and binds each variant to its
+constructor (`factory.make_constructor`):
 
     FAMILY = registry.Family(name="bit", build=..., convert=..., ...)
 
     def _variant(config):
-        return registry.Variant(name=config.constructor_name, family="bit", config=config, ...)
+        return registry.Variant(name=config.constructor_name, config=config, ...)
 
     BiT_S_R50x1, BiT_S_R50x3, ... = factory.register(FAMILY, map(_variant, CONFIGS.values()))
+
+The contract every family implements the same way (docs/adding_a_family.md): `Family`'s
+callables, a converter taking one `ConvertOptions` and returning one `Conversion`, and its
+feature maps as a `Features` record.
+
+"Which family" has one answer, `family_of(thing)`, whatever the thing: a variant or
+constructor name (the family it was registered with: `Variant.family`), a catalogue entry
+(its constructor's family), a built model (`Family.owns`) or a bare checkpoint's arrays
+(`Family.detect`).
 
 Public API (also at the package top level): `create_model(name, **kwargs)` and
 `list_models(pattern=None, pretrained=False)`.
@@ -20,6 +29,7 @@ Public API (also at the package top level): `create_model(name, **kwargs)` and
 This module imports nothing from the families: they import it.
 """
 
+import collections.abc
 import dataclasses
 import difflib
 import fnmatch
@@ -33,32 +43,101 @@ _CONSTRUCTORS = {}  # constructor name -> constructor
 
 
 @dataclasses.dataclass(frozen=True)
-class Family:
-    """What the rest of the package needs to know about one model family.
+class ConvertOptions:
+    """The options every converter (`Family.convert`) and `Family.from_checkpoint` accept.
+
+    One record for all families, so a misspelt option is a TypeError, never silently dropped.
+    A family that does not use a family-specific option lists it not in
+    `Family.convert_options`, and `check_options` refuses it when set.
 
     Attributes:
-        name: "bit", "efficientnet", "vit": the `family` of its catalogue entries.
+        kind: `weights.checkpoint.sniff_format`'s answer ("npz", "h5", "torch", "tf"), or None.
+        source: the checkpoint's name in messages (its file name).
+        position_grid: ViT: (rows, cols) of a non-square stored position-embedding grid, or None.
+    """
+
+    kind: Optional[str] = None
+    source: str = "checkpoint"
+    position_grid: Optional[tuple] = None
+
+
+# ConvertOptions fields that only some families use (declared in `Family.convert_options`),
+# and what they apply to (the message when another family's weights get one).
+FAMILY_SPECIFIC_OPTIONS = {"position_grid": "ViT weights only (models with a position-embedding grid)"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Conversion:
+    """What a converter returns: the checkpoint mapped onto a model's variables.
+
+    Attributes:
+        assignments: {model variable path: (checkpoint key, array)}; arrays may be lazy
+            (read when assigned).
+        unknown: checkpoint keys no rule of the family knows.
+        optional: model variable paths the checkpoint may lack (ViT's register tokens).
+    """
+
+    assignments: dict
+    unknown: tuple = ()
+    optional: tuple = ()
+
+    def __post_init__(self):
+        object.__setattr__(self, "unknown", tuple(self.unknown))
+        object.__setattr__(self, "optional", tuple(self.optional))
+
+
+@dataclasses.dataclass(frozen=True)
+class Features:
+    """A family's multi-scale feature maps (`features_only`; `models/features.py` reads them).
+
+    Attributes:
+        stages: (config) -> [features.Stage]: every map of a variant's model, in order.
+        maps: (model, selected stages, is_last flags, *, feature_norm) -> the symbolic maps of
+            a built backbone (include_top=False, pooling=None).
+        default_out_indices: timm's default `out_indices` (a tuple of indices, or n: the last n).
+        reductions: the maps' strides, the same for every variant (a pyramid: (2, 4, 8, 16,
+            32), keyed "P1" ...), or None when every map is at the model's stride
+            (`Variant.input_multiple`: ViT's encoder blocks, keyed "block0" ...).
+    """
+
+    stages: Callable
+    maps: Callable
+    default_out_indices: Any
+    reductions: Optional[tuple] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+    """What the rest of the package needs to know about one model family: the contract.
+
+    Attributes:
+        name: "bit", "efficientnet", "vit": its folder under `models/`, the `family` of its
+            catalogue entries and of its variants.
         build: (config, *, weights_entry, include_top, num_classes, input_shape, pooling,
-            classifier_activation, name, **options) -> a Keras model (random init).
+            classifier_activation, name, in_chans, **options) -> a Keras model (random init).
             `weights_entry` is the catalogue entry of the weights about to load, or None.
-        convert: (arrays, model, kind) -> ({model variable path: (checkpoint key, array)},
-            unknown keys[, model paths the checkpoint may lack]); `kind` is
-            `checkpoint.sniff_format`'s answer ("npz", "h5", "torch", "tf").
+        convert: (arrays, model, options: ConvertOptions) -> Conversion.
         head_classes: (arrays) -> the class count of a checkpoint's classifier head,
             or None when it has none. Read off key names and shapes only.
         owns: (model) -> whether a built model is this family's (read off its layers).
         detect: (arrays) -> whether a bare checkpoint (or a SavedModel's variables) is in
             this family's published layout; None when the family cannot say.
-        from_checkpoint: (arrays, source) -> a model built to fit the arrays, loaded;
-            None when the family cannot build one from the arrays alone.
+        from_checkpoint: (arrays, options: ConvertOptions) -> a model built to fit the arrays,
+            loaded; None when the family cannot build one from the arrays alone.
+        identify: (arrays) -> the constructor name whose architecture a bare checkpoint
+            fits (read off key names and shapes), or None; names the right variant when
+            a file does not fit the model it was loaded into.
+        convert_options: the `FAMILY_SPECIFIC_OPTIONS` its converter uses (("position_grid",)).
+        features: its feature maps (`Features`), or None when it offers none.
+        layout_rules: ((variable-path regex, sharded axes), ...): its model-parallel layout
+            (`keras_bigtransfer.distribution`); () when it has none.
+        token_pooling: the pooling it offers besides "avg" and "max", with what it is
+            ((("token", "the class token"),) for ViT): the constructors' `pooling` / `global_pool`.
         to_published: (model, path) -> path: writes the model in the family's published
             checkpoint format (BiT's .npz); None when there is none.
         export_formats: file extensions `to_published` writes (".npz",).
         timm_options: ((timm's argument, the family's option), ...): what `drop_rate` and
             `drop_path_rate` set in this family's builder.
-        identify: (arrays) -> the constructor name whose architecture a bare checkpoint
-            fits (read off key names and shapes), or None; names the right variant when
-            a file does not fit the model it was loaded into.
     """
 
     name: str
@@ -68,10 +147,28 @@ class Family:
     owns: Callable
     detect: Optional[Callable] = None
     from_checkpoint: Optional[Callable] = None
+    identify: Optional[Callable] = None
+    convert_options: tuple = ()
+    features: Optional[Features] = None
+    layout_rules: tuple = ()
+    token_pooling: tuple = ()
     to_published: Optional[Callable] = None
     export_formats: tuple = ()
     timm_options: tuple = ()
-    identify: Optional[Callable] = None
+
+    def __post_init__(self):
+        unknown = set(self.convert_options) - set(FAMILY_SPECIFIC_OPTIONS)
+        if unknown:
+            raise ValueError(f"family {self.name!r}: convert_options {sorted(unknown)} are not "
+                             f"ConvertOptions fields; family-specific ones: {sorted(FAMILY_SPECIFIC_OPTIONS)}.")
+
+    def check_options(self, options):
+        """Raise ValueError when `options` (a `ConvertOptions`) sets a family-specific option
+        this family does not use (position_grid for BiT weights); return them."""
+        for field, applies_to in FAMILY_SPECIFIC_OPTIONS.items():
+            if getattr(options, field) is not None and field not in self.convert_options:
+                raise ValueError(f"{field} applies to {applies_to}, not to {self.name} weights.")
+        return options
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,7 +177,6 @@ class Variant:
 
     Attributes:
         name: the constructor's name ("BiT_M_R50x1"); also its attribute on the package.
-        family: the family's name ("bit").
         config: the family's configuration row (a frozen dataclass from `<family>/config.py`).
         architecture: variants with the same architecture share checkpoints
             ("R50x1" for BiT-S-R50x1 and BiT-M-R50x1; the constructor name elsewhere).
@@ -100,10 +196,13 @@ class Variant:
         named_weights: (("imagenet", tag), ("imagenet21k", tag)): the catalogue tags that
             keras.applications' `weights="imagenet"` (the family's ILSVRC-2012 classifier)
             and `"imagenet21k"` mean for this variant, where published.
+        num_params: the parameter count at the upstream head (Keras' `count_params()`:
+            BatchNorm statistics included), or None; the harness checks it where given and
+            must have it above its `.keras` round-trip limit (200M).
+        family: the family's name ("bit"): `factory.register` sets it.
     """
 
     name: str
-    family: str
     config: Any
     architecture: str
     default_weights: Optional[str]
@@ -117,6 +216,8 @@ class Variant:
     summary: str = ""
     options_doc: str = ""
     named_weights: tuple = ()
+    num_params: Optional[int] = None
+    family: str = ""
 
     @property
     def constructor(self):
@@ -328,12 +429,12 @@ def _from_weights_alone(handle, resolved, kwargs):
     except OfflineError as e:  # nothing cached: it may not even exist
         raise ValueError(f"{_unknown(handle, 'registered model or a catalogue tag')} Neither its config.json "
                          f"nor its weights are in the Hugging Face cache: {e}") from None
-    family = detect_family(arrays)
+    family = family_of(arrays, None)
     if family is None or family.from_checkpoint is None:
         raise ValueError(f"{handle}: the repository has no config.json and its weights are in no layout a "
                          f"registered family recognizes ({', '.join(_FAMILIES)}).")
     with checkpoint.reading(resolved.path):  # building reads the data
-        return family.from_checkpoint(arrays, handle)
+        return family.from_checkpoint(arrays, family.check_options(ConvertOptions(source=handle)))
 
 
 def list_models(pattern=None, pretrained=False):
@@ -365,20 +466,38 @@ def list_models(pattern=None, pretrained=False):
     return sorted(set(names))
 
 
-def family_of(model):
-    """The `Family` a built model belongs to; ValueError when none claims it."""
-    for family in _FAMILIES.values():
-        if family.owns(model):
-            return family
-    raise ValueError(
-        f"{getattr(model, 'name', model)!r} is not a model of a registered family "
-        f"({', '.join(_FAMILIES)})."
-    )
+_NONE = object()
 
 
-def detect_family(arrays):
-    """The `Family` whose published layout a bare checkpoint's {key: array} follows, or None."""
-    for family in _FAMILIES.values():
-        if family.detect is not None and family.detect(arrays):
-            return family
-    return None
+def family_of(thing, default=_NONE):
+    """THE answer to "which family": the `Family` of
+
+    - a `Variant` or a constructor name (any case): the family it was registered with;
+    - a catalogue entry (`weights.catalogue.Entry`): its constructor's family (the entry's
+      own `family` field says the same: tests/families/test_harness.py checks);
+    - a built model: the family whose `owns(model)` claims it (read off its layers);
+    - a bare checkpoint's {key: array} (a Mapping): the family whose `detect(arrays)`
+      recognizes its published layout.
+
+    Raises:
+        ValueError: none claims it and no `default` was given (else `default` is returned).
+    """
+    found = None
+    if isinstance(thing, Variant):
+        found = _FAMILIES[thing.family]
+    elif isinstance(thing, str):
+        found = _FAMILIES[get_variant(thing).family]
+    elif isinstance(thing, catalogue.Entry):
+        variant = find_variant(thing.constructor)
+        found = _FAMILIES[variant.family] if variant is not None else None
+    elif isinstance(thing, collections.abc.Mapping):
+        found = next((f for f in _FAMILIES.values() if f.detect is not None and f.detect(thing)), None)
+    else:
+        found = next((f for f in _FAMILIES.values() if f.owns(thing)), None)
+    if found is not None:
+        return found
+    if default is not _NONE:
+        return default
+    what = ("a checkpoint" if isinstance(thing, collections.abc.Mapping)
+            else repr(getattr(thing, "name", None) or getattr(thing, "tag", None) or thing))
+    raise ValueError(f"{what} is not of a registered family ({', '.join(_FAMILIES)}).")

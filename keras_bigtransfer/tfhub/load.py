@@ -174,7 +174,7 @@ def import_saved_model(path, trusted=True, source=None):
         # The raw kernels beside the folded graph: the model trains as the exported one did.
         converted.update((p, (p, a)) for p, a in raw_weights.read(path).items())
         return assign.assign(model, converted, source=path)
-    if registry.detect_family(named) is not None:  # a published layout: the family builds it
+    if registry.family_of(named, None) is not None:  # a published layout: the family builds it
         return loading.model_from_checkpoint({k: np.asarray(v) for k, v in named.items()}, source=path)
     if not trusted:
         _refuse_program(path, source, "this SavedModel is in no family layout this package reads as data")
@@ -192,7 +192,7 @@ def _import_tf1_hub_module(path, trusted=True, source=None):
     (read from its checkpoint), else a `TF1HubLayer` calling its `default` signature (loaded
     with `tags=[]`, as `tensorflow_hub.load` does), as other SavedModels get a `TFSMLayer`."""
     arrays = tf1_hub.read_variables(path)
-    if registry.detect_family(arrays) is not None:
+    if registry.family_of(arrays, None) is not None:
         return loading.model_from_checkpoint(arrays, source=path)
     if not trusted:
         _refuse_program(path, source or path, "this TF1 Hub module is in no family layout this package reads as data")

@@ -24,11 +24,6 @@ def is_tf1_hub_module(path):
     return os.path.isfile(os.path.join(os.fspath(path), MODULE_PROTO))
 
 
-def load_tags(path):
-    """The `tags=` argument `tensorflow_hub.load` passes for `path`: [] for the TF1 Hub format, else None."""
-    return [] if is_tf1_hub_module(path) else None
-
-
 def read_variables(path, lazy=True):
     """{variable name: array} of a SavedModel's checkpoint (`variables/variables`), no graph code."""
     from keras_bigtransfer.weights import checkpoint

@@ -78,9 +78,3 @@ def rename(arrays, rules):
         else:
             unknown.append(key)
     return renamed, unknown
-
-
-def matches(arrays, pattern):
-    """Whether any key matches `pattern` (a regular expression, whole key)."""
-    compiled = re.compile(pattern)
-    return any(compiled.fullmatch(k) for k in arrays)

@@ -86,7 +86,9 @@ def models(workdir):
         registry.get_variant(name)
     for tag in kb.list_models(pretrained=True):
         assert kb.hub.catalogue.find(tag) is not None or timm_names.resolve(tag) is not None, tag
-    for name in ("BiT_S_R50x1", "EfficientNetLite0", "ViT_Ti16"):
+    from tests.toys import smallest_variants
+
+    for name in smallest_variants():  # one per family
         model = kb.create_model(name, weights=None, num_classes=5)
         head = model.get_layer("head")
         head.kernel.assign(rng.normal(0, 0.05, head.kernel.shape).astype("float32"))

@@ -40,20 +40,29 @@ def test_feature_info_matches_the_maps_at_two_sizes(built):
 
 
 def test_every_variant_has_timm_like_stages():
-    """Static: no model is built. CNNs: five maps at strides 2..32, widening; ViT: one per block."""
+    """Static: no model is built. A pyramid family (its `Features.reductions` declared): one map
+    per declared stride, widening, keyed P1 ..., all by default (timm's); a per-block family
+    (ViT): every map at the model's stride, of one width, keyed block0 ...."""
     for variant in registry.variants():
-        info = features.feature_info(variant, out_indices=len(features.family_module(variant.family)
-                                                              .stages(variant.config)))
-        if variant.family == "vit":
-            assert len(info) == variant.config.num_layers
-            assert set(info.reduction()) == {variant.input_multiple}
-            assert set(info.channels()) == {variant.config.hidden_size}
-            assert len(features.feature_info(variant)) == 3  # timm's default: the last three blocks
+        spec = features.family_features(variant)
+        info = features.feature_info(variant, out_indices=len(spec.stages(variant.config)))
+        if spec.reductions is None:
+            assert set(info.reduction()) == {variant.input_multiple}, variant.name
+            assert len(set(info.channels())) == 1, variant.name
+            assert info.names() == [f"block{i}" for i in range(len(info))]
         else:
-            assert info.reduction() == [2, 4, 8, 16, 32], variant.name
+            assert info.reduction() == list(spec.reductions), variant.name
             assert info.channels() == sorted(info.channels()), variant.name
-            assert info.names() == ["P1", "P2", "P3", "P4", "P5"]
+            assert info.names() == [f"P{i + 1}" for i in range(len(info))]
             assert features.feature_info(variant) == info
+
+
+def test_vit_offers_every_encoder_block_and_the_last_three_by_default():
+    for variant in registry.variants("vit"):
+        info = features.feature_info(variant, out_indices=variant.config.num_layers)
+        assert len(info) == variant.config.num_layers
+        assert set(info.channels()) == {variant.config.hidden_size}
+        assert len(features.feature_info(variant)) == 3  # timm's default: the last three blocks
 
 
 def test_bit_widths_scale_the_channels():

@@ -5,9 +5,9 @@
 """
 
 from keras_bigtransfer.models import factory, registry
-from keras_bigtransfer.models.bit import convert
+from keras_bigtransfer.models.bit import convert, features
 from keras_bigtransfer.models.bit.config import CONFIGS, DEPTHS, FLAVOURS, BiTConfig
-from keras_bigtransfer.models.bit.model import ResNetV2, bottleneck_unit, build, owns
+from keras_bigtransfer.models.bit.model import LAYOUT_RULES, ResNetV2, bottleneck_unit, build, owns
 from keras_bigtransfer.weights import catalogue
 
 FAMILY = registry.Family(
@@ -18,10 +18,12 @@ FAMILY = registry.Family(
     owns=owns,
     detect=convert.detect,
     from_checkpoint=convert.from_checkpoint,
+    identify=convert.identify,
+    features=features.FEATURES,
+    layout_rules=LAYOUT_RULES,
     to_published=convert.save_npz,
     export_formats=(".npz",),
     timm_options=(("drop_rate", "dropout_rate"), ("drop_path_rate", "drop_path_rate")),
-    identify=convert.identify,
 )
 
 
@@ -33,7 +35,6 @@ def _variant(config):
     entry = catalogue.find(default_weights) if default_weights else None
     return registry.Variant(
         name=config.constructor_name,
-        family="bit",
         config=config,
         architecture=config.architecture,
         default_weights=default_weights,
@@ -41,6 +42,7 @@ def _variant(config):
         native_resolution=entry.resolution if entry else 224,
         input_multiple=1,
         reference=f"timm:resnetv2_{config.depth}x{config.width}_bit",
+        num_params=config.num_params,
         default_name=default_name,
         weights_unavailable=None if released else (
             f"{config.published} weights were never released (BiT-L was trained on the "

@@ -12,6 +12,13 @@ FLAVOURS = {
     "L": ("JFT-300M", 18291),
 }
 
+# Parameters of each architecture without its head (timm's `resnetv2_<depth>x<width>_bit` counts);
+# the head adds 2048 x width x classes + classes.
+BACKBONE_PARAMS = {
+    "R50x1": 23_500_352, "R50x3": 211_174_080, "R101x1": 42_492_480, "R101x3": 381_789_888,
+    "R152x2": 232_238_208, "R152x4": 928_340_224,
+}
+
 
 @dataclasses.dataclass(frozen=True)
 class BiTConfig:
@@ -42,6 +49,11 @@ class BiTConfig:
     @property
     def upstream_classes(self):
         return FLAVOURS[self.flavour][1]
+
+    @property
+    def num_params(self):
+        """Parameters at the upstream head."""
+        return BACKBONE_PARAMS[self.architecture] + (2048 * self.width + 1) * self.upstream_classes
 
 
 # The variants: {constructor name: row}.

@@ -15,6 +15,7 @@ import re
 
 import numpy as np
 
+from keras_bigtransfer.models import registry
 from keras_bigtransfer.models.bit.config import DEPTHS
 from keras_bigtransfer.models.bit.model import ResNetV2
 from keras_bigtransfer.weights import assign
@@ -101,12 +102,13 @@ def save_npz(model, path):
     return path
 
 
-def load_arrays(arrays, model, kind=None):
-    """The family's converter for the registry: every BiT format maps by name
-    (timm's names, from the Hugging Face Hub or a local .safetensors, first to the published ones)."""
+def load_arrays(arrays, model, options):
+    """The family's converter (`registry.Family.convert`) -> `registry.Conversion`: every BiT
+    format maps by name, whatever `options.kind` (timm's names, from the Hugging Face Hub or a
+    local .safetensors, first to the published ones)."""
     arrays, unknown = from_timm(arrays)
     converted, more = convert(arrays)
-    return converted, unknown + more
+    return registry.Conversion(converted, unknown + more)
 
 
 def detect(arrays):
@@ -151,8 +153,10 @@ def identify(arrays):
     return f"BiT_M_R{found[1]}x{found[2]}"
 
 
-def from_checkpoint(arrays, source):
-    """A BiT model built to fit published weights (depth, width and head read off them)."""
+def from_checkpoint(arrays, options):
+    """A BiT model built to fit published weights (depth, width and head read off them);
+    `options`: a `registry.ConvertOptions` (its `source` names the file in messages)."""
+    source = options.source
     arrays, timm_unknown = from_timm(arrays)
     converted, unknown = convert(arrays)
     unknown = timm_unknown + unknown

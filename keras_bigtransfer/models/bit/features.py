@@ -7,9 +7,8 @@ block's map is the output of its last unit (pre-activation: not normalized), as 
 """
 
 from keras_bigtransfer.models.bit.config import DEPTHS
+from keras_bigtransfer.models import registry
 from keras_bigtransfer.models.features import Stage, endpoint
-
-DEFAULT_OUT_INDICES = (0, 1, 2, 3, 4)  # timm's
 
 
 def stages(config):
@@ -25,3 +24,7 @@ def stages(config):
 def maps(model, selected, is_last, *, feature_norm=False):
     return [endpoint(model, "pre_head_relu" if feature_norm and last else stage.layer)
             for stage, last in zip(selected, is_last)]
+
+
+FEATURES = registry.Features(stages=stages, maps=maps, default_out_indices=(0, 1, 2, 3, 4),  # timm's
+                             reductions=(2, 4, 8, 16, 32))

@@ -125,6 +125,13 @@ def build(config, *, weights_entry=None, include_top=True, num_classes=None, inp
     )
 
 
+# Model-parallel layout (`registry.Family.layout_rules`, keras_bigtransfer.distribution):
+# the (kh, kw, in, out) kernels of the two widest stages, split over their output channels.
+LAYOUT_RULES = (
+    (r".*block[34]_unit\d+_\w+_standardized_conv2d/kernel", (None, None, None, "model")),
+)
+
+
 def owns(model):
     """Whether a built model is a BiT ResNetV2 (its root conv is named after the checkpoints')."""
     return any(layer.name == "root_block_standardized_conv2d" for layer in model.layers)

@@ -181,16 +181,17 @@ def tf_layout_variant(names):
     return variants.pop() if len(variants) == 1 else None
 
 
-def load_arrays(arrays, model, kind):
-    """The family's converter for the registry: the reader's kind picks the key map."""
+def load_arrays(arrays, model, options):
+    """The family's converter (`registry.Family.convert`) -> `registry.Conversion`: the
+    reader's kind (`options.kind`) picks the key map."""
     names = model_block_names(model)
     if is_timm(arrays):  # the Hugging Face Hub copies, a local timm .safetensors or .pth
-        return from_timm(arrays)
-    if kind == "torch":
-        return convert_pytorch(arrays, names)
-    if kind == "tf":
-        return convert_tf_checkpoint(arrays, names)
-    return convert_keras_h5(arrays)
+        return registry.Conversion(*from_timm(arrays))
+    if options.kind == "torch":
+        return registry.Conversion(*convert_pytorch(arrays, names))
+    if options.kind == "tf":
+        return registry.Conversion(*convert_tf_checkpoint(arrays, names))
+    return registry.Conversion(*convert_keras_h5(arrays))
 
 
 _HEAD_BIAS = re.compile(

@@ -1,10 +1,9 @@
 """EfficientNet's feature stages: the last block before each drop in resolution, and the last
 block (the TF reference's `reduction_1` ... `reduction_5`, timm `efficientnet`'s `feature_info`)."""
 
+from keras_bigtransfer.models import registry
 from keras_bigtransfer.models.efficientnet.model import block_output, scale
 from keras_bigtransfer.models.features import Stage, endpoint
-
-DEFAULT_OUT_INDICES = (0, 1, 2, 3, 4)  # timm's
 
 
 def stages(config):
@@ -26,3 +25,7 @@ def maps(model, selected, is_last, *, feature_norm=False):
         raise ValueError(f"{model.name}: feature_norm applies to BiT and ViT; EfficientNet's maps "
                          "have no final norm to apply (its head conv has its own BatchNorm).")
     return [endpoint(model, stage.layer) for stage in selected]
+
+
+FEATURES = registry.Features(stages=stages, maps=maps, default_out_indices=(0, 1, 2, 3, 4),  # timm's
+                             reductions=(2, 4, 8, 16, 32))

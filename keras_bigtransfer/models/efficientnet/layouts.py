@@ -103,8 +103,9 @@ def detect(arrays):
     return layout(arrays) is not None
 
 
-def from_checkpoint(arrays, source):
-    """A model built to fit an EfficientNet checkpoint of any published layout, loaded.
+def from_checkpoint(arrays, options):
+    """A model built to fit an EfficientNet checkpoint of any published layout, loaded
+    (`options`: a `registry.ConvertOptions`; its `source` names the file in messages).
 
     Raises:
         ValueError: no layout or no variant of the table fits the arrays.
@@ -113,6 +114,7 @@ def from_checkpoint(arrays, source):
     from keras_bigtransfer.models.efficientnet import convert, model_garden
     from keras_bigtransfer.weights import assign
 
+    source = options.source
     kind = layout(arrays)
     if kind == "model_garden":
         arrays, kind = model_garden.to_tf_reference(arrays, source), "tf"
@@ -132,6 +134,6 @@ def from_checkpoint(arrays, source):
         weights=None, include_top=classes is not None, num_classes=classes,
         pooling=None if classes is not None else "avg",
     )
-    converted, unknown, *optional = convert.load_arrays(arrays, model, "tf" if kind == "tf" else kind)
-    return assign.assign(model, converted, unknown, source=os.path.basename(str(source)),
-                         optional=optional[0] if optional else ())
+    conversion = convert.load_arrays(arrays, model, registry.ConvertOptions(kind=kind, source=source))
+    return assign.assign(model, conversion.assignments, conversion.unknown, source=os.path.basename(str(source)),
+                         optional=conversion.optional)

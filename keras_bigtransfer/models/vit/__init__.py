@@ -5,9 +5,10 @@ the published .npz layouts (vision_transformer, big_vision, scanned, prefixed).
 """
 
 from keras_bigtransfer.models import factory, registry
-from keras_bigtransfer.models.vit import convert
+from keras_bigtransfer.models.vit import convert, features
 from keras_bigtransfer.models.vit.config import CONFIGS, ViTConfig
 from keras_bigtransfer.models.vit.model import (
+    LAYOUT_RULES,
     VisionTransformer,
     build,
     encoder_block,
@@ -25,6 +26,10 @@ FAMILY = registry.Family(
     owns=owns,
     detect=convert.detect,
     from_checkpoint=convert.from_checkpoint,
+    convert_options=("position_grid",),
+    features=features.FEATURES,
+    layout_rules=LAYOUT_RULES,
+    token_pooling=(("token", "the class token"),),
     timm_options=(("drop_rate", "head_dropout_rate"), ("drop_path_rate", "stochastic_depth_rate")),
 )
 
@@ -60,7 +65,6 @@ def _variant(config):
     )
     return registry.Variant(
         name=config.constructor_name,
-        family="vit",
         config=config,
         architecture=config.constructor_name,
         default_weights=config.default_weights,
@@ -68,6 +72,7 @@ def _variant(config):
         native_resolution=entry.resolution if entry else 224,
         input_multiple=config.stride,
         reference=f"timm:{config.timm_name}" if config.timm_name else None,
+        num_params=config.num_params,
         default_name=config.constructor_name.lower(),
         options=OPTIONS,
         summary=(f"{config.published}: width {config.hidden_size}, {config.num_layers} layers, "

@@ -17,6 +17,7 @@ class ViTConfig:
     resnet_layers: Optional[tuple] = None  # the hybrid stem's units per stage
     default_weights: Optional[str] = None  # ImageNet-21k pretrained, ImageNet fine-tuned where published
     timm_name: Optional[str] = None  # the same architecture in timm
+    num_params: Optional[int] = None  # at 1000 classes (timm's count)
 
     @property
     def constructor_name(self):
@@ -40,17 +41,25 @@ class ViTConfig:
 CONFIGS = {
     c.constructor_name: c
     for c in (
-        ViTConfig("Ti16", 16, 192, 768, 3, 12, None, "vit_ti16_augreg_in21k_ft_in1k", "vit_tiny_patch16_224"),
-        ViTConfig("S16", 16, 384, 1536, 6, 12, None, "vit_s16_augreg_in21k_ft_in1k", "vit_small_patch16_224"),
-        ViTConfig("S32", 32, 384, 1536, 6, 12, None, "vit_s32_augreg_in21k_ft_in1k", "vit_small_patch32_224"),
-        ViTConfig("B8", 8, 768, 3072, 12, 12, None, "vit_b8_augreg_in21k_ft_in1k", "vit_base_patch8_224"),
-        ViTConfig("B16", 16, 768, 3072, 12, 12, None, "vit_b16_augreg_in21k_ft_in1k", "vit_base_patch16_224"),
-        ViTConfig("B32", 32, 768, 3072, 12, 12, None, "vit_b32_augreg_in21k_ft_in1k", "vit_base_patch32_224"),
-        ViTConfig("L16", 16, 1024, 4096, 16, 24, None, "vit_l16_augreg_in21k_ft_in1k", "vit_large_patch16_224"),
+        ViTConfig("Ti16", 16, 192, 768, 3, 12, None, "vit_ti16_augreg_in21k_ft_in1k",
+                  "vit_tiny_patch16_224", 5_717_416),
+        ViTConfig("S16", 16, 384, 1536, 6, 12, None, "vit_s16_augreg_in21k_ft_in1k",
+                  "vit_small_patch16_224", 22_050_664),
+        ViTConfig("S32", 32, 384, 1536, 6, 12, None, "vit_s32_augreg_in21k_ft_in1k",
+                  "vit_small_patch32_224", 22_878_952),
+        ViTConfig("B8", 8, 768, 3072, 12, 12, None, "vit_b8_augreg_in21k_ft_in1k",
+                  "vit_base_patch8_224", 86_576_872),
+        ViTConfig("B16", 16, 768, 3072, 12, 12, None, "vit_b16_augreg_in21k_ft_in1k",
+                  "vit_base_patch16_224", 86_567_656),
+        ViTConfig("B32", 32, 768, 3072, 12, 12, None, "vit_b32_augreg_in21k_ft_in1k",
+                  "vit_base_patch32_224", 88_224_232),
+        ViTConfig("L16", 16, 1024, 4096, 16, 24, None, "vit_l16_augreg_in21k_ft_in1k",
+                  "vit_large_patch16_224", 304_326_632),
         ViTConfig("L32", 32, 1024, 4096, 16, 24, None, "vit_l32_imagenet21k_imagenet2012",
-                  "vit_large_patch32_224"),
-        ViTConfig("H14", 14, 1280, 5120, 16, 32, None, "vit_h14_imagenet21k", "vit_huge_patch14_224"),
+                  "vit_large_patch32_224", 306_535_400),
+        ViTConfig("H14", 14, 1280, 5120, 16, 32, None, "vit_h14_imagenet21k",
+                  "vit_huge_patch14_224", 632_045_800),
         ViTConfig("R50_B16", 1, 768, 3072, 12, 12, (3, 4, 9), "vit_r50_b16_imagenet21k_imagenet2012",
-                  "vit_base_r50_s16_224"),
+                  "vit_base_r50_s16_224", 98_659_112),
     )
 }

@@ -28,6 +28,7 @@ import numpy as np
 
 from keras_bigtransfer.errors import WeightsError
 from keras_bigtransfer.layers.position_embedding import check_position_grid
+from keras_bigtransfer.models import registry
 from keras_bigtransfer.models.vit.model import VisionTransformer
 from keras_bigtransfer.weights import assign
 from keras_bigtransfer.weights.checkpoint import as_float32, put
@@ -211,13 +212,14 @@ def convert(arrays, model, source="checkpoint", position_grid=None):
     return converted, unknown, optional
 
 
-def load_arrays(arrays, model, kind=None, position_grid=None, source="checkpoint"):
-    """The family's converter for the registry: every published layout is an .npz; timm's
-    names (the Hugging Face Hub copies, a local .safetensors) are renamed to them first.
-    `position_grid`: (rows, cols) of a non-square stored position grid (see `stored_grid`)."""
+def load_arrays(arrays, model, options):
+    """The family's converter (`registry.Family.convert`) -> `registry.Conversion`: every
+    published layout is an .npz; timm's names (the Hugging Face Hub copies, a local
+    .safetensors) are renamed to them first. `options.position_grid`: (rows, cols) of a
+    non-square stored position grid (see `stored_grid`)."""
     arrays, unknown = from_timm(arrays)
-    converted, more, optional = convert(arrays, model, source=source, position_grid=position_grid)
-    return fit_attention(converted, model), unknown + more, optional
+    converted, more, optional = convert(arrays, model, source=options.source, position_grid=options.position_grid)
+    return registry.Conversion(fit_attention(converted, model), unknown + more, optional)
 
 
 def detect(arrays):
@@ -235,13 +237,14 @@ def head_classes(arrays):
     return int(head.shape[-1]) if head is not None else None
 
 
-def from_checkpoint(arrays, source, position_grid=None):
+def from_checkpoint(arrays, options):
     """A ViT (or hybrid) built to fit published .npz weights: every size read off the arrays.
 
-    A square stored position grid gives a model of any input size pretrained at that
-    grid; a non-square one needs `position_grid` (rows, cols) and gives a model built
-    for images of exactly that grid.
+    `options`: a `registry.ConvertOptions`. A square stored position grid gives a model of any
+    input size pretrained at that grid; a non-square one needs `options.position_grid`
+    (rows, cols) and gives a model built for images of exactly that grid.
     """
+    source, position_grid = options.source, options.position_grid
     arrays, timm_unknown = from_timm(arrays)  # timm's names (a .safetensors/.pth) first
     canonical, _ = canonical_arrays(arrays)
     shape = {name: np.shape(array) for name, (_, array) in canonical.items()}

@@ -3,9 +3,8 @@ tokens as an (h, w, D) map at the model's stride (the class token and registers 
 optionally through the final LayerNorm. The R50 hybrid offers its encoder blocks too."""
 
 from keras_bigtransfer.layers import TokenPooling
+from keras_bigtransfer.models import registry
 from keras_bigtransfer.models.features import Stage, endpoint
-
-DEFAULT_OUT_INDICES = 3  # timm's: the last three blocks
 
 
 def stages(config):
@@ -26,3 +25,7 @@ def maps(model, selected, is_last, *, feature_norm=False):
         block = stage.name
         out.append(TokenPooling(None, skipped, name=f"features_{block}")(tokens, patches))
     return out
+
+
+FEATURES = registry.Features(stages=stages, maps=maps, default_out_indices=3,  # timm's: the last three blocks
+                             reductions=None)

@@ -260,6 +260,19 @@ def build(config, *, weights_entry=None, include_top=True, num_classes=None, inp
     )
 
 
+# Model-parallel layout (`registry.Family.layout_rules`, keras_bigtransfer.distribution),
+# Megatron-style: the first MLP kernel and q/k/v by column / head, the second MLP kernel
+# and the attention output by row.
+LAYOUT_RULES = (
+    (r".*MlpBlock_\d+_Dense_0/kernel", (None, "model")),
+    (r".*MlpBlock_\d+_Dense_0/bias", ("model",)),
+    (r".*MlpBlock_\d+_Dense_1/kernel", ("model", None)),
+    (r".*MultiHeadDotProductAttention_\d+/(query|key|value)/kernel", (None, "model", None)),
+    (r".*MultiHeadDotProductAttention_\d+/(query|key|value)/bias", ("model", None)),
+    (r".*MultiHeadDotProductAttention_\d+/attention_output/kernel", ("model", None, None)),
+)
+
+
 def owns(model):
     """Whether a built model is a ViT (or hybrid): its position embedding is named after the checkpoints'."""
     return any(layer.name == "Transformer_posembed_input" for layer in model.layers)
