@@ -27,7 +27,7 @@ SECTION = re.compile(r"(<!-- bench-report (\S+) -->\n)(.*?)(<!-- /bench-report -
 BACKEND_NAMES = {"tensorflow": "TensorFlow", "jax": "JAX", "torch": "PyTorch"}
 # What makes each results file (named in its "pending" line until it exists).
 MAKERS = {
-    "results_cpu.json": "`python bench/run.py` on a quiet machine (about 35 min on 2 cores)",
+    "results_cpu.json": "`python bench/run.py` on a quiet machine (about 45 min on 2 cores)",
     "results_gpu.json": "`python bench/gpu.py` on a GPU machine (about 8 min with its documented settings)",
 }
 
@@ -329,7 +329,8 @@ def render_backends(report):
     fmt = lambda s: f"{s['median']:.2f}" if s else "-"  # noqa: E731
     lines = [f"machine: {report['machine']}", f"command: `{report['command']}`", "",
              "Ratios ours / peer, median over repeats (inference / training), each backend in its own process:", "",
-             "| ours | peer | " + " | ".join(backends) + " |", "|---|---|" + "---|" * len(backends)]
+             "| ours | peer | " + " | ".join(BACKEND_NAMES.get(b, b) for b in backends) + " |",
+             "|---|---|" + "---|" * len(backends)]
     pairs = [(r["ours"], r["peer"]) for r in runs[backends[0]]["ratios"]]
     for b in backends[1:]:
         pairs += [(r["ours"], r["peer"]) for r in runs[b]["ratios"] if (r["ours"], r["peer"]) not in pairs]
@@ -340,7 +341,8 @@ def render_backends(report):
             cells.append(f"{fmt(row.get('inference'))} / {fmt(row.get('training'))}" if row else "-")
         lines.append(f"| {ours} | {peer} | " + " | ".join(cells) + " |")
     lines += ["", "Images/s, median (inference / training):", "",
-              "| subject | " + " | ".join(backends) + " |", "|---|" + "---|" * len(backends)]
+              "| subject | " + " | ".join(BACKEND_NAMES.get(b, b) for b in backends) + " |",
+              "|---|" + "---|" * len(backends)]
     names = list(dict.fromkeys(n for b in backends for n in runs[b]["throughput"]))
     for name in names:
         cells = []

@@ -26,7 +26,8 @@ tables into docs/benchmarks.md. Opt-in parts (TensorFlow process): `options` (XL
 and SavedModel rows), `memory` (peak RSS per subject, each in a fresh process), `fit_bit`
 (fit_bit vs a bare model.fit), `load` (peak memory of loading BiT-M-R101x3).
 
-Expected duration on 2 cores: about 35 minutes at the defaults (see docs/benchmarks.md).
+Expected duration on 2 cores, alone on the machine: about 45 minutes at the defaults (table
+about 30, first steps about 12; estimated from smoke runs, see docs/benchmarks.md).
 """
 
 import argparse
@@ -62,7 +63,9 @@ def parser():
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--iterations", type=int, default=1, help="at least this many timed calls")
     p.add_argument("--min_seconds", type=float, default=3.0, help="and at least this long")
-    p.add_argument("--only", default="", help="comma-separated substrings of subject names")
+    p.add_argument("--only", default="", help="comma-separated substrings of subject names (any case)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch's threads (default: the CPUs this process may use, as the Keras backend)")
     p.add_argument("--first_steps_repeats", type=int, default=2, help="fresh processes per backend")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: ViT-Ti/16 vs timm vit_tiny, 32 px, batch 2, 1 repeat, first steps 2 steps")
@@ -87,6 +90,8 @@ def parse(argv=None):
     args.part_list = [s.strip() for s in args.parts.split(",") if s.strip()]
     if not args.part_list or any(s not in PARTS for s in args.part_list):
         p.error(f"--parts: expected some of {', '.join(PARTS)}, got {args.parts!r}")
+    if args.threads < 0:
+        p.error(f"--threads: expected 0 (all) or a positive integer, got {args.threads}")
     for name in ("size", "batch", "repeats", "iterations", "first_steps_repeats"):
         if getattr(args, name) < 1:
             p.error(f"--{name}: expected a positive integer, got {getattr(args, name)}")
@@ -139,7 +144,7 @@ def _backend_run(backend, args, argv):
         out = os.path.join(tmp, f"{backend}.json")
         print(f"=== KERAS_BACKEND={backend}", file=sys.stderr, flush=True)
         passed = [f"--{k}={getattr(args, k)}" for k in ("size", "batch", "repeats", "iterations", "min_seconds",
-                                                        "only", "parts", "constructor")]
+                                                        "only", "parts", "constructor", "threads")]
         subprocess.run([sys.executable, os.path.abspath(__file__), "--table_child", f"--backend={backend}",
                         f"--out={out}", *passed, *(["--quick"] if args.quick else [])],
                        env=dict(os.environ, KERAS_BACKEND=backend), check=True)
@@ -162,7 +167,7 @@ def measure_backend(args):
     from report import engine, loadavg, ratios
     from subjects import subjects_for, threads
 
-    torch.set_num_threads(threads())
+    torch.set_num_threads(args.threads or threads())
     backend = os.environ["KERAS_BACKEND"]
     result = {"engine": engine(), "load_before": loadavg(), "started": _now()}
     names = subjects_for(backend, options="options" in args.part_list, quick=args.quick, only=args.only)

@@ -113,7 +113,7 @@ def torch_subject(name):
         def train():
             model.train()
             optimizer.zero_grad()
-            with autocast():
+            with torch.enable_grad(), autocast():  # enabled even where the caller turned grad off
                 loss = torch.nn.functional.cross_entropy(model(x), y)
             loss.backward()
             optimizer.step()
@@ -203,12 +203,12 @@ COMPARISONS = [
 
 def subjects_for(backend, options=False, quick=False, only=""):
     """The subjects a backend runs, in order: the option rows are TensorFlow's; `only` keeps
-    names containing one of its comma-separated substrings."""
+    names containing one of its comma-separated substrings (any case)."""
     if quick:
         names = list(QUICK_SUBJECTS)
     else:
         names = list(SUBJECTS)
         if options and backend == "tensorflow":
             names += list(OPTION_SUBJECTS)
-    keep = [s for s in only.split(",") if s]
-    return [n for n in names if not keep or any(s in n for s in keep)]
+    keep = [s.lower() for s in only.split(",") if s]
+    return [n for n in names if not keep or any(s in n.lower() for s in keep)]
