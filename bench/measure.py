@@ -46,16 +46,20 @@ def _latency_ms(fn, iterations, min_seconds):
     return 1000 * statistics.median(times)
 
 
-def measure_table(names, size, batch, repeats, iterations=1, min_seconds=3.0, precision="float32", device="cpu"):
+def measure_table(names, size, batch, repeats, iterations=1, min_seconds=3.0, precision="float32", device="cpu",
+                  latency=True):
     """Every subject built once and warmed, then `repeats` rounds in alternation (round r
     measures every subject before round r + 1 starts, so machine noise hits all alike).
 
-    Returns {name: {"inference": [img/s per round], "training": [img/s], "latency_ms": [ms]}}.
+    Returns {name: {"inference": [img/s per round], "training": [img/s], "latency_ms": [ms]}}
+    (no latency with `latency=False`: on an accelerator each batch size is another compilation).
     """
     built = {}
     for name in names:
         print(f"building {name} ({precision}, {device})", file=sys.stderr, flush=True)
         built[name] = ALL_SUBJECTS[name](size, batch, precision=precision, device=device)
+        if not latency:
+            built[name]["latency"] = None
         for fn in built[name].values():
             if fn is not None:
                 fn()  # warm once: tracing, XLA compilation, allocator
@@ -66,7 +70,7 @@ def measure_table(names, size, batch, repeats, iterations=1, min_seconds=3.0, pr
             out["inference"].append(_rate(fns["inference"], batch, iterations, min_seconds))
             if fns["training"] is not None:
                 out["training"].append(_rate(fns["training"], batch, iterations, min_seconds))
-            if fns.get("latency") is not None:
+            if fns["latency"] is not None:
                 out["latency_ms"].append(_latency_ms(fns["latency"], iterations, min_seconds))
             print(f"repeat {r + 1}/{repeats} {name}: " + ", ".join(
                 f"{k} {v[-1]:.3g}" for k, v in out.items() if v), file=sys.stderr, flush=True)

@@ -150,22 +150,19 @@ def _load_text(run):
 
 def _runs(report):
     """[(title, {backend: {"throughput", "ratios"}})]: one for run.py, one per setting for gpu.py."""
-    backends = {b: r for b, r in report["backends"].items() if r.get("throughput")}
     if report.get("kind") != "gpu":
+        backends = {b: r for b, r in report["backends"].items() if r.get("throughput")}
         title = f"{report['size']} px, batch {report['batch']} ({report['precision']}), batch-1 latency"
         return [(title, backends)] if backends else []
-    settings = []
-    for b, r in backends.items():
-        for run in r["runs"]:
-            key = (run["batch"], run["precision"])
-            if key not in settings:
-                settings.append(key)
+    settings = list(dict.fromkeys((run["batch"], run["precision"]) for r in report["backends"].values()
+                                  for run in r.get("runs", [])))
     out = []
     for batch, precision in settings:
-        per = {b: next(run for run in r["runs"] if (run["batch"], run["precision"]) == (batch, precision))
-               for b, r in backends.items() if any((run["batch"], run["precision"]) == (batch, precision)
-                                                   for run in r["runs"])}
-        out.append((f"{report['size']} px, batch {batch}, {precision}", per))
+        per = {b: run for b, r in report["backends"].items() for run in r.get("runs", [])
+               if (run["batch"], run["precision"]) == (batch, precision)}
+        latency = any(v.get("latency_ms") for run in per.values() for v in run["throughput"].values())
+        out.append((f"{report['size']} px, batch {batch}, {precision}" + (", batch-1 latency" if latency else ""),
+                    per))
     return out
 
 
@@ -246,7 +243,7 @@ def render_v2(report):
     if backends:
         lines.append("Load average (1 min) before → after, per backend process: " + "; ".join(
             f"{BACKEND_NAMES.get(b, b)} {_load_text(r)}" for b, r in backends.items()) + ". Engines: "
-            + "; ".join(r["engine"] for r in backends.values()) + ".")
+            + "; ".join(r.get("engine", f"{b}: no run finished") for b, r in backends.items()) + ".")
     if report.get("device_name"):
         lines.append(f"Device: {report['device_name']}.")
     for title, runs in _runs(report):
@@ -258,6 +255,8 @@ def render_v2(report):
         lines += [""] + _fit_bit_gpu(report["fit_bit"])
     if report.get("first_steps"):
         lines += [""] + _first_steps(report["first_steps"])
+    if report.get("skipped"):
+        lines += ["", "Not measured: " + "; ".join(report["skipped"]) + "."]
     return "\n".join(lines)
 
 
@@ -266,8 +265,8 @@ def _fit_bit_gpu(runs):
              "| backend | batch | precision | size | images/s |", "|---|---|---|---|---|"]
     for r in runs:
         value = r["error"] if "error" in r else _num(r["images_per_s"], 1)
-        lines.append(f"| {BACKEND_NAMES.get(r['backend'], r['backend'])} | {r['batch']} | {r['precision']} | "
-                     f"{r['size']} | {value} |")
+        lines.append(f"| {BACKEND_NAMES.get(r['backend'], r['backend'])} | {r.get('batch', '-')} | "
+                     f"{r.get('precision', '-')} | {r.get('size', '-')} | {value} |")
     return lines
 
 
