@@ -13,7 +13,7 @@ import pytest
 from tests.toys import ROOT
 
 BENCH = os.path.join(ROOT, "bench")
-MODULES = ("run", "report", "subjects", "measure")
+MODULES = ("run", "report", "subjects", "measure", "gpu")
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +41,7 @@ def test_default_is_the_issue_27_table(bench):
     assert args.out == os.path.join(BENCH, "results_cpu.json")
     quick = run.parse(["--quick"])
     assert (quick.size, quick.batch, quick.repeats, quick.min_seconds) == (32, 2, 1, 0.0)
+    assert not quick.out.startswith(BENCH)  # a smoke run leaves the committed results alone
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -161,3 +162,58 @@ def test_quick_run_end_to_end(bench, tmp_path, monkeypatch):
     assert row["inference"]["median"] == pytest.approx(
         measured["ours ViT-Ti/16"]["inference"][0] / measured["timm vit_tiny_patch16_224"]["inference"][0])
     assert "| ours ViT-Ti/16 | timm vit_tiny_patch16_224 | inference |" in (tmp_path / "quick.md").read_text()
+
+
+@pytest.fixture(scope="module")
+def gpu(bench):
+    import gpu
+
+    return gpu
+
+
+def test_gpu_script_defaults_and_refusals(gpu, capsys):
+    args = gpu.parse([])
+    assert (args.size, args.batch_list, args.precision_list) == (224, [64, 256], ["float32", "bfloat16"])
+    assert args.backends == ["tensorflow", "jax", "torch"] and args.out.endswith(os.path.join("bench", "results_gpu.json"))
+    assert not gpu.parse(["--allow-cpu"]).out.startswith(BENCH)
+    for argv, message in [(["--precisions=float16"], "--precisions: expected some of float32, bfloat16, got 'float16'"),
+                          (["--batches=64,x"], "--batches: expected positive integers separated by commas, got '64,x'")]:
+        with pytest.raises(SystemExit):
+            gpu.parse(argv)
+        assert message in capsys.readouterr().err
+
+
+def test_gpu_script_without_a_gpu_says_so(gpu, capsys, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    assert gpu.main([f"--out={tmp_path / 'gpu.json'}"]) == 1
+    assert capsys.readouterr().err.strip() == (
+        "bench/gpu.py: no CUDA GPU here (torch.cuda.is_available() is False); "
+        "--allow-cpu runs it on the CPU as a smoke test")
+    assert not (tmp_path / "gpu.json").exists()
+
+
+def test_gpu_report_merges_and_renders(gpu, bench, tmp_path):
+    _, report, _ = bench
+    fake = _fake_report(report)
+
+    def part(batch, precision, fit_bit):
+        runs = {b: {"engine": r["engine"], "load_before": r["load_before"], "load_after": r["load_after"],
+                    "runs": [{"batch": batch, "precision": precision, "throughput": r["throughput"],
+                              "ratios": r["ratios"]}]} for b, r in fake["backends"].items()}
+        return dict(fake, kind="gpu", device_name="Test GPU, 80 GiB", backends=runs, first_steps=None,
+                    fit_bit=fit_bit, skipped=[], command=f"python bench/gpu.py --batches={batch}")
+
+    paths = []
+    for i, (batch, fit_bit) in enumerate([(64, []), (256, [{"backend": "jax", "error": "exit 1: OOM"}])]):
+        paths.append(tmp_path / f"{i}.json")
+        paths[-1].write_text(json.dumps(part(batch, "bfloat16", fit_bit)))
+    merged = gpu.merge([str(p) for p in paths])
+    assert [r["batch"] for r in merged["backends"]["torch"]["runs"]] == [64, 256]
+    text = report.render_markdown(merged)
+    assert "Device: Test GPU, 80 GiB." in text
+    assert "**224 px, batch 64, bfloat16, batch-1 latency**" in text and "**224 px, batch 256, bfloat16" in text
+    assert text.count("| ours EfficientNet-B0 | timm tf_efficientnet_b0 | inference | **2.50** (2.00-3.00) |") == 2
+    assert "| JAX | - | - | - | exit 1: OOM |" in text
