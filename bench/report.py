@@ -27,7 +27,7 @@ SECTION = re.compile(r"(<!-- bench-report (\S+) -->\n)(.*?)(<!-- /bench-report -
 BACKEND_NAMES = {"tensorflow": "TensorFlow", "jax": "JAX", "torch": "PyTorch"}
 # What makes each results file (named in its "pending" line until it exists).
 MAKERS = {
-    "results_cpu.json": "`python bench/run.py` on a quiet machine (about 45 min on 2 cores)",
+    "results_cpu.json": "`python bench/run.py` on a quiet machine (about 50 min on 2 cores)",
     "results_gpu.json": "`python bench/gpu.py --budget_s=420` on a GPU machine (about 8 min: batch 64 "
                         "first; the whole table takes 25-35 min, an estimate)",
 }

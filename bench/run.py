@@ -26,8 +26,9 @@ tables into docs/benchmarks.md. Opt-in parts (TensorFlow process): `options` (XL
 and SavedModel rows), `memory` (peak RSS per subject, each in a fresh process), `fit_bit`
 (fit_bit vs a bare model.fit), `load` (peak memory of loading BiT-M-R101x3).
 
-Expected duration on 2 cores, alone on the machine: about 45 minutes at the defaults (table
-about 30, first steps about 12; estimated from smoke runs, see docs/benchmarks.md).
+Expected duration on 2 cores, alone on the machine: about 50 minutes at the defaults (the table
+about 9 on TensorFlow, 15 on JAX, 12 on PyTorch; the first steps about 12), an estimate from the
+smoke runs and the earlier 224 px TensorFlow run, not yet a measured total.
 """
 
 import argparse
@@ -68,7 +69,7 @@ def parser():
                    help="torch's threads (default: the CPUs this process may use, as the Keras backend)")
     p.add_argument("--first_steps_repeats", type=int, default=2, help="fresh processes per backend")
     p.add_argument("--quick", action="store_true",
-                   help="smoke run: ViT-Ti/16 vs timm vit_tiny, 32 px, batch 2, 1 repeat, first steps 2 steps")
+                   help="smoke run: a 2-block ViT-Ti/16 vs timm's, 32 px, batch 2, 1 repeat; first steps 2 steps")
     p.add_argument("--out", help="results JSON (and .md beside it); default bench/results_cpu.json "
                                  "(--quick: bench_quick.json in the temporary directory)")
     p.add_argument("--constructor", default="BiT_M_R101x3", help="the large checkpoint of the load part")

@@ -60,12 +60,13 @@ def test_bad_command_line_is_refused(bench, capsys, argv, message):
 def test_subjects_per_backend(bench):
     _, _, subjects = bench
     table = list(subjects.SUBJECTS)
-    assert subjects.subjects_for("jax") == subjects.subjects_for("torch") == subjects.subjects_for("tensorflow") == table
+    assert all(subjects.subjects_for(b) == table for b in ("tensorflow", "jax", "torch"))
     assert subjects.subjects_for("jax", options=True) == table
     assert subjects.subjects_for("tensorflow", options=True) == table + list(subjects.OPTION_SUBJECTS)
     assert subjects.subjects_for("torch", only="EfficientNet") == [
         "ours EfficientNet-B0", "keras.applications EfficientNetB0", "timm tf_efficientnet_b0"]
-    assert subjects.subjects_for("jax", quick=True) == ["ours ViT-Ti/16", "timm vit_tiny_patch16_224"]
+    assert subjects.subjects_for("jax", quick=True) == list(subjects.QUICK_SUBJECTS) == [
+        "ours ViT-Ti/16 2 blocks", "timm vit_tiny_patch16_224 2 blocks"]
     # Every comparison of the table has both its subjects in it.
     assert {(o, p) for o, p, _ in subjects.COMPARISONS if o in table} == {
         ("ours BiT-M-R50x1", "keras.applications ResNet50V2"), ("ours BiT-M-R50x1", "timm resnetv2_50x1_bit"),
@@ -144,8 +145,11 @@ def test_a_missing_results_file_is_pending(bench, tmp_path):
 
 
 def test_quick_run_end_to_end(bench, tmp_path, monkeypatch):
-    """One tiny pair (ViT-Ti/16 vs timm vit_tiny at 32 px, batch 2, one repeat) on this backend."""
+    """One tiny pair (2-block ViT-Ti/16 vs timm's, 32 px, batch 2, one repeat) on this backend."""
+    import torch
+
     run, _, _ = bench
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)  # run.py's setting is for its own process
     backend = keras.backend.backend()
     monkeypatch.setenv("KERAS_BACKEND", backend)
     out = tmp_path / "quick.json"
@@ -154,14 +158,16 @@ def test_quick_run_end_to_end(bench, tmp_path, monkeypatch):
     assert result["format"] == 2 and result["size"] == 32 and result["machine"]["threads"] >= 1
     assert len(result["backends"][backend]["load_before"]) == len(result["backends"][backend]["load_after"]) == 3
     measured = result["backends"][backend]["throughput"]
-    assert list(measured) == ["ours ViT-Ti/16", "timm vit_tiny_patch16_224"]
+    assert list(measured) == ["ours ViT-Ti/16 2 blocks", "timm vit_tiny_patch16_224 2 blocks"]
     for values in measured.values():
         assert [len(values[k]) for k in ("inference", "training", "latency_ms")] == [1, 1, 1]
         assert all(v > 0 for k in values for v in values[k])
     (row,) = result["backends"][backend]["ratios"]
     assert row["inference"]["median"] == pytest.approx(
-        measured["ours ViT-Ti/16"]["inference"][0] / measured["timm vit_tiny_patch16_224"]["inference"][0])
-    assert "| ours ViT-Ti/16 | timm vit_tiny_patch16_224 | inference |" in (tmp_path / "quick.md").read_text()
+        measured["ours ViT-Ti/16 2 blocks"]["inference"][0]
+        / measured["timm vit_tiny_patch16_224 2 blocks"]["inference"][0])
+    assert "| ours ViT-Ti/16 2 blocks | timm vit_tiny_patch16_224 2 blocks | inference |" in (
+        tmp_path / "quick.md").read_text()
 
 
 @pytest.fixture(scope="module")
@@ -174,10 +180,13 @@ def gpu(bench):
 def test_gpu_script_defaults_and_refusals(gpu, capsys):
     args = gpu.parse([])
     assert (args.size, args.batch_list, args.precision_list) == (224, [64, 256], ["float32", "bfloat16"])
-    assert args.backends == ["tensorflow", "jax", "torch"] and args.out.endswith(os.path.join("bench", "results_gpu.json"))
+    assert args.backends == ["tensorflow", "jax", "torch"]
+    assert args.out == os.path.join(BENCH, "results_gpu.json")
     assert not gpu.parse(["--allow-cpu"]).out.startswith(BENCH)
-    for argv, message in [(["--precisions=float16"], "--precisions: expected some of float32, bfloat16, got 'float16'"),
-                          (["--batches=64,x"], "--batches: expected positive integers separated by commas, got '64,x'")]:
+    for argv, message in [
+        (["--precisions=float16"], "--precisions: expected some of float32, bfloat16, got 'float16'"),
+        (["--batches=64,x"], "--batches: expected positive integers separated by commas, got '64,x'"),
+    ]:
         with pytest.raises(SystemExit):
             gpu.parse(argv)
         assert message in capsys.readouterr().err
