@@ -169,7 +169,8 @@ def _run_child(args, job, backend, device, timeout):
         passed = [f"--{k}={getattr(args, k)}" for k in ("size", "repeats", "iterations", "min_seconds", "only",
                                                         "fit_bit_steps")]
         command = [sys.executable, os.path.abspath(__file__), f"--child={job}", f"--backend={backend}",
-                   f"--out={out}", *passed, *(["--allow-cpu"] if device == "cpu" else [])]
+                   f"--out={out}", *passed, *(["--allow-cpu"] if device == "cpu" else []),
+                   *(["--quick"] if args.quick else [])]
         try:
             done = subprocess.run(command, env=dict(os.environ, KERAS_BACKEND=backend, **SHARE_DEVICE),
                                   timeout=timeout, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
