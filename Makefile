@@ -82,9 +82,12 @@ test-backends: setup
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
 
-# Speed and memory against keras.applications and timm (bench/results.{json,md}).
+# Speed against keras.applications and timm on every backend, 224 px, batch 16, and the first
+# steps (bench/results_cpu.{json,md}, about 50 min on 2 quiet cores), then docs/benchmarks.md's
+# tables from that JSON. On a GPU machine: $(PY) bench/gpu.py (its docstring: fitting 8 minutes).
 bench: setup
 	$(PY) bench/run.py
+	$(PY) bench/report.py --docs
 
 # The documentation site, every warning an error (site/; `mkdocs serve` to browse it live).
 docs: setup

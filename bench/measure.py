@@ -1,5 +1,6 @@
-"""How the benchmark measures: throughput in alternation, peak memory in a fresh process,
-fit_bit against a bare model.fit, and the peak memory of loading a large checkpoint."""
+"""How the benchmark measures: throughput, training steps and batch-1 latency in alternation,
+peak memory in a fresh process, fit_bit against a bare model.fit (TensorFlow), and the peak
+memory of loading a large checkpoint."""
 
 import json
 import resource
@@ -23,7 +24,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 RUN = os.path.join(HERE, "run.py")  # the child processes run the command line's hidden modes
 
-from subjects import SUBJECTS, threads as _threads  # noqa: E402,F401
+from subjects import ALL_SUBJECTS, threads as _threads  # noqa: E402,F401
 
 
 def _rate(fn, batch, iterations, min_seconds):
@@ -35,22 +36,44 @@ def _rate(fn, batch, iterations, min_seconds):
     return batch * calls / (time.perf_counter() - start)
 
 
-def measure_throughput(names, size, batch, repeats, iterations, min_seconds=3.0):
+def _latency_ms(fn, iterations, min_seconds):
+    """Median milliseconds of one call over at least `iterations` calls and `min_seconds`."""
+    times, start = [], time.perf_counter()
+    while len(times) < max(iterations, 3) or time.perf_counter() - start < min_seconds:
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return 1000 * statistics.median(times)
+
+
+def measure_table(names, size, batch, repeats, iterations=1, min_seconds=3.0, precision="float32", device="cpu",
+                  latency=True):
+    """Every subject built once and warmed, then `repeats` rounds in alternation (round r
+    measures every subject before round r + 1 starts, so machine noise hits all alike).
+
+    Returns {name: {"inference": [img/s per round], "training": [img/s], "latency_ms": [ms]}}
+    (no latency with `latency=False`: on an accelerator each batch size is another compilation).
+    """
     built = {}
     for name in names:
-        print(f"building {name}", file=sys.stderr, flush=True)
-        built[name] = SUBJECTS[name](size, batch)
-        for fn in built[name]:
+        print(f"building {name} ({precision}, {device})", file=sys.stderr, flush=True)
+        built[name] = ALL_SUBJECTS[name](size, batch, precision=precision, device=device)
+        if not latency:
+            built[name]["latency"] = None
+        for fn in built[name].values():
             if fn is not None:
                 fn()  # warm once: tracing, XLA compilation, allocator
-    results = {name: {"inference": [], "training": []} for name in names}
+    results = {name: {"inference": [], "training": [], "latency_ms": []} for name in names}
     for r in range(repeats):
         for name in names:
-            infer, train = built[name]
-            results[name]["inference"].append(_rate(infer, batch, iterations, min_seconds))
-            if train is not None:
-                results[name]["training"].append(_rate(train, batch, iterations, min_seconds))
-            print(f"repeat {r + 1}/{repeats} {name}: {results[name]}", file=sys.stderr, flush=True)
+            fns, out = built[name], results[name]
+            out["inference"].append(_rate(fns["inference"], batch, iterations, min_seconds))
+            if fns["training"] is not None:
+                out["training"].append(_rate(fns["training"], batch, iterations, min_seconds))
+            if fns["latency"] is not None:
+                out["latency_ms"].append(_latency_ms(fns["latency"], iterations, min_seconds))
+            print(f"repeat {r + 1}/{repeats} {name}: " + ", ".join(
+                f"{k} {v[-1]:.3g}" for k, v in out.items() if v), file=sys.stderr, flush=True)
     return results
 
 
@@ -78,10 +101,10 @@ def _memory_child(name, size, batch):
     import tensorflow  # noqa: F401  (both frameworks loaded, as in the main run)
 
     baseline = _peak_rss_bytes()
-    infer, train = SUBJECTS[name](size, batch)
-    infer()
-    if train is not None:
-        train()
+    fns = ALL_SUBJECTS[name](size, batch)
+    fns["inference"]()
+    if fns["training"] is not None:
+        fns["training"]()
     print(json.dumps({"baseline_bytes": baseline, "peak_bytes": _peak_rss_bytes()}))
 
 

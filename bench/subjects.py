@@ -1,6 +1,16 @@
-"""What the benchmark measures: the subjects (a name, a builder, how to run it), the option
-rows, and the (ours, peer, target) comparisons of the ratio table."""
+"""What the benchmark measures: the subjects (a name, a builder, how a user runs it), the
+option rows, and the (ours, peer, target) comparisons of the ratio table.
 
+A subject is `SUBJECTS[name](size, batch, precision="float32", device="cpu")`, which builds
+the model once and returns `{"inference": f, "training": f or None, "latency": f}`: batch
+`batch` through the model, one training step at that batch, and one image (batch 1). Keras
+models run as users run them: `predict_on_batch` / `train_on_batch` after `compile()` with its
+default `jit_compile="auto"` (XLA on JAX, and on TensorFlow only with an accelerator; eager on
+PyTorch), on inputs already converted to the backend's tensors. timm runs in `eval()` under
+`torch.inference_mode()` and trains with SGD, in the same process, on the same device.
+"""
+
+import contextlib
 import tempfile
 
 import os
@@ -17,93 +27,99 @@ import numpy as np  # noqa: E402,F401
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
+PRECISIONS = ("float32", "bfloat16")
+
 
 def threads():
     return len(os.sched_getaffinity(0))
 
 
-def keras_subject(build, *, jit=False, bf16=False, train=True):
-    def make(size, batch):
+def _inputs(size, batch, classes=1000):
+    rng = np.random.default_rng(0)
+    return rng.random((batch, size, size, 3), dtype=np.float32), rng.integers(0, classes, batch)
+
+
+def keras_subject(build, *, jit="auto", policy=None, train=True):
+    """A Keras model, run by Keras' own predict and train steps.
+
+    `policy` overrides the run's precision (the bf16 option row); `jit=True` is the XLA row.
+    """
+
+    def make(size, batch, precision="float32", device="cpu"):
         import keras
 
-        if keras.backend.backend() != "tensorflow":
-            return _keras_backend_subject(build, size, batch)
-        import tensorflow as tf
-
-        keras.mixed_precision.set_global_policy("mixed_bfloat16" if bf16 else "float32")
+        wanted = policy or ("mixed_bfloat16" if precision == "bfloat16" else "float32")
+        keras.mixed_precision.set_global_policy(wanted)
         try:
             model = build(size)
         finally:
             keras.mixed_precision.set_global_policy("float32")
-        infer = tf.function(lambda x: model(x, training=False), jit_compile=jit)
-        model.compile(
-            optimizer=keras.optimizers.SGD(0.001, momentum=0.9),
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            jit_compile=jit,
-        )
-        rng = np.random.default_rng(0)
-        x = tf.constant(rng.random((batch, size, size, 3), dtype=np.float32))
-        y = tf.constant(rng.integers(0, 1000, batch))
-        return (lambda: infer(x).numpy()), ((lambda: model.train_on_batch(x, y)) if train else None)
+        model.compile(optimizer=keras.optimizers.SGD(0.001, momentum=0.9),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=jit)
+        x, y = _inputs(size, batch)
+        # Backend tensors: on an accelerator the batch stays on the device, as a data pipeline's would.
+        x, y, one = (keras.ops.convert_to_tensor(a) for a in (x, y, x[:1]))
+        return {"inference": lambda: model.predict_on_batch(x),
+                "training": (lambda: model.train_on_batch(x, y)) if train else None,
+                "latency": lambda: model.predict_on_batch(one)}
 
     return make
 
 
-def _keras_backend_subject(build, size, batch):
-    """JAX or PyTorch: Keras' own predict and train steps (jitted on JAX, eager on PyTorch)."""
-    import keras
-
-    model = build(size)
-    model.compile(
-        optimizer=keras.optimizers.SGD(0.001, momentum=0.9),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        jit_compile=keras.backend.backend() == "jax",  # torch.compile is not what users get by default
-    )
-    rng = np.random.default_rng(0)
-    x = rng.random((batch, size, size, 3), dtype=np.float32)
-    y = rng.integers(0, 1000, batch)
-    return (lambda: model.predict_on_batch(x)), (lambda: model.train_on_batch(x, y))
-
-
-def subjects_for(backend, options=True):
-    """The subjects a backend runs: the option rows (XLA, bf16, SavedModel) are TensorFlow's."""
-    return [n for n in SUBJECTS if (options and backend == "tensorflow") or not any(o in n for o in OPTIONS)]
-
-
 def saved_model_subject(build):
-    def make(size, batch):
+    """TensorFlow only: the exported SavedModel (weight standardization folded), inference only."""
+
+    def make(size, batch, precision="float32", device="cpu"):
         import tensorflow as tf
 
         from keras_bigtransfer.tfhub import export as publishing
 
         path = publishing.export(build(size), tempfile.mkdtemp(prefix="bench_sm_"), signature="classification")
         loaded = tf.saved_model.load(path)
-        x = tf.constant(np.random.default_rng(0).random((batch, size, size, 3), dtype=np.float32))
-        return (lambda: loaded(x, training=False).numpy()), None
+        x = tf.constant(_inputs(size, batch)[0])
+        return {"inference": lambda: loaded(x, training=False).numpy(), "training": None,
+                "latency": lambda: loaded(x[:1], training=False).numpy()}
 
     return make
 
 
-def torch_subject(name):
-    def make(size, batch):
-        model = timm.create_model(name, pretrained=False, num_classes=1000, img_size=size) \
-            if "vit" in name else timm.create_model(name, pretrained=False, num_classes=1000)
-        x = torch.rand(batch, 3, size, size)
-        y = torch.randint(0, 1000, (batch,))
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.001, momentum=0.9)
+def torch_subject(name, **overrides):
+    """A timm model on `device`; bfloat16 is `torch.autocast` (timm's own AMP recipe)."""
 
-        def infer():
+    def make(size, batch, precision="float32", device="cpu"):
+        kwargs = {"img_size": size} if "vit" in name else {}
+        model = timm.create_model(name, pretrained=False, num_classes=1000, **kwargs, **overrides).to(device)
+        x, y = (torch.from_numpy(a).to(device) for a in _inputs(size, batch))
+        x = x.permute(0, 3, 1, 2).contiguous()
+        one = x[:1].contiguous()
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.001, momentum=0.9)
+        cuda = device != "cpu"
+
+        def autocast():
+            if precision == "bfloat16":
+                return torch.autocast(device_type="cuda" if cuda else "cpu", dtype=torch.bfloat16)
+            return contextlib.nullcontext()
+
+        def sync():  # CUDA calls return before the work is done
+            if cuda:
+                torch.cuda.synchronize()
+
+        def infer(images):
             model.eval()
-            with torch.inference_mode():
-                model(x)
+            with torch.inference_mode(), autocast():
+                model(images)
+            sync()
 
         def train():
             model.train()
             optimizer.zero_grad()
-            torch.nn.functional.cross_entropy(model(x), y).backward()
+            with torch.enable_grad(), autocast():  # enabled even where the caller turned grad off
+                loss = torch.nn.functional.cross_entropy(model(x), y)
+            loss.backward()
             optimizer.step()
+            sync()
 
-        return infer, train
+        return {"inference": lambda: infer(x), "training": train, "latency": lambda: infer(one)}
 
     return make
 
@@ -128,43 +144,79 @@ def _keras_app(name):
     return build
 
 
+# The issue 27 table, in the order a repeat runs them (each family's subjects side by side).
 SUBJECTS = {
     "ours BiT-M-R50x1": keras_subject(_ours("BiT_M_R50x1")),
-    "ours BiT-M-R50x1 XLA": keras_subject(_ours("BiT_M_R50x1"), jit=True, train=False),
-    "ours BiT-M-R50x1 bf16": keras_subject(_ours("BiT_M_R50x1"), bf16=True, train=False),
-    "ours BiT-M-R50x1 SavedModel (WS folded)": saved_model_subject(_ours("BiT_M_R50x1")),
     "keras.applications ResNet50V2": keras_subject(_keras_app("ResNet50V2")),
     "timm resnetv2_50x1_bit": torch_subject("resnetv2_50x1_bit"),
     "ours EfficientNet-B0": keras_subject(_ours("EfficientNetB0")),
-    "ours EfficientNet-B0 XLA": keras_subject(_ours("EfficientNetB0"), jit=True, train=False),
-    "ours EfficientNet-B0 bf16": keras_subject(_ours("EfficientNetB0"), bf16=True, train=False),
-    "ours EfficientNet-B0 SavedModel": saved_model_subject(_ours("EfficientNetB0")),
     "keras.applications EfficientNetB0": keras_subject(_keras_app("EfficientNetB0")),
     "timm tf_efficientnet_b0": torch_subject("tf_efficientnet_b0"),
     "ours ViT-B/16": keras_subject(_ours("ViT_B16")),
-    "ours ViT-B/16 XLA": keras_subject(_ours("ViT_B16"), jit=True, train=False),
-    "ours ViT-B/16 bf16": keras_subject(_ours("ViT_B16"), bf16=True, train=False),
-    "ours ViT-B/16 SavedModel": saved_model_subject(_ours("ViT_B16")),
     "timm vit_base_patch16_224": torch_subject("vit_base_patch16_224"),
 }
 
-# Option rows (inference only; XLA training compiles for minutes on 2 cores).
+# Option rows (TensorFlow, CPU, inference only; XLA training compiles for minutes on 2 cores):
+# `run.py --parts=...,options`.
+OPTION_SUBJECTS = {
+    "ours BiT-M-R50x1 XLA": keras_subject(_ours("BiT_M_R50x1"), jit=True, train=False),
+    "ours BiT-M-R50x1 bf16": keras_subject(_ours("BiT_M_R50x1"), policy="mixed_bfloat16", train=False),
+    "ours BiT-M-R50x1 SavedModel (WS folded)": saved_model_subject(_ours("BiT_M_R50x1")),
+    "ours EfficientNet-B0 XLA": keras_subject(_ours("EfficientNetB0"), jit=True, train=False),
+    "ours EfficientNet-B0 bf16": keras_subject(_ours("EfficientNetB0"), policy="mixed_bfloat16", train=False),
+    "ours EfficientNet-B0 SavedModel": saved_model_subject(_ours("EfficientNetB0")),
+    "ours ViT-B/16 XLA": keras_subject(_ours("ViT_B16"), jit=True, train=False),
+    "ours ViT-B/16 bf16": keras_subject(_ours("ViT_B16"), policy="mixed_bfloat16", train=False),
+    "ours ViT-B/16 SavedModel": saved_model_subject(_ours("ViT_B16")),
+}
 OPTIONS = ("XLA", "bf16", "SavedModel")
 
-# (ours, peer, target ratio or None): the rows of the ratio table.
+def _tiny_vit(size):
+    from keras_bigtransfer.models.vit import VisionTransformer
+
+    return VisionTransformer(patch_size=16, hidden_size=192, mlp_size=768, num_heads=3, num_layers=2,
+                             num_classes=1000, input_shape=(size, size, 3), name="vit_ti16_2_blocks")
+
+
+# `run.py --quick`: one tiny pair (ViT-Ti/16 cut to 2 blocks), seconds on any backend: a smoke
+# test of the whole path, not a measurement.
+QUICK_SUBJECTS = {
+    "ours ViT-Ti/16 2 blocks": keras_subject(_tiny_vit),
+    "timm vit_tiny_patch16_224 2 blocks": torch_subject("vit_tiny_patch16_224", depth=2),
+}
+
+ALL_SUBJECTS = {**SUBJECTS, **OPTION_SUBJECTS, **QUICK_SUBJECTS}
+
+# (ours, peer, target): the rows of the ratio table. A target is issue 27's minimum for the
+# median inference ratio (ours / peer, 224 px, batch 16, 2 cores): a number for every
+# backend, or {backend: number} where it holds on some backends only; None: no target.
 COMPARISONS = [
-    ("ours BiT-M-R50x1", "keras.applications ResNet50V2", 0.8),
-    ("ours BiT-M-R50x1", "timm resnetv2_50x1_bit", 2.5),
+    ("ours BiT-M-R50x1", "keras.applications ResNet50V2", 0.9),
+    ("ours BiT-M-R50x1", "timm resnetv2_50x1_bit", 1.0),
     ("ours BiT-M-R50x1 XLA", "keras.applications ResNet50V2", None),
     ("ours BiT-M-R50x1 bf16", "keras.applications ResNet50V2", None),
     ("ours BiT-M-R50x1 SavedModel (WS folded)", "keras.applications ResNet50V2", None),
     ("ours EfficientNet-B0", "keras.applications EfficientNetB0", 1.0),
-    ("ours EfficientNet-B0", "timm tf_efficientnet_b0", None),
+    ("ours EfficientNet-B0", "timm tf_efficientnet_b0", {"torch": 0.8}),
     ("ours EfficientNet-B0 XLA", "keras.applications EfficientNetB0", None),
     ("ours EfficientNet-B0 bf16", "keras.applications EfficientNetB0", None),
     ("ours EfficientNet-B0 SavedModel", "keras.applications EfficientNetB0", None),
-    ("ours ViT-B/16", "timm vit_base_patch16_224", 1.5),
+    ("ours ViT-B/16", "timm vit_base_patch16_224", 1.0),
     ("ours ViT-B/16 XLA", "timm vit_base_patch16_224", None),
     ("ours ViT-B/16 bf16", "timm vit_base_patch16_224", None),
     ("ours ViT-B/16 SavedModel", "timm vit_base_patch16_224", None),
+    ("ours ViT-Ti/16 2 blocks", "timm vit_tiny_patch16_224 2 blocks", None),
 ]
+
+
+def subjects_for(backend, options=False, quick=False, only=""):
+    """The subjects a backend runs, in order: the option rows are TensorFlow's; `only` keeps
+    names containing one of its comma-separated substrings (any case)."""
+    if quick:
+        names = list(QUICK_SUBJECTS)
+    else:
+        names = list(SUBJECTS)
+        if options and backend == "tensorflow":
+            names += list(OPTION_SUBJECTS)
+    keep = [s.lower() for s in only.split(",") if s]
+    return [n for n in names if not keep or any(s in n.lower() for s in keep)]
