@@ -138,6 +138,9 @@ class Family:
         export_formats: file extensions `to_published` writes (".npz",).
         timm_options: ((timm's argument, the family's option), ...): what `drop_rate` and
             `drop_path_rate` set in this family's builder.
+        timm_builds: ((option, value), ...): the builder options under which this family's
+            model computes what timm's does (ViT: exact GELU); a model built from a timm
+            repository's config.json takes them unless the caller sets them.
     """
 
     name: str
@@ -155,6 +158,7 @@ class Family:
     to_published: Optional[Callable] = None
     export_formats: tuple = ()
     timm_options: tuple = ()
+    timm_builds: tuple = ()
 
     def __post_init__(self):
         unknown = set(self.convert_options) - set(FAMILY_SPECIFIC_OPTIONS)
@@ -375,6 +379,8 @@ def _create_from_hub(handle, kwargs):
         if config is None:
             return _from_weights_alone(handle, resolved, kwargs)
         resolved = dataclasses.replace(resolved, entry=_timm_config_entry(resolved, config))
+        for option, value in get_family(resolved.entry.family).timm_builds:
+            kwargs.setdefault(option, value)  # the model computes what timm's does
     entry = resolved.entry
     kwargs.setdefault("weights", resolved)
     if kwargs["weights"] is resolved and entry.num_classes == 0:

@@ -80,8 +80,10 @@ def test_an_uncatalogued_vit_repository_takes_its_resolution_from_its_config(cac
     theirs = reference.timm_vit("vit_tiny_patch16_224", img_size=32)
     _publish(cache, repo, theirs)
     images = rng.random((1, 32, 32, 3), dtype=np.float32)
-    # timm's ViTs use the exact GELU; ours take it as an option (as for the catalogued copies).
-    ours = kb.create_model("hf-hub:" + repo, gelu_approximate=False)
+    # timm's ViTs use the exact GELU: a model built from timm's config.json takes it (Family.timm_builds).
+    ours = kb.create_model("hf-hub:" + repo)
+    gelus = [layer for layer in ours.layers if type(layer).__name__ == "GELU"]
+    assert gelus and not any(layer.approximate for layer in gelus)
     assert ours.pretrained_cfg["input_size"] == [3, 32, 32] and ours.num_classes == 1000
     assert reference.max_rel_diff(np.asarray(ours(images)), reference.timm_logits(theirs, images)) <= RTOL_LOGITS
     _same_model(kb.create_model("hf-hub:" + repo), kb.hub.load("hf-hub:" + repo))

@@ -31,6 +31,7 @@ FAMILY = registry.Family(
     layout_rules=LAYOUT_RULES,
     token_pooling=(("token", "the class token"),),
     timm_options=(("drop_rate", "head_dropout_rate"), ("drop_path_rate", "stochastic_depth_rate")),
+    timm_builds=(("gelu_approximate", False),),  # timm's ViT uses the exact GELU
 )
 
 OPTIONS = (
