@@ -299,6 +299,12 @@ def fit_bit(model, train_data, validation_data=None, *, config=None, strategy=No
         run = checkpoint_lib.Run(checkpoint_dir, "fit_bit", checkpoint_lib.describe_models(model=model),
                                  settings, overwrite=overwrite, recipe=config.recipe)
     schedule = rule.schedule()
+    if rule.GLOBAL_CLIPNORM is not None and getattr(strategy, "num_replicas_in_sync", 1) > 1:
+        # Keras' optimizer clips in `apply`, before its all-reduce (tensorflow/tensorflow#33929).
+        log.warning("fit_bit: under %s, Keras clips each replica's gradient before the all-reduce, not "
+                    "their sum: the %s recipe's clip at global norm %g then lets through up to %d times "
+                    "that (one device clips the whole gradient).", type(strategy).__name__, config.recipe,
+                    rule.GLOBAL_CLIPNORM, strategy.num_replicas_in_sync)
     scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
     start_step = 0
     with scope:
