@@ -45,7 +45,8 @@ SCRIPT = textwrap.dedent("""
                    callbacks=[Crash()], **vit_args)
     except KeyboardInterrupt:
         pass
-    resumed = tiny_model(seed=1)
+    resumed = tiny_model(seed=1)  # other initial weights: all of them come from the backup
+    keras.utils.set_random_seed(0)  # tf.data's seeded ops also read TF's global seed
     history = kb.fit_bit(resumed, colour_data(64, seed=5), checkpoint_dir={ckpt!r} + "_vit", **vit_args)
     out["vit"] = history.history["loss"]
     out["vit_resume_difference"] = max(float(np.max(np.abs(keras.ops.convert_to_numpy(a) - keras.ops.convert_to_numpy(b))))
