@@ -65,8 +65,8 @@ if _typing.TYPE_CHECKING:  # what IDEs and static analysers read: the same const
 # Training feeds tf.data to every backend, so it imports TensorFlow: loaded on first use
 # (`keras_bigtransfer.fit_bit`), so that `import keras_bigtransfer` imports no TensorFlow
 # under KERAS_BACKEND=jax or torch (tests/backends/test_no_tensorflow.py).
-_TRAINING = ("HyperRule", "fit_bit", "fit_meta_pseudo_labels", "fit_noisy_student", "freeze_batch_norm",
-             "hyperrule")
+_TRAINING = ("FitBitConfig", "HyperRule", "MetaPseudoLabelsConfig", "NoisyStudentConfig", "ViTRule", "fit_bit",
+             "fit_meta_pseudo_labels", "fit_noisy_student", "freeze_batch_norm", "hyperrule", "vit_rule")
 
 
 def __getattr__(name):
@@ -87,7 +87,8 @@ __all__ = [
     # the registry
     "create_model", "list_models",
     # training
-    "HyperRule", "fit_bit", "fit_meta_pseudo_labels", "fit_noisy_student", "freeze_batch_norm", "hyperrule",
+    "FitBitConfig", "HyperRule", "MetaPseudoLabelsConfig", "NoisyStudentConfig", "ViTRule", "fit_bit",
+    "fit_meta_pseudo_labels", "fit_noisy_student", "freeze_batch_norm", "hyperrule", "vit_rule",
     # the rest
     "ImageModel", "WeightsError", "datasets", "hub", "layers", "preprocessing",
 ]

@@ -6,7 +6,7 @@
     keras-bigtransfer export TAG_OR_FILE DIR [--signature=feature_vector] [--archive] [--overwrite]
     keras-bigtransfer export TAG_OR_FILE OUT --format=litert [--quantize=int8 --calibration_dir=DIR] [--image_size=224]
     keras-bigtransfer predict MODEL IMAGE... [--top_k=5] [--image_size=224] [--labels=FILE]
-    keras-bigtransfer fit MODEL DATA --out=DIR [--resolution=N] [--total_steps=N] [--batch_size=B] [--base_lr=LR] ...
+    keras-bigtransfer fit MODEL DATA --out=DIR [--recipe=bit|vit] [--resolution=N] [--total_steps=N] [--batch_size=B] ...
 
 `keras-bigtransfer help` lists the commands and their flags; `keras-bigtransfer help COMMAND`
 (or `COMMAND --help`) describes one. Errors print one line;
@@ -59,9 +59,13 @@ flags.DEFINE_integer("image_size", None, "predict: the side of the centre crop t
                      "(default: the weights' published evaluation size for a tag, the model's input size "
                      "if fixed, else 224); export --format=litert/onnx/openvino: the fixed input size. "
                      "(fit: refused; the training resolution is --resolution.)", lower_bound=1)
+flags.DEFINE_enum("recipe", "bit", ["bit", "vit"], "fit: the fine-tuning recipe, fit_bit's recipe=: bit, the "
+                  "BiT-HyperRule; vit, the ViT paper's (SGD momentum 0.9, warmup then cosine decay to 0, "
+                  "gradients clipped at global norm 1, 384-pixel crops).")
 flags.DEFINE_integer("resolution", None, "fit: the training resolution, fit_bit's resolution=: random crops "
-                     "of this side from images resized to 1.25x it (default: the HyperRule's, 128 for images "
-                     "under 96x96 pixels, else 480).", lower_bound=8)
+                     "of this side from images resized to the recipe's ratio of it (bit 1.25x, vit 448/384) "
+                     "(default: the recipe's; bit: 128 for images under 96x96 pixels, else 480; vit: 384).",
+                     lower_bound=8)
 flags.DEFINE_string("labels", None, "predict: a text file with one class name per line, one per class "
                     "(default: ImageNet's names for 1000- and 21843-way heads).")
 flags.DEFINE_string("out", None, "fit: output directory (model.keras, saved_model/ (not from PyTorch: "
@@ -70,8 +74,8 @@ flags.DEFINE_string("validation_data", None, "fit: held-out data, same kinds as 
 flags.DEFINE_integer("num_classes", None, "fit: classes (default: read off the data).", lower_bound=1)
 flags.DEFINE_integer("num_examples", None, "fit: dataset size, where the data cannot tell.", lower_bound=1)
 flags.DEFINE_integer("batch_size", 512, "fit: global batch size.", lower_bound=1)
-flags.DEFINE_float("base_lr", 0.003, "fit: learning rate at batch 512.")
-flags.DEFINE_integer("total_steps", None, "fit: override the HyperRule's length.", lower_bound=1)
+flags.DEFINE_float("base_lr", None, "fit: learning rate at batch 512 (default: the recipe's, bit 0.003, vit 0.01).")
+flags.DEFINE_integer("total_steps", None, "fit: override the recipe's length.", lower_bound=1)
 flags.DEFINE_integer("examples_per_class", None, "fit: few-shot, k examples per class.", lower_bound=1)
 flags.DEFINE_string("checkpoint_dir", None, "fit: back up every epoch; rerun to resume.")
 flags.DEFINE_string("data_dir", None, "fit: TFDS data directory.")
@@ -99,10 +103,10 @@ COMMANDS = {
                 "probabilities.",
                 ["top_k", "image_size", "labels"]),
     "fit": ("fit MODEL DATA --out=DIR [flags]",
-            "Fine-tune with fit_bit (the BiT-HyperRule). MODEL: a constructor in any case (BiT_M_R50x1), a "
+            "Fine-tune with fit_bit (the BiT-HyperRule, or --recipe=vit). MODEL: a constructor in any case (BiT_M_R50x1), a "
             "catalogue tag or a .keras file; DATA: a TFDS 'name:split' or a directory of class folders. "
             "An earlier run's outputs in DIR are replaced; other existing outputs need --overwrite.",
-            ["out", "validation_data", "num_classes", "num_examples", "resolution", "batch_size",
+            ["out", "validation_data", "num_classes", "num_examples", "recipe", "resolution", "batch_size",
              "base_lr", "total_steps", "examples_per_class", "checkpoint_dir", "data_dir", "overwrite"]),
 }
 _OUR_FLAGS = sorted({name for _, _, names in COMMANDS.values() for name in names})
@@ -462,7 +466,8 @@ def cmd_fit(args):
     else:
         model = hub.load(source)
     history = kb.fit_bit(
-        model, data, FLAGS.validation_data, num_examples=FLAGS.num_examples, resolution=FLAGS.resolution,
+        model, data, FLAGS.validation_data, recipe=FLAGS.recipe, num_examples=FLAGS.num_examples,
+        resolution=FLAGS.resolution,
         batch_size=FLAGS.batch_size, base_lr=FLAGS.base_lr, total_steps=FLAGS.total_steps,
         checkpoint_dir=FLAGS.checkpoint_dir, examples_per_class=FLAGS.examples_per_class,
         data_dir=FLAGS.data_dir, verbose=2, overwrite=FLAGS.overwrite,
@@ -481,7 +486,7 @@ def cmd_fit(args):
                    overwrite=FLAGS.overwrite)
     with atomic_file(os.path.join(FLAGS.out, "history.json")) as tmp:
         with open(tmp, "w") as f:
-            json.dump({"rule": history.rule.__dict__, "history": history.history}, f, indent=1)
+            json.dump({"recipe": FLAGS.recipe, "rule": history.rule.__dict__, "history": history.history}, f, indent=1)
     print(FLAGS.out)
 
 

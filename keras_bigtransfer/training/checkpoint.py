@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 RECORD = "run.json"
 BACKUP = "backup.weights.h5"
 RANDOM_STATE = "keras_bigtransfer_random_state"  # an extra h5 group; Keras' load_weights ignores it
-FORMAT = 1
+FORMAT = 2  # 2: settings hold the recipe config whole ({"config": asdict(config), ...})
 
 
 def writable_dir(path, what="checkpoint_dir"):
@@ -124,15 +124,17 @@ class Run:
         overwrite: discard whatever run `path` holds (only the files this module writes
             and `owned` names) and start afresh.
         owned: further names under `path` that belong to the run (removed on overwrite).
+        recipe: the trainer's recipe ("bit", "vit" for fit_bit), checked before the rest.
 
     Raises:
         WeightsError: `path` holds a run of different models.
-        ValueError: `path` holds a finished run, or one with different settings.
+        ValueError: `path` holds a finished run, one of another recipe, one written in another
+            record format, or one with different settings.
     """
 
-    def __init__(self, path, trainer, models, settings, *, overwrite=False, owned=()):
+    def __init__(self, path, trainer, models, settings, *, overwrite=False, owned=(), recipe=None):
         self.path = writable_dir(path)
-        self.record = {"format": FORMAT, "trainer": trainer, **models,
+        self.record = {"format": FORMAT, "trainer": trainer, **({"recipe": recipe} if recipe else {}), **models,
                        "settings": json.loads(json.dumps(settings)), "finished": False}
         self.owned = (RECORD, BACKUP, *owned)
         previous = self._read()
@@ -165,6 +167,13 @@ class Run:
         remedy = ("Pass a new checkpoint_dir, or overwrite=True to discard it and start afresh.")
         if old.get("trainer") != new["trainer"]:
             raise ValueError(f"{where} holds a {old.get('trainer')} run, not a {new['trainer']} one. {remedy}")
+        if old.get("format") != FORMAT:
+            raise ValueError(f"{where} holds a run recorded in format {old.get('format')} (an older "
+                             f"keras_bigtransfer), which this version (format {FORMAT}) cannot resume. {remedy}")
+        if old.get("recipe") != new.get("recipe"):
+            raise ValueError(f"{where} holds a {new['trainer']} run of recipe={old.get('recipe')!r}, not "
+                             f"recipe={new.get('recipe')!r}: a run cannot change recipes. Rerun with "
+                             f"recipe={old.get('recipe')!r} to resume it. {remedy}")
         if old.get("fingerprint") != new["fingerprint"]:
             differences = []
             for role, now in new["models"].items():
@@ -177,8 +186,7 @@ class Run:
                 + ("; ".join(differences) or "the variable shapes differ")
                 + f". {remedy}"
             )
-        changed = [f"{k}={old['settings'].get(k)!r} there, {v!r} in this call"
-                   for k, v in new["settings"].items() if old.get("settings", {}).get(k) != v]
+        changed = _differences(old.get("settings", {}), new["settings"])
         if old.get("finished"):
             raise ValueError(
                 f"{where} holds a finished {old['trainer']} run"
@@ -220,6 +228,19 @@ class Run:
         path = os.path.join(self.path, name)
         os.makedirs(path, exist_ok=True)
         return path
+
+
+def _differences(old, new, prefix=""):
+    """"key=old there, new in this call" for every differing leaf of two nested dicts, keys
+    dotted (config.base_lr), so a changed setting is named rather than a whole dict printed."""
+    out = []
+    for key in [*new, *(k for k in old if k not in new)]:
+        then, now = old.get(key), new.get(key)
+        if isinstance(then, dict) and isinstance(now, dict):
+            out += _differences(then, now, f"{prefix}{key}.")
+        elif then != now:
+            out.append(f"{prefix}{key}={then!r} there, {now!r} in this call")
+    return out
 
 
 def remove_stale(directory):

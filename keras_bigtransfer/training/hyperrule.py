@@ -4,11 +4,13 @@
 import dataclasses
 import math
 import numbers
-from typing import Optional
+from typing import ClassVar, Optional
+
+import keras
 
 # The schedule is a registered serializable kept with the layers (loaded with the package, so
 # keras.saving.load_model finds it); imported here for `training.HyperRuleSchedule`.
-from keras_bigtransfer.layers.schedules import HyperRuleSchedule  # noqa: F401
+from keras_bigtransfer.layers.schedules import HyperRuleSchedule
 
 REFERENCE_BATCH = 512
 SMALL_IMAGE_AREA = 96 * 96
@@ -59,20 +61,6 @@ def check_image_size(name, value, optional=False):
     return tuple(check_int(f"{name} {side}", v) for side, v in zip(("height", "width"), pair))
 
 
-def check_fit_arguments(*, num_examples, image_size, batch_size, base_lr, total_steps,
-                        examples_per_class, seed, resolution):
-    """fit_bit's numeric arguments, checked before any data is read (ValueError naming
-    the argument)."""
-    check_int("num_examples", num_examples, optional=True)
-    check_image_size("image_size", image_size, optional=True)
-    check_int("batch_size", batch_size)
-    check_positive("base_lr", base_lr)
-    check_int("total_steps", total_steps, optional=True)
-    check_int("examples_per_class", examples_per_class, optional=True)
-    check_int("seed", seed, minimum=0)
-    check_int("resolution", resolution, minimum=8, optional=True)
-
-
 def patch_multiple(*models):
     """The multiple of which the models' image sides must be: the patch size of their
     ViT patch embeddings (1 for models without one, which take any size)."""
@@ -87,8 +75,54 @@ def patch_multiple(*models):
     return multiple
 
 
+class TransferRule:
+    """What every recipe's rule (`HyperRule`, `ViTRule`) shares: its crop, set or rounded for
+    the model, and its optimizer. A rule has the fields resize_size, crop_size, mixup_alpha,
+    total_steps, warmup_steps, peak_lr, batch_size and crop_rounded_from, which the input
+    pipeline reads, and a `schedule()`: its learning rate as a Keras schedule.
+    `RESIZE_RATIO`: the resize before the random crop, relative to the crop."""
+
+    RESIZE_RATIO: ClassVar[float] = 1.25
+    MOMENTUM: ClassVar[float] = 0.9
+    GLOBAL_CLIPNORM: ClassVar[Optional[float]] = None
+
+    def __str__(self):
+        text = repr(self)
+        if self.crop_rounded_from is not None:
+            text += (f" (crop {self.crop_rounded_from} rounded down to {self.crop_size}, "
+                     f"a multiple of the model's patch size)")
+        return text
+
+    def with_resolution(self, crop_size):
+        """The same rule training at `crop_size`, resized to RESIZE_RATIO times it first
+        (1.25 for the HyperRule, as 160 -> 128)."""
+        crop_size = check_int("resolution", crop_size, minimum=8)
+        return dataclasses.replace(self, resize_size=int(round(crop_size * self.RESIZE_RATIO)),
+                                   crop_size=crop_size, crop_rounded_from=None)
+
+    def with_patch_multiple(self, multiple):
+        """The same rule with its crop rounded down to a multiple of `multiple` (a ViT's
+        patch size: 128 -> 126 and 480 -> 476 for patch 14); the resize stays."""
+        multiple = check_int("multiple", multiple)
+        crop = max(multiple, self.crop_size // multiple * multiple)
+        if crop == self.crop_size:
+            return self
+        return dataclasses.replace(self, crop_size=crop,
+                                   crop_rounded_from=self.crop_rounded_from or self.crop_size)
+
+    def for_model(self, *models):
+        """The same rule with a crop every one of `models` can take (see `with_patch_multiple`)."""
+        return self.with_patch_multiple(patch_multiple(*models))
+
+    def optimizer(self):
+        """The rule's optimizer: SGD with momentum MOMENTUM on `schedule()`, no weight decay,
+        gradients clipped to global norm GLOBAL_CLIPNORM (None: not clipped)."""
+        return keras.optimizers.SGD(learning_rate=self.schedule(), momentum=self.MOMENTUM,
+                                    global_clipnorm=self.GLOBAL_CLIPNORM)
+
+
 @dataclasses.dataclass(frozen=True)
-class HyperRule:
+class HyperRule(TransferRule):
     """Fine-tuning hyperparameters for one dataset at one batch size.
 
     `peak_lr` is the learning rate after warmup at `batch_size`: the `base_lr` given to
@@ -107,13 +141,6 @@ class HyperRule:
     batch_size: int
     crop_rounded_from: Optional[int] = None  # the crop before for_model() rounded it
 
-    def __str__(self):
-        text = repr(self)
-        if self.crop_rounded_from is not None:
-            text += (f" (crop {self.crop_rounded_from} rounded down to {self.crop_size}, "
-                     f"a multiple of the model's patch size)")
-        return text
-
     def learning_rate(self, step):
         """Linear warmup from 0, then divided by 10 after each decay boundary."""
         if step < self.warmup_steps:
@@ -121,25 +148,9 @@ class HyperRule:
         decays = sum(1 for boundary in self.decay_boundaries if boundary < step)
         return self.peak_lr / 10**decays
 
-    def with_resolution(self, crop_size):
-        """The same rule training at `crop_size` (resized to 1.25x first, as 160 -> 128)."""
-        crop_size = check_int("resolution", crop_size, minimum=8)
-        return dataclasses.replace(self, resize_size=int(round(crop_size * 1.25)), crop_size=crop_size,
-                                   crop_rounded_from=None)
-
-    def with_patch_multiple(self, multiple):
-        """The same rule with its crop rounded down to a multiple of `multiple` (a ViT's
-        patch size: 128 -> 126 and 480 -> 476 for patch 14); the resize stays."""
-        multiple = check_int("multiple", multiple)
-        crop = max(multiple, self.crop_size // multiple * multiple)
-        if crop == self.crop_size:
-            return self
-        return dataclasses.replace(self, crop_size=crop,
-                                   crop_rounded_from=self.crop_rounded_from or self.crop_size)
-
-    def for_model(self, *models):
-        """The same rule with a crop every one of `models` can take (see `with_patch_multiple`)."""
-        return self.with_patch_multiple(patch_multiple(*models))
+    def schedule(self):
+        """`learning_rate` as a Keras schedule (`HyperRuleSchedule`)."""
+        return HyperRuleSchedule.from_rule(self)
 
     def with_total_steps(self, total_steps):
         """The same rule stretched to `total_steps`: warmup and boundaries scale in proportion."""

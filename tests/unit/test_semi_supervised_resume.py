@@ -15,8 +15,8 @@ import tensorflow as tf
 import keras_bigtransfer as kb
 from keras_bigtransfer.errors import WeightsError
 from keras_bigtransfer.training import checkpoint as checkpoint_lib
+from keras_bigtransfer.training.semi_supervised import common
 from keras_bigtransfer.training.semi_supervised import meta_pseudo_labels as mpl
-from keras_bigtransfer.training.semi_supervised import noisy_student as ns
 from tests.toys import ROOT, colour_data, tiny_model
 from tests.unit.test_semi_supervised import tiny_residual_model
 
@@ -176,8 +176,8 @@ def test_meta_pseudo_labels_finetune_resumes(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("recipe", [noisy_student, meta_pseudo_labels])
 def test_unwritable_checkpoint_dir_fails_before_any_work(tmp_path, monkeypatch, recipe):
-    monkeypatch.setattr(ns, "unlabeled_images", lambda *a: pytest.fail("data was read"))
-    monkeypatch.setattr(mpl, "unlabeled_images", lambda *a: pytest.fail("data was read"))
+    # Both recipes read their data in the shared preamble (semi_supervised/common.prepare).
+    monkeypatch.setattr(common, "unlabeled_images", lambda *a: pytest.fail("data was read"))
     (tmp_path / "a_file").write_text("")
     with pytest.raises(NotADirectoryError, match=r"checkpoint_dir=.*cannot be created"):
         recipe(str(tmp_path / "a_file" / "ckpt"))

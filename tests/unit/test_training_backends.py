@@ -1,4 +1,4 @@
-"""fit_bit, Noisy Student and Meta Pseudo Labels on every Keras backend (issue 17).
+"""fit_bit (both recipes), Noisy Student and Meta Pseudo Labels on every Keras backend (issue 17).
 
 Each backend runs in its own subprocess (KERAS_BACKEND is read once, at import):
 tiny models, a few steps. The MPL step is also compared across backends on fixed
@@ -32,6 +32,25 @@ SCRIPT = textwrap.dedent("""
     history = kb.fit_bit(teacher, colour_data(64, seed=5), batch_size=16, base_lr=0.4, total_steps=4,
                          resolution=16, verbose=0)
     out["fit_bit"] = history.history["loss"]
+    # The ViT recipe (clipped SGD, cosine schedule), killed after step 3 and resumed from its backup.
+    class Crash(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if int(keras.ops.convert_to_numpy(self.model.optimizer.iterations)) == 3:
+                raise KeyboardInterrupt
+    vit_args = dict(recipe="vit", batch_size=16, base_lr=0.4, total_steps=4, resolution=16, verbose=0)
+    whole = tiny_model(seed=0)
+    kb.fit_bit(whole, colour_data(64, seed=5), **vit_args)
+    try:
+        kb.fit_bit(tiny_model(seed=0), colour_data(64, seed=5), checkpoint_dir={ckpt!r} + "_vit",
+                   callbacks=[Crash()], **vit_args)
+    except KeyboardInterrupt:
+        pass
+    resumed = tiny_model(seed=1)  # other initial weights: all of them come from the backup
+    keras.utils.set_random_seed(0)  # tf.data's seeded ops also read TF's global seed
+    history = kb.fit_bit(resumed, colour_data(64, seed=5), checkpoint_dir={ckpt!r} + "_vit", **vit_args)
+    out["vit"] = history.history["loss"]
+    out["vit_resume_difference"] = max(float(np.max(np.abs(keras.ops.convert_to_numpy(a) - keras.ops.convert_to_numpy(b))))
+                                       for a, b in zip(whole.weights, resumed.weights))
     unlabeled = colour_data(48, seed=9)[0]
     _, ns = kb.fit_noisy_student(teacher, tiny_model(seed=1), colour_data(32, seed=7), unlabeled, steps=2,
                                  batch_size=8, unlabeled_ratio=2, resolution=16, confidence_threshold=0.0,
@@ -102,6 +121,8 @@ def test_recipes_train_on_every_backend(results, backend):
     assert isinstance(out, dict), out
     assert out["backend"] == backend
     assert len(out["fit_bit"]) == 4 and all(np.isfinite(out["fit_bit"]))
+    assert len(out["vit"]) == 2 and all(np.isfinite(out["vit"]))  # resumed after 2 of 4 one-step epochs
+    assert out["vit_resume_difference"] < 1e-5  # the uninterrupted run's weights
     assert all(np.isfinite(out["ns"])) and 0.0 <= out["ns"][-1] <= 1.0
     mpl = out["mpl"]
     assert mpl["steps"] == 3 and all(np.isfinite(mpl[f"mean_{k}"]) for k in ("teacher_loss", "student_loss", "h"))

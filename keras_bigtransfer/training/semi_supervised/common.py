@@ -1,5 +1,10 @@
-"""The pieces Noisy Student and Meta Pseudo Labels share: unlabeled images, the training
-rule, the learning-rate schedule, RandAugment, evaluation and the steps-to-epochs split."""
+"""The pieces Noisy Student and Meta Pseudo Labels share: their preamble (models, data, rule and
+run record), unlabeled images, the training rule, the learning-rate schedule, RandAugment,
+evaluation and the steps-to-epochs split."""
+
+import contextlib
+import dataclasses
+from typing import Any, Optional
 
 import keras
 import numpy as np
@@ -8,9 +13,59 @@ import tensorflow as tf
 from keras_bigtransfer.layers.image_input import check_images
 from keras_bigtransfer.preprocessing import to_numpy
 from keras_bigtransfer.training import checkpoint as checkpoint_lib
+from keras_bigtransfer.training import config as config_lib
 from keras_bigtransfer.training import data as data_lib
 from keras_bigtransfer.training.fit_bit import RaiseOnDivergence, _epochs, classifier_head
 from keras_bigtransfer.training.hyperrule import hyperrule
+
+
+@dataclasses.dataclass
+class Prepared:
+    """What `prepare` read and made: the class count, the labeled source, the unlabeled images
+    (NumPy), the rule, the begun run record (None without checkpoint_dir), its directory, the
+    strategy (or None) and its scope (a null context without one)."""
+
+    num_classes: int
+    labeled: Any
+    images: np.ndarray
+    rule: Any
+    run: Optional[checkpoint_lib.Run]
+    checkpoint_dir: Optional[str]
+    strategy: Any
+    scope: Any
+
+
+def prepare(trainer, config, teacher, student, labeled_data, unlabeled_data, *, strategy, checkpoint_dir,
+            overwrite, owned):
+    """The preamble of both recipes, in this order: the models' shared class count, `checkpoint_dir`
+    made and proved writable (before any expensive work), the labeled source and the unlabeled
+    images read, fit_bit's rule for the labeled set (`config.batch_size`, `.resolution`, `.steps`;
+    a crop the models' ViT patches divide; no MixUp) and the run record (`config` whole, the two
+    data descriptions) checked against `checkpoint_dir` and begun. `owned(checkpoint_dir)`: the
+    names there that belong to the run. Returns a `Prepared`.
+
+    Raises:
+        ValueError: the models' classes disagree, or `checkpoint_dir` holds another run.
+        WeightsError: `checkpoint_dir` holds a run of other models.
+        OSError: `checkpoint_dir` cannot be written.
+    """
+    num_classes = shared_classes(teacher, student)
+    if checkpoint_dir is not None:
+        checkpoint_dir = checkpoint_lib.writable_dir(checkpoint_dir)
+    labeled = data_lib.load_source(labeled_data, what="labeled_data")
+    images = unlabeled_images(unlabeled_data)
+    rule = train_rule(labeled, config.batch_size, config.resolution, config.steps).for_model(teacher, student)
+    rule = dataclasses.replace(rule, mixup_alpha=0.0)  # neither recipe uses MixUp
+    run = None
+    if checkpoint_dir is not None:
+        settings = {"config": config_lib.record(config),
+                    "labeled_data": checkpoint_lib.describe_data(labeled_data, labeled),
+                    "unlabeled_data": checkpoint_lib.describe_data(images)}
+        run = checkpoint_lib.Run(checkpoint_dir, trainer, checkpoint_lib.describe_models(teacher=teacher, student=student),
+                                 settings, overwrite=overwrite, owned=owned(checkpoint_dir))
+        run.begin()
+    scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
+    return Prepared(num_classes, labeled, images, rule, run, checkpoint_dir, strategy, scope)
 
 
 def unlabeled_images(unlabeled_data):

@@ -15,6 +15,7 @@ import dataclasses
 import json
 import logging
 import os
+from typing import Optional
 
 import keras
 import numpy as np
@@ -23,16 +24,15 @@ import tensorflow as tf
 from keras_bigtransfer.layers import StochasticDepth
 from keras_bigtransfer.models.base import HEAD_LAYER
 from keras_bigtransfer.training import checkpoint as checkpoint_lib
+from keras_bigtransfer.training import config as config_lib
 from keras_bigtransfer.training import data as data_lib
 from keras_bigtransfer.training.fit_bit import zero_head
-from keras_bigtransfer.training.hyperrule import check_int
+from keras_bigtransfer.training.hyperrule import check_int, check_positive
 from keras_bigtransfer.training.semi_supervised.common import (
     evaluate,
     fit_steps,
+    prepare,
     randaugment_layer,
-    shared_classes,
-    train_rule,
-    unlabeled_images,
     warmup_cosine,
 )
 from keras_bigtransfer.weights.atomic import atomic_directory, atomic_file
@@ -146,32 +146,62 @@ def student_dataset(labeled, unlabeled_images_, targets, rule, num_classes, *, u
     return ds.prefetch(data_lib.AUTOTUNE)
 
 
-def fit_noisy_student(
-    teacher,
-    student,
-    labeled_data,
-    unlabeled_data,
-    *,
-    iterations=1,
-    soft_labels=True,
-    confidence_threshold=0.3,
-    balance=True,
-    unlabeled_ratio=3,
-    randaugment=(2, 9),
-    dropout_rate=0.5,
-    stochastic_depth=0.2,
-    label_smoothing=0.1,
-    steps=300,
-    batch_size=32,
-    learning_rate=0.01,
-    resolution=None,
-    validation_data=None,
-    strategy=None,
-    checkpoint_dir=None,
-    seed=0,
-    verbose=0,
-    overwrite=False,
-):
+@dataclasses.dataclass(frozen=True)
+class NoisyStudentConfig:
+    """fit_noisy_student's settings: everything that decides what a run trains (recorded whole
+    in the run record of its `checkpoint_dir`).
+
+    Attributes:
+        iterations: teacher -> student rounds (int >= 1); each student teaches the next one.
+        soft_labels: train on the teacher's probabilities (True) or its argmax.
+        confidence_threshold: keep pseudo-labels whose top probability reaches this, in [0, 1).
+        balance: equalize the pseudo-labeled images per class (duplicate / keep most confident).
+        unlabeled_ratio: unlabeled images per labeled image in each batch (int >= 1).
+        randaugment: (num_ops, magnitude) of Keras' RandAugment on the student's inputs,
+            magnitude on the released code's 0-10 level scale; None for no input noise.
+        dropout_rate: dropout on the features before the student's head.
+        stochastic_depth: drop rate of the student's last residual block (linear in depth).
+        label_smoothing: on labeled targets only.
+        steps: training steps per iteration (int >= 1).
+        batch_size: labeled images per batch (the unlabeled part is unlabeled_ratio times larger).
+        learning_rate: peak of SGD with momentum 0.9, linear warmup over 5% of the steps,
+            cosine decay.
+        resolution: training crop size (default: the BiT-HyperRule's for the data).
+        seed: seeds the pipeline, augmentation and balancing.
+
+    Raises:
+        ValueError: a setting out of range, naming it (at construction).
+    """
+
+    iterations: int = 1
+    soft_labels: bool = True
+    confidence_threshold: float = 0.3
+    balance: bool = True
+    unlabeled_ratio: int = 3
+    randaugment: Optional[tuple] = (2, 9)
+    dropout_rate: float = 0.5
+    stochastic_depth: float = 0.2
+    label_smoothing: float = 0.1
+    steps: int = 300
+    batch_size: int = 32
+    learning_rate: float = 0.01
+    resolution: Optional[int] = None
+    seed: int = 0
+
+    def __post_init__(self):
+        check_int("iterations", self.iterations)
+        if not 0.0 <= self.confidence_threshold < 1.0:
+            raise ValueError(f"confidence_threshold must be in [0, 1); got {self.confidence_threshold!r}.")
+        check_int("unlabeled_ratio", self.unlabeled_ratio)
+        check_int("steps", self.steps)
+        check_int("batch_size", self.batch_size)
+        check_positive("learning_rate", self.learning_rate)
+        check_int("resolution", self.resolution, minimum=8, optional=True)
+        check_int("seed", self.seed, minimum=0)
+
+
+def fit_noisy_student(teacher, student, labeled_data, unlabeled_data, *, config=None, validation_data=None,
+                      strategy=None, checkpoint_dir=None, verbose=0, overwrite=False, **settings):
     """Train `student` by Noisy Student from a trained `teacher`; return (student, record).
 
     Args:
@@ -181,116 +211,91 @@ def fit_noisy_student(
         labeled_data: any fit_bit training source: arrays, tf.data, TFDS name, directory.
         unlabeled_data: images as an array, (images, ignored labels), or a tf.data.Dataset;
             they are held in memory while labelled.
-        iterations: teacher -> student rounds; each student teaches the next one.
-        soft_labels: train on the teacher's probabilities (True) or its argmax.
-        confidence_threshold: keep pseudo-labels whose top probability reaches this.
-        balance: equalize the pseudo-labeled images per class (duplicate / keep most confident).
-        unlabeled_ratio: unlabeled images per labeled image in each batch.
-        randaugment: (num_ops, magnitude) of Keras' RandAugment on the student's inputs,
-            magnitude on the released code's 0-10 level scale; None for no input noise.
-        dropout_rate: dropout on the features before the student's head.
-        stochastic_depth: drop rate of the student's last residual block (linear in depth).
-        label_smoothing: on labeled targets only.
-        steps: training steps per iteration.
-        batch_size: labeled images per batch (the unlabeled part is unlabeled_ratio
-            times larger).
-        learning_rate: peak of SGD with momentum 0.9, linear warmup over 5% of the
-            steps, cosine decay.
-        resolution: training crop size (default: the BiT-HyperRule's for the data).
+        config: a `NoisyStudentConfig` (default: its defaults); keyword `settings` apply over it.
         validation_data: evaluated (accuracy) after every iteration.
         strategy: a `tf.distribute` strategy; build the models inside its scope.
         checkpoint_dir: back up within iterations (every epoch, data position included)
             and keep finished ones; a rerun with the same arguments resumes. A finished
             run, other models or other settings there are an error, checked first.
-        seed: seeds the pipeline, augmentation and balancing.
         verbose: as in `keras.Model.fit`.
         overwrite: with `checkpoint_dir`, discard the run it holds and start afresh.
+        **settings: any `NoisyStudentConfig` field by name (iterations, soft_labels,
+            confidence_threshold, balance, unlabeled_ratio, randaugment, dropout_rate,
+            stochastic_depth, label_smoothing, steps, batch_size, learning_rate, resolution,
+            seed; described there).
 
     Returns:
         (the last student, a list with one dict per iteration: pseudo-label counts,
         the training loss, validation accuracy).
 
     Raises:
+        TypeError: `config` is not a `NoisyStudentConfig`, or a setting is not one of its fields.
+        ValueError: a setting out of range, models of different classes, or a `checkpoint_dir`
+            holding another run.
         TrainingDivergedError: a loss became NaN or infinite; it names the step and the rate.
     """
-    iterations = check_int("iterations", iterations)
-    if not 0.0 <= confidence_threshold < 1.0:
-        raise ValueError(f"confidence_threshold must be in [0, 1); got {confidence_threshold!r}.")
-    unlabeled_ratio = check_int("unlabeled_ratio", unlabeled_ratio)
-    num_classes = shared_classes(teacher, student)
-    if checkpoint_dir is not None:
-        checkpoint_dir = checkpoint_lib.writable_dir(checkpoint_dir)  # before any expensive work
-    labeled = data_lib.load_source(labeled_data, what="labeled_data")
-    images = unlabeled_images(unlabeled_data)
-    rule = train_rule(labeled, batch_size, resolution, steps).for_model(teacher, student)  # ViT patches
-    run = None
-    if checkpoint_dir is not None:
-        settings = dict(
-            iterations=iterations, soft_labels=soft_labels, confidence_threshold=confidence_threshold,
-            balance=balance, unlabeled_ratio=unlabeled_ratio, randaugment=randaugment,
-            dropout_rate=dropout_rate, stochastic_depth=stochastic_depth, label_smoothing=label_smoothing,
-            steps=steps, batch_size=batch_size, learning_rate=learning_rate, resolution=resolution, seed=seed,
-            labeled_data=checkpoint_lib.describe_data(labeled_data, labeled),
-            unlabeled_data=checkpoint_lib.describe_data(images),
-        )
-        owned = [n for n in os.listdir(checkpoint_dir) if n.startswith("iteration_")]
-        run = checkpoint_lib.Run(checkpoint_dir, "noisy_student",
-                                 checkpoint_lib.describe_models(teacher=teacher, student=student),
-                                 settings, overwrite=overwrite, owned=owned)
-        run.begin()
+    config = config_lib.resolve(NoisyStudentConfig, config, settings, "fit_noisy_student")
+    setup = prepare("noisy_student", config, teacher, student, labeled_data, unlabeled_data,
+                    strategy=strategy, checkpoint_dir=checkpoint_dir, overwrite=overwrite,
+                    owned=lambda d: [n for n in os.listdir(d) if n.startswith("iteration_")])
     initial = [w.copy() for w in student.get_weights()]
-    scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
     record = []
-    for iteration in range(1, iterations + 1):
-        done = _finished(checkpoint_dir, iteration)
+    for iteration in range(1, config.iterations + 1):
+        done = _finished(setup.checkpoint_dir, iteration)
         if iteration > 1:
             teacher = student
-            with scope:
+            with setup.scope:
                 student = keras.models.clone_model(teacher)
             student.set_weights(initial)
         if done is not None:
             student.load_weights(done["weights"])
             record.append(done["record"])
             continue
-        probabilities = pseudo_label(teacher, images, rule, num_classes)
-        indices, targets = select(probabilities, threshold=confidence_threshold, balance=balance,
-                                  soft_labels=soft_labels, seed=seed + iteration)
-        ds = student_dataset(labeled, images[indices], targets, rule, num_classes,
-                             unlabeled_ratio=unlabeled_ratio, label_smoothing=label_smoothing,
-                             randaugment=randaugment, seed=seed + iteration)
-        with scope:
-            zero_head(student)
-            with model_noise(student, dropout_rate, stochastic_depth) as noisy:
-                _seed_noise(noisy, seed + iteration)
-                noisy.compile(optimizer=keras.optimizers.SGD(warmup_cosine(learning_rate, rule.total_steps),
-                                                             momentum=0.9),
-                              loss=keras.losses.CategoricalCrossentropy(from_logits=True))
-                losses = _EpochLosses()
-                folder = run.subdir(f"iteration_{iteration}") if run is not None else None
-
-                def resume(epoch, folder=folder, losses=losses):
-                    # The backed-up epochs' losses, so the record covers the whole iteration.
-                    losses.losses = _read_losses(folder)[:epoch] if folder is not None else []
-
-                trained_steps = fit_steps(
-                    noisy, ds, rule.total_steps, folder=folder, callbacks=[losses], on_resume=resume,
-                    on_backup=lambda step, folder=folder, rec=losses: _write_losses(folder, rec.losses),
-                    verbose=verbose, trainer=f"noisy_student (iteration {iteration})")
-        entry = {
-            "iteration": iteration,
-            "pseudo_labeled": int(np.sum(probabilities.max(1) >= confidence_threshold)),
-            "trained_on_unlabeled": int(len(indices)),
-            "per_class": np.bincount(probabilities[indices].argmax(1), minlength=num_classes).tolist(),
-            "loss": losses.losses,  # the backed-up epochs' too, when resumed
-            "steps": trained_steps,
-        }
+        entry = _iteration(config, setup, iteration, teacher, student, verbose)
         if validation_data is not None:
-            entry["val_accuracy"] = evaluate(student, validation_data, rule, num_classes)
+            entry["val_accuracy"] = evaluate(student, validation_data, setup.rule, setup.num_classes)
         record.append(entry)
-        _save_finished(checkpoint_dir, iteration, student, entry)
-    if run is not None:
-        run.finish()
+        _save_finished(setup.checkpoint_dir, iteration, student, entry)
+    if setup.run is not None:
+        setup.run.finish()
     return student, record
+
+
+def _iteration(config, setup, iteration, teacher, student, verbose):
+    """One Noisy Student round: pseudo-label, select, train the noised student; its record entry."""
+    rule, num_classes, seed = setup.rule, setup.num_classes, config.seed + iteration
+    probabilities = pseudo_label(teacher, setup.images, rule, num_classes)
+    indices, targets = select(probabilities, threshold=config.confidence_threshold, balance=config.balance,
+                              soft_labels=config.soft_labels, seed=seed)
+    ds = student_dataset(setup.labeled, setup.images[indices], targets, rule, num_classes,
+                         unlabeled_ratio=config.unlabeled_ratio, label_smoothing=config.label_smoothing,
+                         randaugment=config.randaugment, seed=seed)
+    with setup.scope:
+        zero_head(student)
+        with model_noise(student, config.dropout_rate, config.stochastic_depth) as noisy:
+            _seed_noise(noisy, seed)
+            noisy.compile(optimizer=keras.optimizers.SGD(warmup_cosine(config.learning_rate, rule.total_steps),
+                                                         momentum=0.9),
+                          loss=keras.losses.CategoricalCrossentropy(from_logits=True))
+            losses = _EpochLosses()
+            folder = setup.run.subdir(f"iteration_{iteration}") if setup.run is not None else None
+
+            def resume(epoch):
+                # The backed-up epochs' losses, so the record covers the whole iteration.
+                losses.losses = _read_losses(folder)[:epoch] if folder is not None else []
+
+            trained_steps = fit_steps(
+                noisy, ds, rule.total_steps, folder=folder, callbacks=[losses], on_resume=resume,
+                on_backup=lambda step: _write_losses(folder, losses.losses),
+                verbose=verbose, trainer=f"noisy_student (iteration {iteration})")
+    return {
+        "iteration": iteration,
+        "pseudo_labeled": int(np.sum(probabilities.max(1) >= config.confidence_threshold)),
+        "trained_on_unlabeled": int(len(indices)),
+        "per_class": np.bincount(probabilities[indices].argmax(1), minlength=num_classes).tolist(),
+        "loss": losses.losses,  # the backed-up epochs' too, when resumed
+        "steps": trained_steps,
+    }
 
 
 LOSSES = "losses.json"
