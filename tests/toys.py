@@ -41,3 +41,15 @@ def colour_data(n, size=16, seed=0):
     images[labels == 0, ..., 0] += 100
     images[labels == 1, ..., 2] += 100
     return images, labels
+
+
+class Crash(keras.callbacks.Callback):
+    """Stands for a kill: raises after `at` steps, between two backups."""
+
+    def __init__(self, at):
+        super().__init__()
+        self.at = at
+
+    def on_train_batch_end(self, batch, logs=None):
+        if int(self.model.optimizer.iterations) == self.at:
+            raise KeyboardInterrupt("simulated kill")

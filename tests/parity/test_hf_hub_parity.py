@@ -17,13 +17,6 @@ from tests import hf_cache, reference
 RTOL_LOGITS = 1e-4
 
 
-@pytest.fixture
-def cache(tmp_path, monkeypatch):
-    torch.set_num_threads(2)
-    hf_cache.use_cache(monkeypatch, tmp_path / "hub")
-    return tmp_path / "hub"
-
-
 def _timm_from_cache(architecture, repo, **kwargs):
     # num_classes in the overlay: timm drops a checkpoint's head whose class count differs from
     # its configuration's (vit_base_r50_s16_224's default weights are headless).

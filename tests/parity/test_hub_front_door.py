@@ -19,13 +19,6 @@ from tests import hf_cache, reference
 RTOL_LOGITS = 1e-4
 
 
-@pytest.fixture
-def cache(tmp_path, monkeypatch):
-    torch.set_num_threads(2)
-    hf_cache.use_cache(monkeypatch, tmp_path / "hub")
-    return tmp_path / "hub"
-
-
 def _publish(cache, repo, model, **model_config):
     """timm's `save_for_hf` (config.json + model.safetensors) into the cache as `repo`."""
     with tempfile.TemporaryDirectory() as folder:

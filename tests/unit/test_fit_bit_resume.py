@@ -14,21 +14,11 @@ import pytest
 import keras_bigtransfer as kb
 from keras_bigtransfer.errors import WeightsError
 from keras_bigtransfer.training import checkpoint as checkpoint_lib
-from tests.toys import ROOT, colour_data, tiny_model
+from tests.toys import ROOT, Crash, colour_data, tiny_model
 
 ARGS = dict(batch_size=8, base_lr=0.3, total_steps=20, verbose=0)  # 10 epochs of 2 steps
 
 
-class Crash(keras.callbacks.Callback):
-    """Stands for a kill: raises after `at` steps, between two backups."""
-
-    def __init__(self, at):
-        super().__init__()
-        self.at = at
-
-    def on_train_batch_end(self, batch, logs=None):
-        if int(self.model.optimizer.iterations) == self.at:
-            raise KeyboardInterrupt("simulated kill")
 
 
 def weights(model):

@@ -13,7 +13,7 @@ import pytest
 import keras_bigtransfer as kb
 from keras_bigtransfer.training import FitBitConfig, NoisyStudentConfig
 from keras_bigtransfer.training.semi_supervised import MetaPseudoLabelsConfig
-from tests.toys import colour_data, tiny_model
+from tests.toys import Crash, colour_data, tiny_model
 
 ARGS = dict(batch_size=8, base_lr=0.3, total_steps=20, verbose=0)  # 10 epochs of 2 steps
 
@@ -102,16 +102,6 @@ def test_settings_build_the_config_and_a_config_may_be_passed():
         MetaPseudoLabelsConfig()  # steps is required, as fit_meta_pseudo_labels' keyword was
 
 
-class Crash(keras.callbacks.Callback):
-    """Stands for a kill: raises after `at` steps, between two backups."""
-
-    def __init__(self, at):
-        super().__init__()
-        self.at = at
-
-    def on_train_batch_end(self, batch, logs=None):
-        if int(self.model.optimizer.iterations) == self.at:
-            raise KeyboardInterrupt("simulated kill")
 
 
 @pytest.mark.parametrize("recipe", ["bit", "vit"])
