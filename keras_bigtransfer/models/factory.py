@@ -49,6 +49,7 @@ def register(family, variants):
         if not (isinstance(row, tuple) and len(row) == 3 and row[1] in own):
             raise ValueError(f"family {family.name!r}: timm architecture row {row!r} names no constructor of "
                              f"the family (its constructors: {sorted(own)}).")
+    timm_names.check(family)
     registry.register_family(family)
     constructors = []
     for variant in variants:

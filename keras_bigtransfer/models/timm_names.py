@@ -22,14 +22,12 @@ from keras_bigtransfer.weights import catalogue
 ARCHITECTURES = {}
 
 
-def register(family):
-    """Add `family`'s `timm_architectures` (a `registry.Family`) to `ARCHITECTURES`.
-
-    Raises:
-        ValueError: a row that is not (timm architecture, constructor name, default `arch.tag`
-            or None), a default tag of another architecture, or an architecture another
-            family registered.
-    """
+def check(family):
+    """Raise ValueError when `family`'s `timm_architectures` (a `registry.Family`) cannot be
+    registered: a row that is not (timm architecture, constructor name, default `arch.tag` or
+    None), a default tag of another architecture, or an architecture another family registered.
+    `factory.register` asks before it registers anything."""
+    known = dict(ARCHITECTURES)
     for row in family.timm_architectures:
         if not (isinstance(row, tuple) and len(row) == 3 and all(isinstance(x, str) for x in row[:2])
                 and (row[2] is None or isinstance(row[2], str))):
@@ -39,10 +37,16 @@ def register(family):
         if default is not None and default.partition(".")[0] != architecture:
             raise ValueError(f"family {family.name!r}: {architecture}'s default tag {default!r} is "
                              "another architecture's.")
-        if ARCHITECTURES.get(architecture, (constructor, default)) != (constructor, default):
+        if known.setdefault(architecture, (constructor, default)) != (constructor, default):
             raise ValueError(f"family {family.name!r}: timm architecture {architecture!r} is registered "
-                             f"twice (as {ARCHITECTURES[architecture][0]}).")
-        ARCHITECTURES[architecture] = (constructor, default)
+                             f"twice (as {known[architecture][0]}).")
+
+
+def register(family):
+    """Add `family`'s `timm_architectures` to `ARCHITECTURES` (ValueError: see `check`)."""
+    check(family)  # all rows first: a refused family adds none
+    ARCHITECTURES.update({architecture: (constructor, default)
+                          for architecture, constructor, default in family.timm_architectures})
     tagged.cache_clear()  # the catalogue's names of the new architectures
 
 

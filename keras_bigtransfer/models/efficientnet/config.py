@@ -183,9 +183,12 @@ TIMM_ARCHITECTURES = tuple(
     for row in ((f"tf_efficientnet_{variant}", constructor_name(variant), f"tf_efficientnet_{variant}.{default}"),
                 (f"efficientnet_{variant}", constructor_name(variant), None))
 ) + tuple(
-    (f"tf_efficientnetv2_{variant}", constructor_name("v2" + variant), f"tf_efficientnetv2_{variant}.{default}")
+    (f"tf_efficientnetv2_{variant}", constructor_name("v2" + variant),
+     f"tf_efficientnetv2_{variant}.{default}" if default else None)
     for variant, default in (
-        ("b0", "in1k"), ("b1", "in1k"), ("b2", "in1k"), ("b3", "in1k"),
+        # B3's timm default, `.in21k_ft_in1k`, is not catalogued (it expects [-1, 1] inputs): our
+        # V2-B3 takes its own default weights.
+        ("b0", "in1k"), ("b1", "in1k"), ("b2", "in1k"), ("b3", None),
         ("s", "in21k_ft_in1k"), ("m", "in21k_ft_in1k"), ("l", "in21k_ft_in1k"), ("xl", "in21k_ft_in1k"),
     )
 )
