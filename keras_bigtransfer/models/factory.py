@@ -14,7 +14,7 @@ import inspect
 import keras
 
 from keras_bigtransfer import preprocessing
-from keras_bigtransfer.models import base, features, loading, registry
+from keras_bigtransfer.models import base, features, loading, registry, timm_names
 from keras_bigtransfer.weights import catalogue
 from keras_bigtransfer.weights.resolve import resolve_weights
 
@@ -34,16 +34,28 @@ def register(family, variants):
     Returns:
         A tuple of constructors (`make_constructor`), one per variant.
 
+    Its `timm_architectures` become timm's names for its variants (`timm_names.register`).
+
     Raises:
-        ValueError: a variant of another family, or a name registered twice.
+        ValueError: a variant of another family, a name registered twice, or a timm
+            architecture naming no variant of the family (checked before anything is registered).
     """
-    registry.register_family(family)
-    constructors = []
+    variants = list(variants)
     for variant in variants:
         if variant.family not in ("", family.name):
             raise ValueError(f"{variant.name}: a {variant.family!r} variant registered with family {family.name!r}.")
+    own = {variant.name for variant in variants}
+    for row in family.timm_architectures:
+        if not (isinstance(row, tuple) and len(row) == 3 and row[1] in own):
+            raise ValueError(f"family {family.name!r}: timm architecture row {row!r} names no constructor of "
+                             f"the family (its constructors: {sorted(own)}).")
+    timm_names.check(family)
+    registry.register_family(family)
+    constructors = []
+    for variant in variants:
         variant = dataclasses.replace(variant, family=family.name)
         constructors.append(registry.register_variant(variant, make_constructor(variant)))
+    timm_names.register(family)
     return tuple(constructors)
 
 

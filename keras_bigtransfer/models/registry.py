@@ -141,6 +141,12 @@ class Family:
         timm_builds: ((option, value), ...): the builder options under which this family's
             model computes what timm's does (ViT: exact GELU); a model built from a timm
             repository's config.json takes them unless the caller sets them.
+        timm_architectures: ((timm architecture, constructor name, timm's default `arch.tag`
+            or None), ...): timm's names for this family's variants (`models/timm_names.py`
+            reads them), as timm 1.0.x's `default_cfgs` spell them; the default tag is timm's
+            first for the architecture, given only where the catalogue has it (None: the
+            variant's own default weights). Each constructor must be one of the family's
+            variants (`factory.register` checks).
     """
 
     name: str
@@ -159,6 +165,7 @@ class Family:
     export_formats: tuple = ()
     timm_options: tuple = ()
     timm_builds: tuple = ()
+    timm_architectures: tuple = ()
 
     def __post_init__(self):
         unknown = set(self.convert_options) - set(FAMILY_SPECIFIC_OPTIONS)

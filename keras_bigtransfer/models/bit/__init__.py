@@ -6,7 +6,7 @@
 
 from keras_bigtransfer.models import factory, registry
 from keras_bigtransfer.models.bit import convert, features
-from keras_bigtransfer.models.bit.config import CONFIGS, DEPTHS, FLAVOURS, BiTConfig
+from keras_bigtransfer.models.bit.config import CONFIGS, DEPTHS, FLAVOURS, TIMM_ARCHITECTURES, BiTConfig
 from keras_bigtransfer.models.bit.model import LAYOUT_RULES, ResNetV2, bottleneck_unit, build, owns
 from keras_bigtransfer.weights import catalogue
 
@@ -24,6 +24,7 @@ FAMILY = registry.Family(
     to_published=convert.save_npz,
     export_formats=(".npz",),
     timm_options=(("drop_rate", "dropout_rate"), ("drop_path_rate", "drop_path_rate")),
+    timm_architectures=TIMM_ARCHITECTURES,
 )
 
 

@@ -65,3 +65,14 @@ CONFIGS = {
         for depth, width in ((50, 1), (50, 3), (101, 1), (101, 3), (152, 2), (152, 4))
     ] + [BiTConfig("L", 152, 4)]
 }
+
+# timm's names (`Family.timm_architectures`): (timm architecture, constructor, timm's default
+# `arch.tag`), timm 1.0.x `resnetv2.py` `default_cfgs` (timm's `_bit` models are BiT-M's).
+TIMM_ARCHITECTURES = (
+    ("resnetv2_50x1_bit", "BiT_M_R50x1", "resnetv2_50x1_bit.goog_distilled_in1k"),
+    ("resnetv2_50x3_bit", "BiT_M_R50x3", "resnetv2_50x3_bit.goog_in21k_ft_in1k"),
+    ("resnetv2_101x1_bit", "BiT_M_R101x1", "resnetv2_101x1_bit.goog_in21k_ft_in1k"),
+    ("resnetv2_101x3_bit", "BiT_M_R101x3", "resnetv2_101x3_bit.goog_in21k_ft_in1k"),
+    ("resnetv2_152x2_bit", "BiT_M_R152x2", "resnetv2_152x2_bit.goog_teacher_in21k_ft_in1k"),
+    ("resnetv2_152x4_bit", "BiT_M_R152x4", "resnetv2_152x4_bit.goog_in21k_ft_in1k"),
+)

@@ -7,7 +7,12 @@ state dicts, the TF reference's checkpoints and TF Hub modules).
 
 from keras_bigtransfer.models import factory, registry
 from keras_bigtransfer.models.efficientnet import convert, features, layouts
-from keras_bigtransfer.models.efficientnet.config import CONFIGS, EfficientNetConfig, constructor_name
+from keras_bigtransfer.models.efficientnet.config import (
+    CONFIGS,
+    TIMM_ARCHITECTURES,
+    EfficientNetConfig,
+    constructor_name,
+)
 from keras_bigtransfer.models.efficientnet.model import (
     EfficientNet,
     block_names,
@@ -29,6 +34,7 @@ FAMILY = registry.Family(
     identify=layouts.identify,
     features=features.FEATURES,
     timm_options=(("drop_rate", "dropout_rate"), ("drop_path_rate", "drop_connect_rate")),
+    timm_architectures=TIMM_ARCHITECTURES,
 )
 
 # Parameters at 1000 classes, BatchNorm statistics included (timm's `tf_efficientnet_<variant>`;

@@ -166,3 +166,29 @@ CONFIGS = {
         _v2("xl", V2_XL, 1.0, 1.0, 512, 0.4, "hf-hub:timm/tf_efficientnetv2_xl.in21k_ft_in1k"),
     )
 }
+
+# timm's names (`Family.timm_architectures`): (timm architecture, constructor, timm's default
+# `arch.tag` where catalogued), timm 1.0.x `default_cfgs`. `tf_*` are the TF-padded originals
+# with timm's default weights; timm's PyTorch-padded `efficientnet_*` map to our variant with its
+# own weights (timm's `.ra_*` are not catalogued). timm's PyTorch-padded `efficientnetv2_*`
+# (and `efficientnetv2_rw_*`) are not mapped: their published weights need symmetric padding.
+TIMM_ARCHITECTURES = tuple(
+    row
+    for variant, default in (
+        ("b0", "ns_jft_in1k"), ("b1", "ns_jft_in1k"), ("b2", "ns_jft_in1k"), ("b3", "ns_jft_in1k"),
+        ("b4", "ns_jft_in1k"), ("b5", "ns_jft_in1k"), ("b6", "ns_jft_in1k"), ("b7", "ns_jft_in1k"),
+        ("lite0", "in1k"), ("lite1", "in1k"), ("lite2", "in1k"), ("lite3", "in1k"), ("lite4", "in1k"),
+        ("l2", "ns_jft_in1k_475"),
+    )
+    for row in ((f"tf_efficientnet_{variant}", constructor_name(variant), f"tf_efficientnet_{variant}.{default}"),
+                (f"efficientnet_{variant}", constructor_name(variant), None))
+) + tuple(
+    (f"tf_efficientnetv2_{variant}", constructor_name("v2" + variant),
+     f"tf_efficientnetv2_{variant}.{default}" if default else None)
+    for variant, default in (
+        # B3's timm default, `.in21k_ft_in1k`, is not catalogued (it expects [-1, 1] inputs): our
+        # V2-B3 takes its own default weights.
+        ("b0", "in1k"), ("b1", "in1k"), ("b2", "in1k"), ("b3", None),
+        ("s", "in21k_ft_in1k"), ("m", "in21k_ft_in1k"), ("l", "in21k_ft_in1k"), ("xl", "in21k_ft_in1k"),
+    )
+)

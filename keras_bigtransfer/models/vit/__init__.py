@@ -6,7 +6,7 @@ the published .npz layouts (vision_transformer, big_vision, scanned, prefixed).
 
 from keras_bigtransfer.models import factory, registry
 from keras_bigtransfer.models.vit import convert, features
-from keras_bigtransfer.models.vit.config import CONFIGS, ViTConfig
+from keras_bigtransfer.models.vit.config import CONFIGS, TIMM_ARCHITECTURES, ViTConfig
 from keras_bigtransfer.models.vit.model import (
     LAYOUT_RULES,
     VisionTransformer,
@@ -32,6 +32,7 @@ FAMILY = registry.Family(
     token_pooling=(("token", "the class token"),),
     timm_options=(("drop_rate", "head_dropout_rate"), ("drop_path_rate", "stochastic_depth_rate")),
     timm_builds=(("gelu_approximate", False),),  # timm's ViT uses the exact GELU
+    timm_architectures=TIMM_ARCHITECTURES,
 )
 
 OPTIONS = (

@@ -63,3 +63,27 @@ CONFIGS = {
                   "vit_base_r50_s16_224", 98_659_112),
     )
 }
+
+# timm's names (`Family.timm_architectures`): (timm architecture, constructor, timm's default
+# `arch.tag`), timm 1.0.x `vision_transformer.py` / `vision_transformer_hybrid.py` `default_cfgs`.
+# A timm architecture fixes the resolution; our constructor takes any (its weights say which).
+TIMM_ARCHITECTURES = (
+    ("vit_tiny_patch16_224", "ViT_Ti16", "vit_tiny_patch16_224.augreg_in21k_ft_in1k"),
+    ("vit_tiny_patch16_384", "ViT_Ti16", "vit_tiny_patch16_384.augreg_in21k_ft_in1k"),
+    ("vit_small_patch16_224", "ViT_S16", "vit_small_patch16_224.augreg_in21k_ft_in1k"),
+    ("vit_small_patch16_384", "ViT_S16", "vit_small_patch16_384.augreg_in21k_ft_in1k"),
+    ("vit_small_patch32_224", "ViT_S32", "vit_small_patch32_224.augreg_in21k_ft_in1k"),
+    ("vit_small_patch32_384", "ViT_S32", "vit_small_patch32_384.augreg_in21k_ft_in1k"),
+    ("vit_base_patch8_224", "ViT_B8", "vit_base_patch8_224.augreg2_in21k_ft_in1k"),
+    ("vit_base_patch16_224", "ViT_B16", "vit_base_patch16_224.augreg2_in21k_ft_in1k"),
+    ("vit_base_patch16_384", "ViT_B16", "vit_base_patch16_384.augreg_in21k_ft_in1k"),
+    ("vit_base_patch32_224", "ViT_B32", "vit_base_patch32_224.augreg_in21k_ft_in1k"),
+    ("vit_base_patch32_384", "ViT_B32", "vit_base_patch32_384.augreg_in21k_ft_in1k"),
+    ("vit_large_patch16_224", "ViT_L16", "vit_large_patch16_224.augreg_in21k_ft_in1k"),
+    ("vit_large_patch16_384", "ViT_L16", "vit_large_patch16_384.augreg_in21k_ft_in1k"),
+    ("vit_large_patch32_224", "ViT_L32", "vit_large_patch32_224.orig_in21k"),
+    ("vit_large_patch32_384", "ViT_L32", "vit_large_patch32_384.orig_in21k_ft_in1k"),
+    ("vit_huge_patch14_224", "ViT_H14", "vit_huge_patch14_224.orig_in21k"),
+    ("vit_base_r50_s16_224", "ViT_R50_B16", "vit_base_r50_s16_224.orig_in21k"),
+    ("vit_base_r50_s16_384", "ViT_R50_B16", "vit_base_r50_s16_384.orig_in21k_ft_in1k"),
+)
