@@ -56,26 +56,13 @@ test: setup
 BACKENDS ?= jax torch
 # The harness's variants there: the smallest registered variant of each family (tests/toys.py).
 BACKEND_VARIANTS := smallest
-# features_only against timm, one model per family and the hybrid (issue 20). With the B0 .h5 test
-# in one process on 2 loaded cores: JAX 175 s for the five (BiT 43 s, hybrid 39, ViT-Ti 21,
-# B0 15: the .h5 test compiled B0's initializer shapes first), PyTorch 105 s.
-FEATURE_PARITY := $(addprefix tests/parity/test_features_parity.py::,test_bit_r50x1_matches_timm_features_only \
-	test_efficientnet_b0_matches_timm_features_only 'test_vit_ti16_matches_timm_forward_intermediates_non_square[True]' \
-	test_r50_b16_hybrid_matches_timm_forward_intermediates)
-BACKEND_TESTS := tests/families/test_harness.py tests/families/test_mixed_precision.py \
-	tests/parity/test_bit_parity.py::test_npz_logits_match_timm \
-	tests/parity/test_vit_parity.py::test_ti16_logits_match_timm_at_224 \
-	tests/parity/test_vit_parity.py::test_bicubic_matches_timm_dynamic_size_non_square \
-	tests/families/test_efficientnet.py::test_real_lite0_weights_classify_real_photos \
-	'tests/families/test_efficientnet.py::test_keras_h5_logits_match_tf_keras[b0-67]' \
-	tests/families/test_efficientnetv2.py::test_keras_h5_logits_match_tf_keras \
-	tests/families/test_efficientnetv2.py::test_timm_state_dict_logits_match \
-	tests/families/test_efficientnetv2.py::test_timm_state_dict_features_only_match \
-	$(FEATURE_PARITY)
+# The tests marked `backends` (pytest.mark.backends: each family marks its own parity tests;
+# the harness and mixed precision whole): tests/families and tests/parity, on JAX and PyTorch.
+BACKEND_TESTS := tests/families tests/parity
 test-backends: setup
 	for backend in $(BACKENDS); do \
 	  KERAS_BACKEND=$$backend KERAS_BIGTRANSFER_HARNESS_VARIANTS=$(BACKEND_VARIANTS) \
-	    $(PY) -m pytest -q $(XDIST) --durations=10 -p no:cacheprovider $(BACKEND_TESTS) || exit 1; \
+	    $(PY) -m pytest -q $(XDIST) --durations=10 -p no:cacheprovider -m backends $(BACKEND_TESTS) || exit 1; \
 	done
 
 # The quick loop while developing.

@@ -42,7 +42,7 @@ def test_stochastic_depth_rises_linearly():
         assert layer.noise_shape == (None, 1, 1, 1)
 
 
-@pytest.mark.parametrize("variant,size", [("b0", 64), ("b0", 67), ("b3", 72)])
+@pytest.mark.parametrize("variant,size", [("b0", 64), pytest.param("b0", 67, marks=pytest.mark.backends), ("b3", 72)])
 def test_keras_h5_logits_match_tf_keras(variant, size, tmp_path):
     # On JAX and PyTorch tf_keras runs in a KERAS_BACKEND=tensorflow subprocess (about 20 s).
     # make test-backends runs b0-67 (odd: "same" padding is asymmetric there); on JAX building
@@ -81,6 +81,7 @@ def photos():
     return {name: center_crop(getattr(skimage.data, name)(), 224) for name in ("chelsea", "coffee", "rocket")}
 
 
+@pytest.mark.backends
 def test_real_lite0_weights_classify_real_photos(lite0, photos):
     top5 = {name: np.argsort(np.asarray(lite0(x[None]))[0])[::-1][:5] for name, x in photos.items()}
     assert top5["chelsea"][0] in range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat

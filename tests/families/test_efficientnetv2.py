@@ -67,6 +67,7 @@ def timm_b0():
     return model, path, images, x
 
 
+@pytest.mark.backends
 def test_timm_state_dict_logits_match(timm_b0):
     import torch
 
@@ -78,6 +79,7 @@ def test_timm_state_dict_logits_match(timm_b0):
     assert _rel(ours.predict_on_batch(images), theirs) <= RTOL_LOGITS
 
 
+@pytest.mark.backends
 def test_timm_state_dict_features_only_match(timm_b0):
     import timm
     import torch
@@ -101,6 +103,7 @@ def test_timm_state_dict_names_its_variant(timm_b0):
     assert layouts.identify(arrays) == "EfficientNetV2B0"
 
 
+@pytest.mark.backends
 def test_keras_h5_logits_match_tf_keras(tmp_path):
     # tf_keras' EfficientNetV2B0 (random weights) saved with save_weights: the published h5 layout
     # (`stem_conv`, `block1a_project_conv`, `block4a_dwconv2`, `predictions`).

@@ -33,6 +33,8 @@ from keras_bigtransfer.weights import catalogue
 from tests import reference
 from tests.toys import smallest_variants
 
+pytestmark = pytest.mark.backends  # the whole module runs on JAX and PyTorch too
+
 ALL_NAMES = NAMES = sorted(v.name for v in registry.variants())  # the constructors (list_models adds timm names)
 # `make test-backends` (JAX, PyTorch) runs the harness on the smallest variant of each family
 # (JAX builds slowly on CPU): KERAS_BIGTRANSFER_HARNESS_VARIANTS=smallest, or a list of names

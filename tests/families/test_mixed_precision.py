@@ -6,6 +6,8 @@ import pytest
 
 import keras_bigtransfer as kb
 
+pytestmark = pytest.mark.backends  # the whole module runs on JAX and PyTorch too
+
 
 @pytest.fixture
 def policy(request):

@@ -36,6 +36,7 @@ def test_timm_reads_the_npz_we_test_with(timm_r50x1, npz_r50x1):
         np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=name)
 
 
+@pytest.mark.backends
 @pytest.mark.parametrize("size", [(128, 128), (96, 160)])
 def test_npz_logits_match_timm(timm_r50x1, npz_r50x1, size, rng):
     images = rng.random((2, *size, 3), dtype=np.float32)

@@ -37,6 +37,7 @@ def _threads():
     torch.set_num_threads(2)
 
 
+@pytest.mark.backends
 def test_bit_r50x1_matches_timm_features_only(tmp_path, rng):
     import timm
 
@@ -105,6 +106,7 @@ def _efficientnet_pytorch_state(timm_model):
     return out
 
 
+@pytest.mark.backends
 def test_efficientnet_b0_matches_timm_features_only(tmp_path, rng):
     import timm
 
@@ -135,7 +137,7 @@ def _timm_intermediates(model, images, indices, norm):
         return _nhwc(model.forward_intermediates(x, indices=indices, norm=norm, intermediates_only=True))
 
 
-@pytest.mark.parametrize("norm", [False, True])
+@pytest.mark.parametrize("norm", [False, pytest.param(True, marks=pytest.mark.backends)])
 def test_vit_ti16_matches_timm_forward_intermediates_non_square(norm, tmp_path, rng):
     tiny = reference.timm_vit("vit_tiny_patch16_224", act_layer="gelu_tanh", dynamic_img_size=True)
     path = reference.write_npz(tmp_path / "Ti_16.npz", reference.timm_vit_to_npz_arrays(tiny))
@@ -156,6 +158,7 @@ def test_vit_default_out_indices_are_timms():
     assert ours.reduction() == theirs.feature_info.reduction()
 
 
+@pytest.mark.backends
 @pytest.mark.slow  # a random ViT-B in both libraries: about 35 s on 2 CPU cores
 def test_r50_b16_hybrid_matches_timm_forward_intermediates(tmp_path, rng):
     """As the hybrid's logits test: ours set to timm's epsilons for the comparison."""

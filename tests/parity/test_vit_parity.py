@@ -41,6 +41,7 @@ def test_timm_reads_the_npz_we_test_with(tiny, tiny_npz):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=0, atol=1e-7, err_msg=name)
 
 
+@pytest.mark.backends
 def test_ti16_logits_match_timm_at_224(tiny, tiny_npz, rng):
     images = rng.random((2, 224, 224, 3), dtype=np.float32)
     model = kb.ViT_Ti16(weights=str(tiny_npz), num_classes=1000)
@@ -88,6 +89,7 @@ def test_any_size_model_interpolates_at_run_time(tiny_384, tiny_npz, rng):
     assert _max_rel_diff(np.asarray(model(images)), _timm_logits(tiny_384, images)) <= RTOL_LOGITS
 
 
+@pytest.mark.backends
 def test_bicubic_matches_timm_dynamic_size_non_square(tiny_npz, rng):
     """timm's dynamic_img_size resamples bicubic with antialias each call; so do we."""
     dynamic = reference.timm_vit("vit_tiny_patch16_224", act_layer="gelu_tanh", dynamic_img_size=True)
