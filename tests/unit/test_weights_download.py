@@ -209,7 +209,7 @@ def test_constructor_with_a_tag_downloads_verifies_and_loads(server, tmp_path, r
 
 def test_every_constructor_defaults_to_a_catalogue_entry_of_its_own():
     constructors = [n for n in dir(kb) if n.startswith(("BiT_", "EfficientNet"))]
-    assert len(constructors) == 13 + 14  # BiT 13; EfficientNet B0-B7, Lite0-4 and L2 (issue 18)
+    assert len(constructors) == 13 + 14 + 8  # BiT 13; EfficientNet B0-B7, Lite0-4, L2 (issue 18); V2 B0-B3, S-XL
     for name in constructors:
         tag = getattr(kb, name).__kwdefaults__["weights"]
         if name == "BiT_L_R152x4":
