@@ -260,6 +260,8 @@ def build_variant(variant, *, weights, revision=None, include_top, num_classes, 
                   feature_norm=False, output_dict=False, in_chans=3, drop_rate=None, drop_path_rate=None,
                   global_pool=None, **options):
     """What every constructor does: check the weights, size the head, build, load."""
+    if weights is not None and variant.weights_unavailable:  # before the name is looked up
+        raise ValueError(variant.weights_unavailable)
     # Resolved once (catalogue entry, revision, known-bad; the file on first use) and passed down.
     weights = resolve_weights(named_weights(variant, weights), revision)
     in_chans = base.integer_arg(in_chans, "in_chans", variant.name)
@@ -303,8 +305,6 @@ def build_variant(variant, *, weights, revision=None, include_top, num_classes, 
         model.set_pretrained_cfg(**cfg)
         return model
 
-    if weights is not None and variant.weights_unavailable:
-        raise ValueError(variant.weights_unavailable)
     entry = weights.entry if weights is not None else None
     if entry is not None:  # before building or downloading anything
         if entry.family != variant.family:
