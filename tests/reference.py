@@ -263,3 +263,20 @@ def timm_logits(model, images):
 def max_rel_diff(ours, theirs):
     """max |ours - theirs| / max |theirs|: the logits tolerance every parity test states."""
     return float(np.max(np.abs(np.asarray(ours) - theirs)) / np.max(np.abs(theirs)))
+
+
+def randomize_batchnorm(model, seed):
+    """Give a timm model's BatchNorm layers non-trivial affine parameters and statistics
+    (timm initializes them to 1/0 and 0/1, which would hide a swapped or missing tensor)."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                c = module.num_features
+                module.weight.copy_(1 + 0.2 * torch.randn(c, generator=gen))
+                module.bias.copy_(0.2 * torch.randn(c, generator=gen))
+                module.running_mean.copy_(0.2 * torch.randn(c, generator=gen))
+                module.running_var.copy_(1 + 0.5 * torch.rand(c, generator=gen))
+    return model

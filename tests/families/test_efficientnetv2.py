@@ -10,7 +10,7 @@ import pytest
 import keras_bigtransfer as kb
 from keras_bigtransfer.models.efficientnet import layouts
 from keras_bigtransfer.weights import catalogue
-from tests import tf_keras_reference
+from tests import reference, tf_keras_reference
 
 RTOL_LOGITS = 1e-4  # max |ours - reference| <= 1e-4 * max |reference|
 SIZE = 64
@@ -48,16 +48,7 @@ def timm_b0():
     import torch
 
     torch.manual_seed(0)
-    model = timm.create_model("tf_efficientnetv2_b0", pretrained=False).eval()
-    gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                c = module.num_features
-                module.weight.copy_(1 + 0.2 * torch.randn(c, generator=gen))
-                module.bias.copy_(0.2 * torch.randn(c, generator=gen))
-                module.running_mean.copy_(0.2 * torch.randn(c, generator=gen))
-                module.running_var.copy_(1 + 0.5 * torch.rand(c, generator=gen))
+    model = reference.randomize_batchnorm(timm.create_model("tf_efficientnetv2_b0", pretrained=False).eval(), 0)
     folder = tempfile.mkdtemp(prefix="timm_v2b0_")
     path = f"{folder}/tf_efficientnetv2_b0.pth"
     torch.save(model.state_dict(), path)

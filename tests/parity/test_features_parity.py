@@ -68,19 +68,6 @@ def test_bit_r50x1_matches_timm_features_only(tmp_path, rng):
     _check_maps(normed(images), last, normed.feature_info)
 
 
-def _randomize_bn(model, seed):
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                c = module.num_features
-                module.weight.copy_(1 + 0.2 * torch.randn(c, generator=gen))
-                module.bias.copy_(0.2 * torch.randn(c, generator=gen))
-                module.running_mean.copy_(0.2 * torch.randn(c, generator=gen))
-                module.running_var.copy_(1 + 0.5 * torch.rand(c, generator=gen))
-    return model
-
-
 def _efficientnet_pytorch_state(timm_model):
     """timm tf_efficientnet state -> EfficientNet-PyTorch (lukemelas) names, the published .pth layout."""
     top = {"conv_stem": "_conv_stem", "bn1": "_bn0", "conv_head": "_conv_head", "bn2": "_bn1", "classifier": "_fc"}
@@ -111,7 +98,7 @@ def test_efficientnet_b0_matches_timm_features_only(tmp_path, rng):
     import timm
 
     torch.manual_seed(0)
-    full = _randomize_bn(timm.create_model("tf_efficientnet_b0").eval(), seed=0)
+    full = reference.randomize_batchnorm(timm.create_model("tf_efficientnet_b0").eval(), seed=0)
     path = tmp_path / "efficientnet-b0.pth"
     torch.save(_efficientnet_pytorch_state(full), path)
     theirs_model = timm.create_model("tf_efficientnet_b0", features_only=True).eval()
