@@ -5,7 +5,6 @@ all come from the registry; the file work (catalogue, download, readers, assignm
 from the weights layer, which names no family.
 """
 
-import contextlib
 import dataclasses
 import os
 
@@ -127,22 +126,10 @@ def model_from_checkpoint(path_or_arrays, source=None, *, position_grid=None):
         WeightsError: the file cannot be read, or its arrays do not fit.
     """
     if isinstance(path_or_arrays, dict):
-        return _from_arrays(path_or_arrays, source or "checkpoint", position_grid)
+        return registry.model_from_arrays(path_or_arrays, source or "checkpoint", position_grid=position_grid)
     source = source or os.fspath(path_or_arrays)
     refuse_known_bad(path_or_arrays)
     # Lazy: names and shapes are checked (and the model built) before data is read.
     arrays = checkpoint.read_arrays(path_or_arrays, lazy=True)
-    return _from_arrays(arrays, source, position_grid, reading=checkpoint.reading(path_or_arrays))
-
-
-def _from_arrays(arrays, source, position_grid, reading=None):
-    family = registry.family_of(arrays, None)
-    if family is None or family.from_checkpoint is None:
-        known = [f.name for f in registry.families() if f.detect is not None]
-        raise ValueError(
-            f"{source}: the checkpoint is in no published layout a registered family recognizes "
-            f"({', '.join(known)}); build the model with its constructor and pass weights= instead."
-        )
-    options = family.check_options(registry.ConvertOptions(source=source, position_grid=position_grid))
-    with reading if reading is not None else contextlib.nullcontext():
-        return family.from_checkpoint(arrays, options)
+    return registry.model_from_arrays(arrays, source, position_grid=position_grid,
+                                     reading=checkpoint.reading(path_or_arrays))

@@ -428,6 +428,31 @@ def _timm_config_entry(resolved, config):
     )
 
 
+def model_from_arrays(arrays, source, *, position_grid=None, reading=None):
+    """The model a bare checkpoint's arrays describe (every size read off them), loaded by the
+    family whose published layout they are in (`Family.detect`, then `Family.from_checkpoint`).
+
+    Args:
+        arrays: {key: array or LazyArray}; `reading` (a context manager) wraps the data reads.
+        source: the name used in messages. position_grid: ViT's (rows, cols), or None.
+
+    Raises:
+        ValueError: no registered family recognizes the layout, or an option it does not take.
+    """
+    import contextlib
+
+    family = family_of(arrays, None)
+    if family is None or family.from_checkpoint is None:
+        known = [f.name for f in families() if f.detect is not None]
+        raise ValueError(
+            f"{source}: the checkpoint is in no published layout a registered family recognizes "
+            f"({', '.join(known)}); build the model with its constructor and pass weights= instead."
+        )
+    options = family.check_options(ConvertOptions(source=source, position_grid=position_grid))
+    with reading if reading is not None else contextlib.nullcontext():
+        return family.from_checkpoint(arrays, options)
+
+
 def _from_weights_alone(handle, resolved, kwargs):
     """A Hub repository without a config.json: the model its weights' layout describes (every
     size read off the arrays), as `hub.load` of a checkpoint file; it takes no arguments."""
@@ -442,12 +467,7 @@ def _from_weights_alone(handle, resolved, kwargs):
     except OfflineError as e:  # nothing cached: it may not even exist
         raise ValueError(f"{_unknown(handle, 'registered model or a catalogue tag')} Neither its config.json "
                          f"nor its weights are in the Hugging Face cache: {e}") from None
-    family = family_of(arrays, None)
-    if family is None or family.from_checkpoint is None:
-        raise ValueError(f"{handle}: the repository has no config.json and its weights are in no layout a "
-                         f"registered family recognizes ({', '.join(_FAMILIES)}).")
-    with checkpoint.reading(resolved.path):  # building reads the data
-        return family.from_checkpoint(arrays, family.check_options(ConvertOptions(source=handle)))
+    return model_from_arrays(arrays, handle, reading=checkpoint.reading(resolved.path))
 
 
 def list_models(pattern=None, pretrained=False):
