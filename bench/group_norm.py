@@ -1,11 +1,20 @@
-"""BiT-R50x1 inference with three GroupNorm implementations, alternating repeats.
+"""GroupNorm and weight standardization in BiT-R50x1: paired timings on any backend.
 
-    python bench/group_norm.py [--batch=8] [--size=224] [--repeats=5] [--policy=float32]
+    KERAS_BACKEND=torch python bench/group_norm.py [--what=layer|model|ablate]
+        [--batch=16] [--size=224] [--repeats=5] [--policy=float32]
 
-"previous" is the layer before the centred-variance fix (E[x^2] - E[x]^2, the
-scale-and-shift in the compute dtype), kept here only to measure against;
-"current" is `ChannelsLastGroupNormalization`; "keras" is
-`keras.layers.GroupNormalization`. Prints the median seconds per batch.
+Every variant runs in one process, alternating repeat by repeat; it prints each
+variant's median seconds and its ratio to "previous" (read ratios: the machine
+may be shared).
+
+- layer: `ChannelsLastGroupNormalization` alone, on the (batch, size/4, size/4,
+  256) activation of BiT's first stage, against "previous" (the TensorFlow
+  formulation, GEMVs with a ones vector, which every backend ran before the
+  per-backend kernels) and `keras.layers.GroupNormalization`.
+- model: a whole BiT-R50x1 forward, "current" against "previous".
+- ablate: where the time goes: BiT-R50x1 as it is, with GroupNorm replaced by
+  a cast ("no_group_norm"), and with the kernels standardized once ahead of
+  time ("no_ws": plain convolutions of the same, pre-standardized kernels).
 """
 
 import argparse
@@ -20,32 +29,15 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from keras import ops  # noqa: E402
 
-from keras_bigtransfer.layers import ChannelsLastGroupNormalization  # noqa: E402
-from keras_bigtransfer.models import bit  # noqa: E402
+from keras_bigtransfer.layers import ChannelsLastGroupNormalization, WSConv2D  # noqa: E402
+from keras_bigtransfer.models.bit import model as bit  # noqa: E402
 
 
 class PreviousGroupNormalization(ChannelsLastGroupNormalization):
-    """The layer as it was (one-pass variance), for timing only."""
+    """The layer before the per-backend kernels: the GEMV formulation everywhere."""
 
     def call(self, inputs):
-        channels = inputs.shape[-1]
-        per_group = channels // self.groups
-        x = ops.cast(inputs, "float32")
-        shape = ops.shape(x)
-        x = ops.reshape(x, (shape[0], shape[1] * shape[2], channels))
-        averager = ops.ones((1, 1, shape[1] * shape[2]), "float32") / ops.cast(shape[1] * shape[2], "float32")
-        mean = ops.matmul(averager, x)[:, 0]
-        mean_square = ops.matmul(averager, ops.square(x))[:, 0]
-        mean = ops.mean(ops.reshape(mean, (-1, self.groups, per_group)), axis=-1, keepdims=True)
-        mean_square = ops.mean(ops.reshape(mean_square, (-1, self.groups, per_group)), axis=-1, keepdims=True)
-        inv = ops.rsqrt(ops.maximum(mean_square - ops.square(mean), 0.0) + self.epsilon)
-        scale = ops.broadcast_to(inv, (ops.shape(inv)[0], self.groups, per_group))
-        scale = scale * ops.reshape(ops.cast(self.gamma, "float32"), (self.groups, per_group))
-        shift = -mean * scale + ops.reshape(ops.cast(self.beta, "float32"), (self.groups, per_group))
-        scale = ops.reshape(scale, (-1, 1, 1, channels))
-        shift = ops.reshape(shift, (-1, 1, 1, channels))
-        dtype = self.compute_dtype
-        return ops.cast(inputs, dtype) * ops.cast(scale, dtype) + ops.cast(shift, dtype)
+        return ops.cast(self._normalize_matmul(inputs), self.compute_dtype)
 
 
 class KerasGroupNormalization(keras.layers.GroupNormalization):
@@ -53,44 +45,87 @@ class KerasGroupNormalization(keras.layers.GroupNormalization):
         super().__init__(groups=groups, axis=axis, **kwargs)
 
 
-LAYERS = {
-    "previous": PreviousGroupNormalization,
-    "current": ChannelsLastGroupNormalization,
-    "keras": KerasGroupNormalization,
-}
+class CastOnly(ChannelsLastGroupNormalization):
+    """GroupNorm removed (the ablation): only the cast to the compute dtype."""
+
+    def call(self, inputs):
+        return ops.cast(inputs, self.compute_dtype)
 
 
-def build(layer_class):
-    bit.ChannelsLastGroupNormalization = layer_class
+class PlainConv(WSConv2D):
+    """Weight standardization removed from the call (the ablation)."""
+
+    def convolution_op(self, inputs, kernel):
+        return keras.layers.Conv2D.convolution_op(self, inputs, kernel)
+
+
+def build(group_norm=ChannelsLastGroupNormalization, conv=WSConv2D):
+    saved = bit.ChannelsLastGroupNormalization, bit.WSConv2D
+    bit.ChannelsLastGroupNormalization, bit.WSConv2D = group_norm, conv
     try:
         keras.utils.set_random_seed(0)
         return bit.ResNetV2(50, 1, num_classes=1000)
     finally:
-        bit.ChannelsLastGroupNormalization = ChannelsLastGroupNormalization
+        bit.ChannelsLastGroupNormalization, bit.WSConv2D = saved
+
+
+def runner(model):
+    if keras.backend.backend() == "torch":
+        import torch
+
+        def run(x):
+            with torch.no_grad():
+                return keras.ops.convert_to_numpy(model(x, training=False))
+
+        return run
+    return model.predict_on_batch
+
+
+def subjects(what, args):
+    if what == "layer":
+        shape = (args.batch, args.size // 4, args.size // 4, 256)
+        x = ops.convert_to_tensor(np.random.default_rng(0).standard_normal(shape, dtype=np.float32))
+        out = {}
+        for name, cls in [("current", ChannelsLastGroupNormalization),
+                          ("previous", PreviousGroupNormalization), ("keras", KerasGroupNormalization)]:
+            inp = keras.Input(shape[1:])
+            out[name] = runner(keras.Model(inp, cls(32, epsilon=1e-5)(inp))), x
+        return out
+    images = np.random.default_rng(0).random((args.batch, args.size, args.size, 3), dtype=np.float32)
+    if what == "model":
+        variants = {"current": build(), "previous": build(PreviousGroupNormalization)}
+    else:
+        variants = {"current": build(), "no_group_norm": build(CastOnly), "no_ws": build(conv=PlainConv)}
+        for layer in variants["no_ws"].layers:
+            if isinstance(layer, WSConv2D):
+                layer.kernel.assign(layer.standardized_kernel())
+    return {name: (runner(model), images) for name, model in variants.items()}
 
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--what", choices=["layer", "model", "ablate"], default="model")
+    parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--policy", default="float32")
     args = parser.parse_args()
     keras.mixed_precision.set_global_policy(args.policy)
-    images = np.random.default_rng(0).random((args.batch, args.size, args.size, 3), dtype=np.float32)
-    models = {name: build(cls) for name, cls in LAYERS.items()}
-    for model in models.values():
-        model.predict_on_batch(images)  # trace and warm up
-    times = {name: [] for name in models}
+    runs = subjects(args.what, args)
+    for run, x in runs.values():
+        run(x)  # trace and warm up
+    base_name = "previous" if "previous" in runs else "current"
+    times = {name: [] for name in runs}
     for _ in range(args.repeats):
-        for name, model in models.items():
+        for name, (run, x) in runs.items():
             start = time.perf_counter()
-            model.predict_on_batch(images)
+            run(x)
             times[name].append(time.perf_counter() - start)
-    base = statistics.median(times["current"])
+    base = statistics.median(times[base_name])
+    print(f"{keras.backend.backend()} {args.what} batch {args.batch} size {args.size} {args.policy}")
     for name, values in times.items():
         median = statistics.median(values)
-        print(f"{name:9s} {median:.3f} s/batch  {args.batch / median:6.1f} img/s  {median / base:.2f}x current")
+        print(f"  {name:14s} {median:.4f} s  {median / base:.3f}x {base_name}")
 
 
 if __name__ == "__main__":
