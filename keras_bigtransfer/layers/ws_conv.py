@@ -14,6 +14,14 @@ class WSConv2D(keras.layers.Conv2D):
     unit (biased) variance over (H, W, in), then convolved. There is no learnable
     gain: the GroupNorm that follows every BiT convolution supplies it.
 
+    The standardization is recomputed on every call on purpose: a cached kernel
+    would go stale after `assign`, `set_weights`, loading or an optimizer step,
+    and Keras has no public hook to invalidate it (nor would JAX's stateless
+    predict see one). It costs little at batch 16 and up to half of a batch-1
+    forward of BiT-R50x1 (bench/group_norm.py --what=ablate); for inference,
+    `keras_bigtransfer.models.folding.fold_weight_standardization` makes an
+    explicit copy with the kernels standardized once.
+
     Args:
         epsilon: the stabilizer. The official BiT code (TF2, PyTorch and JAX)
             uses 1e-10 on the variance; timm's BiT port uses 1e-8; the ViT
