@@ -119,3 +119,58 @@ def test_channels_last_group_norm_is_accurate_when_the_mean_dwarfs_the_spread(po
     # rounding (half an ulp at |y| < 8 is 4e-3, observed <= 2e-3).
     bound = 2e-5 * max(1, ratio) ** 0.5 if policy == "float32" else 4e-3
     assert float(np.abs(got - expected).max()) <= bound
+
+
+def _attention_pair(policy="float32", dropout=0.0):
+    from keras_bigtransfer.layers import MultiHeadDotProductAttention
+
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        theirs = keras.layers.MultiHeadAttention(3, 12, dropout=dropout)
+        ours = MultiHeadDotProductAttention(3, 12, dropout=dropout)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    x = np.random.default_rng(0).standard_normal((2, 17, 36)).astype("float32")
+    theirs(x, x)
+    ours(x, x)
+    ours.set_weights(theirs.get_weights())
+    return ours, theirs, x
+
+
+@pytest.mark.parametrize("policy,atol", [("float32", 2e-6), ("mixed_bfloat16", 2e-2)])
+def test_multi_head_dot_product_attention_equals_keras_attention(policy, atol):
+    import tensorflow as tf
+
+    ours, theirs, x = _attention_pair(policy)
+    x = tf.constant(x)
+    outs, grads = [], []
+    for layer in (ours, theirs):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = tf.cast(layer(x, x), "float32")
+        outs.append(y.numpy())
+        grads.append(tape.gradient(y, x).numpy())
+    np.testing.assert_allclose(outs[0], outs[1], atol=atol)
+    np.testing.assert_allclose(grads[0], grads[1], atol=10 * atol)
+    clone = type(ours).from_config(ours.get_config())
+    assert clone.get_config() == ours.get_config()
+    assert isinstance(ours, keras.layers.MultiHeadAttention)
+
+
+def test_multi_head_dot_product_attention_keeps_attention_dropout_while_training():
+    ours, theirs, x = _attention_pair(dropout=0.5)
+    assert not np.allclose(np.asarray(ours(x, x, training=True)), np.asarray(ours(x, x)), atol=1e-3)
+    np.testing.assert_allclose(np.asarray(ours(x, x)), np.asarray(theirs(x, x)), atol=2e-6)
+
+
+def test_multi_head_dot_product_attention_on_tensorflow_has_no_einsum_around_the_scores():
+    # Keras' TensorFlow attention is einsum -> softmax -> einsum (transposes of both operands
+    # inside each Einsum kernel); ours is matmul -> softmax -> matmul beside the four
+    # projections' (EinsumDense) matmuls.
+    import tensorflow as tf
+
+    ours, _, x = _attention_pair()
+    graph = tf.function(lambda t: ours(t, t)).get_concrete_function(tf.TensorSpec(x.shape, "float32")).graph
+    ops_ = [op.type for op in graph.get_operations()]
+    assert "Einsum" not in ops_
+    assert ops_.count("BatchMatMulV2") == 6
