@@ -2,7 +2,6 @@
 (all registered Keras serializables, loaded with the package on every backend)."""
 
 from keras_bigtransfer.layers.activations import GELU
-from keras_bigtransfer.layers.attention import MultiHeadDotProductAttention
 from keras_bigtransfer.layers.group_norm import ChannelsLastGroupNormalization
 from keras_bigtransfer.layers.image_input import ImageInput
 from keras_bigtransfer.layers.patch_embedding import PatchEmbedding
@@ -18,7 +17,6 @@ __all__ = [
     "HyperRuleSchedule",
     "ImageInput",
     "LearnedTokens",
-    "MultiHeadDotProductAttention",
     "PatchEmbedding",
     "PositionEmbedding",
     "StochasticDepth",

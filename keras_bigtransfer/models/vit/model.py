@@ -27,7 +27,6 @@ from keras_bigtransfer.layers import (
     ChannelsLastGroupNormalization,
     GELU,
     LearnedTokens,
-    MultiHeadDotProductAttention,
     PatchEmbedding,
     PositionEmbedding,
     StochasticDepth,
@@ -88,7 +87,7 @@ def encoder_block(x, *, num_heads, mlp_size, dropout_rate, attention_dropout_rat
                   stochastic_depth_rate, gelu_approximate, name):
     hidden = x.shape[-1]
     y = keras.layers.LayerNormalization(epsilon=LN_EPSILON, name=name + "_LayerNorm_0")(x)
-    y = MultiHeadDotProductAttention(
+    y = keras.layers.MultiHeadAttention(
         num_heads, hidden // num_heads, dropout=attention_dropout_rate,
         name=name + "_MultiHeadDotProductAttention_1",
     )(y, y)
