@@ -13,7 +13,6 @@ import numpy as np
 from keras_bigtransfer.errors import TrainingDivergedError
 from keras_bigtransfer.models.base import HEAD_LAYER
 from keras_bigtransfer.training import checkpoint as checkpoint_lib
-from keras_bigtransfer.training import compilation_cache
 from keras_bigtransfer.training import data as data_lib
 from keras_bigtransfer.training import config as config_lib
 from keras_bigtransfer.training.hyperrule import (
@@ -302,8 +301,6 @@ def fit_bit(model, train_data, validation_data=None, *, config=None, strategy=No
                     "their sum: the %s recipe's clip at global norm %g then lets through up to %d times "
                     "that (one device clips the whole gradient).", type(strategy).__name__, config.recipe,
                     rule.GLOBAL_CLIPNORM, strategy.num_replicas_in_sync)
-    # On JAX, a second run finds its train step compiled (unless the user chose otherwise).
-    compilation_cache.enable_jax_compilation_cache()
     scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
     start_step = 0
     with scope:
