@@ -4,6 +4,8 @@ constructor arguments, and the model class that enforces both.
 The constructors themselves come from `models/factory.py`, which builds on this module (and
 on `models/features.py`, whose `FeatureModel` is an `ImageModel`): imports run one way."""
 
+import contextlib
+import contextvars
 import json
 import math
 import numbers
@@ -26,6 +28,59 @@ HEAD_LAYER = "head"
 
 # The first layer of every model: the input contract (layers/image_input.py) in the graph.
 IMAGE_INPUT_LAYER = "image_input"
+
+# Set while a constructor builds a model whose every variable a checkpoint will overwrite.
+_WEIGHTS_WILL_LOAD = contextvars.ContextVar("keras_bigtransfer_weights_will_load", default=False)
+
+
+@contextlib.contextmanager
+def weights_will_load():
+    """Within this context, `InitUnlessLoaded` initializers skip their random draw.
+
+    The constructors enter it when they build a model from weights (transformers'
+    `no_init_weights` does the same for `from_pretrained`): on JAX every random initializer is
+    a separately compiled op per variable shape (about 25 s of EfficientNet-Lite0's 30 s build
+    on 2 CPU cores), all of it thrown away by the load. Only for a build that the strict
+    loader then fills completely (`weights.assign`: a variable the checkpoint lacks is a
+    `WeightsError`, so no variable is left at the placeholder).
+    """
+    token = _WEIGHTS_WILL_LOAD.set(True)
+    try:
+        yield
+    finally:
+        _WEIGHTS_WILL_LOAD.reset(token)
+
+
+@keras.saving.register_keras_serializable(package="keras_bigtransfer")
+class InitUnlessLoaded(keras.initializers.Initializer):
+    """`initializer`'s values, except within `weights_will_load()`: zeros from NumPy (no
+    backend op compiled per shape, as even Keras' "zeros" and "ones" are on JAX), which the
+    checkpoint then overwrites.
+
+    For variables every checkpoint of the family holds, never for ones a load may leave at
+    initialization (`optional` in `weights.assign`, such as a ViT's register tokens).
+
+    Args:
+        initializer: a Keras initializer (an object, its name, or its plain config
+            `{"class_name": ..., "config": ...}`).
+    """
+
+    def __init__(self, initializer):
+        if isinstance(initializer, dict) and set(initializer) == {"class_name", "config"}:
+            initializer = getattr(keras.initializers, initializer["class_name"])(**initializer["config"])
+        self.initializer = keras.initializers.get(initializer)
+
+    def __call__(self, shape, dtype=None):
+        if _WEIGHTS_WILL_LOAD.get():
+            # Converted with its dtype named: JAX's conversion without one compiles per shape.
+            dtype = keras.backend.standardize_dtype(dtype)
+            return keras.ops.convert_to_tensor(np.zeros(shape, dtype=dtype), dtype=dtype)
+        return self.initializer(shape, dtype=dtype)
+
+    def get_config(self):
+        # A plain config (see `describe_head`): keras' serialize() imports TensorFlow.
+        return {"initializer": {"class_name": type(self.initializer).__name__,
+                                "config": self.initializer.get_config()}}
 
 
 @keras.saving.register_keras_serializable(package="keras_bigtransfer")
@@ -360,6 +415,8 @@ def describe_head(spec, *, global_pool, drop_rate, num_prefix_tokens, classifier
     if classifier_activation is not None and not isinstance(classifier_activation, str):
         classifier_activation = classifier_activation.__name__
     initializer = keras.initializers.get(kernel_initializer)
+    if isinstance(initializer, InitUnlessLoaded):  # a new head (`reset_classifier`) is never loaded
+        initializer = initializer.initializer
     spec.update(
         global_pool=global_pool, drop_rate=float(drop_rate or 0.0), num_prefix_tokens=num_prefix_tokens,
         classifier_activation=classifier_activation,

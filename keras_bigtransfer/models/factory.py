@@ -8,6 +8,7 @@ runs. Imports run one way: the families import this module; it imports `features
 and `registry`, none of which imports it.
 """
 
+import contextlib
 import dataclasses
 import inspect
 
@@ -294,10 +295,11 @@ def build_variant(variant, *, weights, revision=None, include_top, num_classes, 
         rgb = build_variant(variant, weights=weights, include_top=include_top, num_classes=num_classes,
                             input_shape=rgb_shape, pooling=pooling, classifier_activation=classifier_activation,
                             name=name, **options)
-        model = build_variant(variant, weights=None, include_top=include_top,
-                              num_classes=rgb.num_classes if include_top else None, input_shape=input_shape,
-                              pooling=pooling, classifier_activation=classifier_activation, name=name,
-                              in_chans=in_chans, **options)
+        with base.weights_will_load():  # `_adapt_in_chans` sets every variable
+            model = build_variant(variant, weights=None, include_top=include_top,
+                                  num_classes=rgb.num_classes if include_top else None, input_shape=input_shape,
+                                  pooling=pooling, classifier_activation=classifier_activation, name=name,
+                                  in_chans=in_chans, **options)
         _adapt_in_chans(rgb, model)
         cfg = rgb.pretrained_cfg
         cfg.update(input_size=[in_chans] + list(cfg["input_size"][1:]),
@@ -322,11 +324,14 @@ def build_variant(variant, *, weights, revision=None, include_top, num_classes, 
         if not num_classes:  # no weights, or weights without a head (a `_notop` entry has 0)
             num_classes = variant.num_classes
     family = registry.get_family(variant.family)
-    model = family.build(
-        variant.config, weights_entry=entry, include_top=include_top, num_classes=num_classes,
-        input_shape=input_shape, pooling=pooling, classifier_activation=classifier_activation,
-        name=name or variant.default_name, in_chans=in_chans, **options,
-    )
+    # Random draws the checkpoint would overwrite are skipped (`base.weights_will_load`); the
+    # strict load below refuses a checkpoint lacking any variable.
+    with base.weights_will_load() if weights is not None else contextlib.nullcontext():
+        model = family.build(
+            variant.config, weights_entry=entry, include_top=include_top, num_classes=num_classes,
+            input_shape=input_shape, pooling=pooling, classifier_activation=classifier_activation,
+            name=name or variant.default_name, in_chans=in_chans, **options,
+        )
     if weights is not None:
         loading.load_weights(model, weights, new_head=new_head)
     model.set_pretrained_cfg(**pretrained_cfg(variant, model, entry, weights))

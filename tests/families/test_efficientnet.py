@@ -46,8 +46,8 @@ def test_stochastic_depth_rises_linearly():
 def test_keras_h5_logits_match_tf_keras(variant, size, tmp_path):
     # On JAX and PyTorch tf_keras runs in a KERAS_BACKEND=tensorflow subprocess (about 20 s).
     # make test-backends runs b0-67 (odd: "same" padding is asymmetric there); on JAX building
-    # B0 takes 40-45 s on 2 cores (XLA compiles each initializer shape), predict_on_batch one
-    # jitted call (4 s; the eager call took 13-21 s).
+    # B0 from weights skips the random initializers (each compiled per shape: 40-45 s on 2
+    # cores before), predict_on_batch is one jitted call (4 s; the eager call took 13-21 s).
     path, images, theirs = tf_keras_reference.efficientnet_reference(variant, size, tmp_path)
     ours = getattr(kb, f"EfficientNet{variant.upper()}")(weights=path)
     assert np.abs(theirs).max() > 0.5

@@ -24,8 +24,9 @@ from keras_bigtransfer.models.efficientnet.config import B, FUSED, LITE
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-CONV_INIT = keras.initializers.VarianceScaling(2.0, "fan_out", "truncated_normal")
-DENSE_INIT = keras.initializers.VarianceScaling(1.0 / 3.0, "fan_out", "uniform")
+# The reference's random initializers, skipped when a checkpoint will overwrite them.
+CONV_INIT = base.InitUnlessLoaded(keras.initializers.VarianceScaling(2.0, "fan_out", "truncated_normal"))
+DENSE_INIT = base.InitUnlessLoaded(keras.initializers.VarianceScaling(1.0 / 3.0, "fan_out", "uniform"))
 
 
 def round_filters(filters, width, divisor=8, round_limit=0.9):
@@ -103,8 +104,13 @@ def block_output(stage, j):
     return "project_activation" if stage.block == FUSED and stage.expand == 1 else "project_bn"
 
 
+ZEROS, ONES = base.InitUnlessLoaded("zeros"), base.InitUnlessLoaded("ones")
+
+
 def _bn(name):
-    return keras.layers.BatchNormalization(momentum=0.99, epsilon=1e-3, name=name)
+    return keras.layers.BatchNormalization(
+        momentum=0.99, epsilon=1e-3, beta_initializer=ZEROS, gamma_initializer=ONES,
+        moving_mean_initializer=ZEROS, moving_variance_initializer=ONES, name=name)
 
 
 def _conv(filters, kernel, name, stride=1):
@@ -116,10 +122,10 @@ def _squeeze_excite(x, filters_in, se_ratio, activation, name):
     # Squeezed width comes from the block's input width, not the expanded one.
     filters_se = max(1, int(filters_in * se_ratio))
     se = keras.layers.GlobalAveragePooling2D(keepdims=True, name=name + "se_squeeze")(x)
-    se = keras.layers.Conv2D(filters_se, 1, padding="same", activation=activation,
-                             kernel_initializer=CONV_INIT, name=name + "se_reduce")(se)
-    se = keras.layers.Conv2D(x.shape[-1], 1, padding="same", activation="sigmoid",
-                             kernel_initializer=CONV_INIT, name=name + "se_expand")(se)
+    se = keras.layers.Conv2D(filters_se, 1, padding="same", activation=activation, kernel_initializer=CONV_INIT,
+                             bias_initializer=ZEROS, name=name + "se_reduce")(se)
+    se = keras.layers.Conv2D(x.shape[-1], 1, padding="same", activation="sigmoid", kernel_initializer=CONV_INIT,
+                             bias_initializer=ZEROS, name=name + "se_expand")(se)
     return keras.layers.Multiply(name=name + "se_excite")([x, se])
 
 
