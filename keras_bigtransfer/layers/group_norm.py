@@ -23,9 +23,11 @@ class ChannelsLastGroupNormalization(keras.layers.GroupNormalization):
     """
 
     def __init__(self, groups=32, axis=-1, **kwargs):
-        if axis not in (-1, 3):
-            raise ValueError(f"ChannelsLastGroupNormalization needs axis=-1 (channels last); got {axis}.")
-        super().__init__(groups=groups, axis=-1, **kwargs)
+        # axis=1: NCHW (models built under keras.config.image_data_format() == "channels_first").
+        if axis not in (-1, 3, 1):
+            raise ValueError(f"ChannelsLastGroupNormalization needs axis=-1 (channels last) or 1 "
+                             f"(channels first); got {axis}.")
+        super().__init__(groups=groups, axis=1 if axis == 1 else -1, **kwargs)
 
     def _group_mean(self, per_channel, per_group, channels):
         """(batch, channels) -> each channel's group mean, as (batch, 1, channels)."""
@@ -36,6 +38,8 @@ class ChannelsLastGroupNormalization(keras.layers.GroupNormalization):
     def call(self, inputs):
         if len(inputs.shape) != 4:
             return super().call(inputs)
+        if self.axis == 1:
+            return self._call_channels_first(inputs)
         channels = inputs.shape[-1]
         per_group = channels // self.groups
         shape = ops.shape(inputs)
@@ -51,4 +55,23 @@ class ChannelsLastGroupNormalization(keras.layers.GroupNormalization):
         y = centred * scale
         if self.center:
             y = y + ops.cast(self.beta, "float32")
+        return ops.cast(ops.reshape(y, shape), self.compute_dtype)
+
+    def _call_channels_first(self, inputs):
+        """The same arithmetic on NCHW: per-channel means over the contiguous pixel axis."""
+        channels = inputs.shape[1]
+        per_group = channels // self.groups
+        shape = ops.shape(inputs)
+        x = ops.reshape(ops.cast(inputs, "float32"), (shape[0], channels, -1))
+        # (batch, 1, channels) -> (batch, channels, 1): the same order in memory.
+        mean = ops.reshape(self._group_mean(ops.mean(x, axis=-1), per_group, channels), (-1, channels, 1))
+        centred = x - mean
+        variance = ops.reshape(self._group_mean(ops.mean(ops.square(centred), axis=-1), per_group, channels),
+                               (-1, channels, 1))
+        scale = ops.rsqrt(variance + self.epsilon)
+        if self.scale:
+            scale = scale * ops.reshape(ops.cast(self.gamma, "float32"), (channels, 1))
+        y = centred * scale
+        if self.center:
+            y = y + ops.reshape(ops.cast(self.beta, "float32"), (channels, 1))
         return ops.cast(ops.reshape(y, shape), self.compute_dtype)

@@ -104,7 +104,7 @@ def block_output(stage, j):
 
 
 def _bn(name):
-    return keras.layers.BatchNormalization(momentum=0.99, epsilon=1e-3, name=name)
+    return keras.layers.BatchNormalization(axis=base.channel_axis(), momentum=0.99, epsilon=1e-3, name=name)
 
 
 def _conv(filters, kernel, name, stride=1):
@@ -118,7 +118,7 @@ def _squeeze_excite(x, filters_in, se_ratio, activation, name):
     se = keras.layers.GlobalAveragePooling2D(keepdims=True, name=name + "se_squeeze")(x)
     se = keras.layers.Conv2D(filters_se, 1, padding="same", activation=activation,
                              kernel_initializer=CONV_INIT, name=name + "se_reduce")(se)
-    se = keras.layers.Conv2D(x.shape[-1], 1, padding="same", activation="sigmoid",
+    se = keras.layers.Conv2D(x.shape[base.channel_axis()], 1, padding="same", activation="sigmoid",
                              kernel_initializer=CONV_INIT, name=name + "se_expand")(se)
     return keras.layers.Multiply(name=name + "se_excite")([x, se])
 
@@ -176,7 +176,7 @@ def _input_scaling(images, rescale, in_chans):
     if rescale is not None:  # Lite, V2-S..XL: [-1, 1]
         return keras.layers.Rescaling(rescale[0], offset=rescale[1], name="to_minus_one_one")(images)
     return keras.layers.Normalization(
-        mean=base.adapt_channels(IMAGENET_MEAN, in_chans),
+        axis=base.channel_axis(), mean=base.adapt_channels(IMAGENET_MEAN, in_chans),
         variance=[s * s for s in base.adapt_channels(IMAGENET_STD, in_chans)], name="normalization")(images)
 
 
