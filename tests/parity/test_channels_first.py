@@ -134,20 +134,27 @@ def test_features_only_match_channels_last(checkpoint, images):
         assert _rel(np.transpose(a, (0, 2, 3, 1)), b) <= RTOL, f["name"]
 
 
-def test_r50_hybrid_matches_channels_last_and_round_trips(images, tmp_path):
-    """The hybrid's ResNet (GroupNorm, standardized convs) and its 1x1 patch embedding, as a toy;
-    its `.keras` round trip keeps the layout (the layers' configs carry it, not the global)."""
+@pytest.fixture(scope="module")
+def hybrid_pair():
+    """A toy R50+ViT hybrid (feature-map output) built in both layouts, the same random weights."""
     from keras_bigtransfer.models.vit.model import VisionTransformer
 
     def build(data_format):
         with image_data_format(data_format):
             return VisionTransformer(patch_size=1, hidden_size=32, mlp_size=64, num_heads=2, num_layers=1,
                                      resnet_layers=(1, 1), num_classes=NUM_CLASSES, pretrained_resolution=64,
-                                     include_top=False, pooling=None)
+                                     include_top=False, pooling=None, name="hybrid")
 
     last, first = build("channels_last"), build("channels_first")
     reference.randomize_affine_and_head(last, seed=0)
     first.set_weights(last.get_weights())  # the same variables, the same shapes (HWIO kernels)
+    return last, first
+
+
+def test_r50_hybrid_matches_channels_last_and_round_trips(hybrid_pair, images, tmp_path):
+    """The hybrid's ResNet (GroupNorm, standardized convs) and its 1x1 patch embedding, as a toy;
+    its `.keras` round trip keeps the layout (the layers' configs carry it, not the global)."""
+    last, first = hybrid_pair
     want = keras.ops.convert_to_numpy(last(images))  # (batch, h, w, hidden)
     got = keras.ops.convert_to_numpy(first(_nchw(images)))  # (batch, hidden, h, w)
     assert got.shape == (2, 32, SIDE // 8, SIDE // 8)
@@ -157,3 +164,20 @@ def test_r50_hybrid_matches_channels_last_and_round_trips(images, tmp_path):
     loaded = keras.saving.load_model(path)  # under channels_last: the configs decide
     assert loaded.data_format == "channels_first"
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(loaded(_nchw(images))), got)
+
+
+@pytest.mark.parametrize("format", ["saved_model", "litert", "onnx", "openvino"])
+def test_export_refuses_channels_first_before_any_work(hybrid_pair, format, tmp_path):
+    """Every export takes NHWC images: a channels_first model is refused in one line naming the
+    fix (a channels_last copy), before a file is written or a converter imported."""
+    from keras_bigtransfer import deploy, export_routes
+
+    if keras.backend.backend() not in export_routes.BACKENDS[format]:
+        pytest.skip(f"{format} is not written from {keras.backend.backend()} (refused before the layout)")
+    target = tmp_path / "export"
+    with pytest.raises(ValueError, match=r"^hybrid was built channels_first .*set_image_data_format\(\"channels_last\"\)"):
+        if format == "saved_model":
+            kb.hub.export(hybrid_pair[1], str(target))
+        else:
+            deploy.export(hybrid_pair[1], str(target), format, input_shape=(64, 64))
+    assert not any(tmp_path.iterdir())
