@@ -122,7 +122,8 @@ class ImageModel(keras.Model):
         return int(features.shape[-1 if spec.get("num_prefix_tokens") is not None else channel_axis(self)])
 
     def forward_features(self, images):
-        """The unpooled features: (N, h, w, C) for CNNs, ViT's normed tokens (N, T, D)."""
+        """The unpooled features: (N, h, w, C) for CNNs ((N, C, h, w) built channels_first), ViT's normed
+        tokens (N, T, D)."""
         features = self.get_layer(self._spec()["features"]).output
         return ImageModel(self.inputs[0], features, name=self.name + "_features")(images)
 
