@@ -39,10 +39,12 @@ def _inputs(size, batch, classes=1000):
     return rng.random((batch, size, size, 3), dtype=np.float32), rng.integers(0, classes, batch)
 
 
-def keras_subject(build, *, jit="auto", policy=None, train=True):
+def keras_subject(build, *, jit="auto", policy=None, train=True, data_format="channels_last"):
     """A Keras model, run by Keras' own predict and train steps.
 
-    `policy` overrides the run's precision (the bf16 option row); `jit=True` is the XLA row.
+    `policy` overrides the run's precision (the bf16 option row); `jit=True` is the XLA row;
+    `data_format="channels_first"`: built under that global image data format and fed NCHW
+    batches (the PyTorch advice of docs/backends.md).
     """
 
     def make(size, batch, precision="float32", device="cpu"):
@@ -50,13 +52,18 @@ def keras_subject(build, *, jit="auto", policy=None, train=True):
 
         wanted = policy or ("mixed_bfloat16" if precision == "bfloat16" else "float32")
         keras.mixed_precision.set_global_policy(wanted)
+        layout = keras.config.image_data_format()
+        keras.config.set_image_data_format(data_format)
         try:
             model = build(size)
         finally:
             keras.mixed_precision.set_global_policy("float32")
+            keras.config.set_image_data_format(layout)
         model.compile(optimizer=keras.optimizers.SGD(0.001, momentum=0.9),
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=jit)
         x, y = _inputs(size, batch)
+        if data_format == "channels_first":
+            x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
         # Backend tensors: on an accelerator the batch stays on the device, as a data pipeline's would.
         x, y, one = (keras.ops.convert_to_tensor(a) for a in (x, y, x[:1]))
         return {"inference": lambda: model.predict_on_batch(x),
@@ -128,7 +135,10 @@ def _ours(constructor, **kwargs):
     def build(size):
         import keras_bigtransfer as kb
 
-        return getattr(kb, constructor)(weights=None, num_classes=1000, input_shape=(size, size, 3), **kwargs)
+        import keras
+
+        shape = (3, size, size) if keras.config.image_data_format() == "channels_first" else (size, size, 3)
+        return getattr(kb, constructor)(weights=None, num_classes=1000, input_shape=shape, **kwargs)
 
     return build
 
@@ -171,6 +181,14 @@ OPTION_SUBJECTS = {
 }
 OPTIONS = ("XLA", "bf16", "SavedModel")
 
+# PyTorch rows of the main table (issue 27 item 2): the same models built under
+# keras.config.image_data_format() == "channels_first" and fed NCHW batches, which skips the
+# NHWC<->NCHW copies Keras' torch backend makes around each convolution.
+TORCH_SUBJECTS = {
+    "ours BiT-M-R50x1 channels_first": keras_subject(_ours("BiT_M_R50x1"), data_format="channels_first"),
+    "ours EfficientNet-B0 channels_first": keras_subject(_ours("EfficientNetB0"), data_format="channels_first"),
+}
+
 def _tiny_vit(size):
     from keras_bigtransfer.models.vit import VisionTransformer
 
@@ -185,7 +203,7 @@ QUICK_SUBJECTS = {
     "timm vit_tiny_patch16_224 2 blocks": torch_subject("vit_tiny_patch16_224", depth=2),
 }
 
-ALL_SUBJECTS = {**SUBJECTS, **OPTION_SUBJECTS, **QUICK_SUBJECTS}
+ALL_SUBJECTS = {**SUBJECTS, **OPTION_SUBJECTS, **TORCH_SUBJECTS, **QUICK_SUBJECTS}
 
 # (ours, peer, target): the rows of the ratio table. A target is issue 27's minimum for the
 # median inference ratio (ours / peer, 224 px, batch 16, 2 cores): a number for every
@@ -198,6 +216,10 @@ COMPARISONS = [
     ("ours BiT-M-R50x1 SavedModel (WS folded)", "keras.applications ResNet50V2", None),
     ("ours EfficientNet-B0", "keras.applications EfficientNetB0", 1.0),
     ("ours EfficientNet-B0", "timm tf_efficientnet_b0", {"torch": 0.8}),
+    ("ours BiT-M-R50x1 channels_first", "ours BiT-M-R50x1", None),
+    ("ours BiT-M-R50x1 channels_first", "timm resnetv2_50x1_bit", {"torch": 1.0}),
+    ("ours EfficientNet-B0 channels_first", "ours EfficientNet-B0", None),
+    ("ours EfficientNet-B0 channels_first", "timm tf_efficientnet_b0", {"torch": 0.8}),
     ("ours EfficientNet-B0 XLA", "keras.applications EfficientNetB0", None),
     ("ours EfficientNet-B0 bf16", "keras.applications EfficientNetB0", None),
     ("ours EfficientNet-B0 SavedModel", "keras.applications EfficientNetB0", None),
@@ -216,6 +238,9 @@ def subjects_for(backend, options=False, quick=False, only=""):
         names = list(QUICK_SUBJECTS)
     else:
         names = list(SUBJECTS)
+        if backend == "torch":  # each beside its channels_last row
+            for name in TORCH_SUBJECTS:
+                names.insert(names.index(name.replace(" channels_first", "")) + 1, name)
         if options and backend == "tensorflow":
             names += list(OPTION_SUBJECTS)
     keep = [s.lower() for s in only.split(",") if s]

@@ -31,3 +31,23 @@ def check_backend(format):
         f"({why}, which this package does not support). Save the model (model.save(\"m.keras\")) and "
         f"export it in a process with KERAS_BACKEND={' or '.join(allowed)} (models, weights and .keras "
         "files are the same on every backend).")
+
+
+def check_data_format(model, format):
+    """Raise a one-line ValueError, before any work, if `model` (or a model nested in it) was
+    built under `keras.config.image_data_format() == "channels_first"`: every export here
+    takes NHWC images (the TF Hub image API, and the deployment formats' (height, width, 3)
+    inputs and calibration data), so the fix is a channels_last copy of the model."""
+    if not any(getattr(layer, "data_format", None) == "channels_first" for layer in _all_layers(model)):
+        return
+    raise ValueError(
+        f'{model.name} was built channels_first (NCHW); format="{format}" exports take channels_last '
+        "(NHWC) models. Build it again under keras.config.set_image_data_format(\"channels_last\") "
+        "and copy the weights over (export_model.set_weights(model.get_weights()): the weights are "
+        "the same in both layouts), then export that.")
+
+
+def _all_layers(model):
+    for layer in getattr(model, "layers", ()):
+        yield layer
+        yield from _all_layers(layer)

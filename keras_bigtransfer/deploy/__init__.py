@@ -20,7 +20,8 @@ import os
 import numpy as np
 
 from keras_bigtransfer.deploy.calibration import load_representative_data
-from keras_bigtransfer.export_routes import BACKENDS, UNSUPPORTED_ROUTES, check_backend  # noqa: F401 (public here too)
+from keras_bigtransfer.export_routes import (  # noqa: F401 (public here too)
+    BACKENDS, UNSUPPORTED_ROUTES, check_backend, check_data_format)
 from keras_bigtransfer.extras import require
 from keras_bigtransfer.weights import atomic
 
@@ -66,12 +67,14 @@ def export(model, path, format, quantize=None, representative_data=None, input_s
             no input size for a ViT, a path with another format's extension, or (LiteRT) an
             op the runtime's builtin op set lacks, named. ImportError: the converter package
             is not installed (`pip install keras_bigtransfer[deploy]`). FileExistsError: `path`
-            exists and `overwrite` is False. IsADirectoryError, NotADirectoryError,
+            exists and `overwrite` is False. ValueError: a model built channels_first
+            (`check_data_format`: export a channels_last copy). IsADirectoryError, NotADirectoryError,
             PermissionError: `path` cannot be written.
     """
     if format == "saved_model":
         raise ValueError('A SavedModel is written by keras_bigtransfer.hub.export(model, path) (format="saved_model").')
     check_options(format, quantize, representative_data)
+    check_data_format(model, format)
     path = output_path(path, format)
     check_output_target(path, format, overwrite=overwrite)
     shape = resolve_input_shape(model, input_shape)

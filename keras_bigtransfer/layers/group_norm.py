@@ -8,7 +8,8 @@ from keras import ops
 class ChannelsLastGroupNormalization(keras.layers.GroupNormalization):
     """`keras.layers.GroupNormalization` (same weights, config and results) for NHWC input.
 
-    Input: (batch, height, width, channels), channels divisible by `groups`;
+    Input: (batch, height, width, channels), or (batch, channels, height, width)
+    with axis=1 (a model built channels_first), channels divisible by `groups`;
     output: the same shape in the layer's compute dtype. Other ranks fall back
     to `keras.layers.GroupNormalization`. Wu & He, "Group Normalization",
     ECCV 2018 (arXiv:1803.08494).
@@ -34,16 +35,21 @@ class ChannelsLastGroupNormalization(keras.layers.GroupNormalization):
     """
 
     def __init__(self, groups=32, axis=-1, **kwargs):
-        if axis not in (-1, 3):
-            raise ValueError(f"ChannelsLastGroupNormalization needs axis=-1 (channels last); got {axis}.")
-        super().__init__(groups=groups, axis=-1, **kwargs)
+        # axis=1: NCHW (models built under keras.config.image_data_format() == "channels_first").
+        if axis not in (-1, 3, 1):
+            raise ValueError(f"ChannelsLastGroupNormalization needs axis=-1 (channels last) or 1 "
+                             f"(channels first); got {axis}.")
+        super().__init__(groups=groups, axis=1 if axis == 1 else -1, **kwargs)
 
     def call(self, inputs):
         if len(inputs.shape) != 4:
             return super().call(inputs)
         backend = keras.backend.backend()
+        channels_first = self.axis == 1
         if backend == "torch":
-            outputs = self._normalize_torch(inputs)
+            outputs = self._normalize_torch(inputs, channels_first=channels_first)
+        elif channels_first:
+            outputs = self._normalize_channels_first(inputs)
         elif backend == "jax":
             outputs = self._normalize_reduce(inputs)
         else:
@@ -89,6 +95,20 @@ class ChannelsLastGroupNormalization(keras.layers.GroupNormalization):
         centred = x - mean
         variance = ops.mean(ops.mean(ops.square(centred), axis=1, keepdims=True), axis=3, keepdims=True)
         y = self._affine(centred * ops.rsqrt(variance + self.epsilon), (self.groups, per_group))
+        return ops.reshape(y, shape)
+
+    def _normalize_channels_first(self, inputs):
+        """NCHW -> normalized NCHW (float32): per-channel means over the contiguous pixel axis."""
+        channels = inputs.shape[1]
+        per_group = channels // self.groups
+        shape = ops.shape(inputs)
+        x = ops.reshape(ops.cast(inputs, "float32"), (shape[0], channels, -1))
+        # (batch, 1, channels) -> (batch, channels, 1): the same order in memory.
+        mean = ops.reshape(self._group_mean(ops.mean(x, axis=-1), per_group, channels), (-1, channels, 1))
+        centred = x - mean
+        variance = ops.reshape(self._group_mean(ops.mean(ops.square(centred), axis=-1), per_group, channels),
+                               (-1, channels, 1))
+        y = self._affine(centred * ops.rsqrt(variance + self.epsilon), (channels, 1))
         return ops.reshape(y, shape)
 
     def _normalize_torch(self, inputs, channels_first=False):

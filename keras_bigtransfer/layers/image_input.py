@@ -19,6 +19,9 @@ Meta Pseudo Labels), `preprocessing.eval_transform` / `center_crop`, and the CLI
   the dtype. Floats far outside [0, 1] (max > 2 or min < -1) are warned about where the
   values are visible (eager calls, NumPy, tf.data), once per model or pipeline.
 - An image with no pixels (a side of 0) is refused.
+- Layout: models built under `keras.config.image_data_format() == "channels_first"` take
+  (batch, C, height, width) batches (the same channel rules on axis 1; no batch-less or
+  channel-less forms); every other entry point takes the layouts above.
 """
 
 import warnings
@@ -41,9 +44,24 @@ class ImagePlan(NamedTuple):
     keep: Optional[int]  # channels kept (alpha dropped); None: the count is known at run time only
     repeats: int  # 3: grayscale repeated to RGB; else 1
     uint8: bool  # divided by 255
+    channel_axis: int = -1  # where the channels are: -1, or 1 (0 without a batch axis) for channels_first
 
 
-def _expected(channels, batch):
+def standardize_data_format(value=None):
+    """"channels_last" or "channels_first": `value` checked, or Keras' global
+    `keras.config.image_data_format()` when None (what a model built now uses)."""
+    value = keras.config.image_data_format() if value is None else value
+    if value not in ("channels_last", "channels_first"):
+        raise ValueError(f'data_format must be "channels_last" or "channels_first"; got {value!r}.')
+    return value
+
+
+def _expected(channels, batch, first=False):
+    if first:
+        axes = "(batch, C, height, width)" if batch else "(C, height, width)"
+        what = "C = 3 (RGB), 1 (grayscale, repeated to RGB), or 4 / 2 (alpha dropped)" if channels == 3 \
+            else f"C = {channels}"
+        return f"channels_first {axes} images, {what}"
     axes = "(batch, height, width" if batch else "(height, width"
     if channels == 3:
         return (f"{axes}, C) or {axes}) images, C = 3 (RGB), 1 (grayscale, repeated to RGB), or 4 / 2 "
@@ -51,14 +69,18 @@ def _expected(channels, batch):
     return f"{axes}, {channels}) images"
 
 
-def rank_message(shape, where, channels=3, batch=True):
+def rank_message(shape, where, channels=3, batch=True, first=False):
     """The one message for images of the wrong rank."""
     hint = " Add a batch axis with images[None] for a single image." if batch and len(shape) == 3 else ""
-    return f"{where} takes {_expected(channels, batch)}; got shape {shape}.{hint}"
+    return f"{where} takes {_expected(channels, batch, first)}; got shape {shape}.{hint}"
 
 
-def channels_message(got, where, channels=3, batch=True):
+def channels_message(got, where, channels=3, batch=True, first=False):
     """The one message for a channel count the rule cannot convert."""
+    if first:  # most often channels-last images given to a channels_first model
+        return (f"{where} takes {_expected(channels, batch, first)}; got {got} channels on axis "
+                f"{1 if batch else 0}. For (batch, height, width, C) images, transpose them "
+                "(images.transpose(0, 3, 1, 2)) or build the model under channels_last.")
     return (f"{where} takes {_expected(channels, batch)}; got {got} channel{'' if got == 1 else 's'}."
             + (" Pass RGB images." if channels == 3 else ""))
 
@@ -88,7 +110,7 @@ def warn_range(low, high, where, stacklevel=3):
     warnings.warn(range_message(low, high, where), UserWarning, stacklevel=stacklevel)
 
 
-def check_images(images, where="images", channels=3, batch=True):
+def check_images(images, where="images", channels=3, batch=True, data_format="channels_last"):
     """Check images against the package's image rule (module docstring) and say how to convert them.
 
     Args:
@@ -97,6 +119,7 @@ def check_images(images, where="images", channels=3, batch=True):
         where: who takes the images, the start of every message ("train_data", a model's name).
         channels: the channel count of the consumer (3: RGB; a model's `in_chans`).
         batch: a batch (N, H, W[, C]) is expected; False: one image (H, W[, C]).
+        data_format: "channels_first": (N, C, H, W) (or (C, H, W)) only, C checked on axis 1 (0).
 
     Returns:
         An `ImagePlan`: add a channel axis, channels kept, repeats, uint8 to divide by 255.
@@ -110,8 +133,13 @@ def check_images(images, where="images", channels=3, batch=True):
     except ValueError:  # unknown rank (a graph traced for inputs of several ranks): at run time
         shape = None
     rank = 4 if batch else 3
+    first = data_format == "channels_first"
     if shape is None:
         add_axis, got = False, None
+    elif first:
+        if len(shape) != rank:
+            raise ValueError(rank_message(shape, where, channels, batch, first))
+        add_axis, got = False, shape[rank - 3]
     elif len(shape) == rank:
         add_axis, got = False, shape[-1]
     elif len(shape) == rank - 1 and not (
@@ -126,13 +154,14 @@ def check_images(images, where="images", channels=3, batch=True):
     elif got == channels:
         keep = got
     else:
-        raise ValueError(channels_message(got, where, channels, batch))
-    if shape is not None and 0 in (shape[-2:] if add_axis else shape[-3:-1]):
+        raise ValueError(channels_message(got, where, channels, batch, first))
+    if shape is not None and 0 in (shape[-2:] if add_axis or first else shape[-3:-1]):
         raise ValueError(f"{where}: the images have no pixels (shape {shape}).")
     dtype = keras.backend.standardize_dtype(images.dtype)
     if "int" in dtype and dtype != "uint8" or dtype == "bool":
         raise ValueError(dtype_message(dtype, where))
-    return ImagePlan(add_axis, keep, 3 if channels == 3 and keep == 1 else 1, dtype == "uint8")
+    return ImagePlan(add_axis, keep, 3 if channels == 3 and keep == 1 else 1, dtype == "uint8",
+                     rank - 3 if first else -1)
 
 
 def to_channels(images, plan, concatenate=None):
@@ -141,20 +170,21 @@ def to_channels(images, plan, concatenate=None):
     (e.g. `tf.concat` in a tf.data pipeline) is given."""
     if concatenate is None:
         concatenate = np.concatenate if isinstance(images, np.ndarray) else ops.concatenate
+    axis = plan.channel_axis
     if plan.add_channel_axis:
         images = images[..., None]
-    if plan.keep is not None and images.shape[-1] != plan.keep:
-        images = images[..., :plan.keep]
+    if plan.keep is not None and images.shape[axis] != plan.keep:
+        images = images[..., :plan.keep] if axis == -1 else images[(slice(None),) * axis + (slice(0, plan.keep),)]
     if plan.repeats > 1:
         # Not ops.repeat: TensorFlow's loses the static shape in a graph (predict).
-        images = concatenate([images] * plan.repeats, axis=-1)
+        images = concatenate([images] * plan.repeats, axis=axis)
     return images
 
 
-def conform_images(images, where, channels=3, batch=True):
+def conform_images(images, where, channels=3, batch=True, data_format="channels_last"):
     """`images` checked and converted by the rule: channels as the consumer takes them, uint8
     as float32 / 255; floats keep their dtype (the range is not checked here: `warn_range`)."""
-    plan = check_images(images, where, channels, batch)
+    plan = check_images(images, where, channels, batch, data_format)
     images = to_channels(images, plan)
     if not plan.uint8:
         return images
@@ -185,18 +215,21 @@ class ImageInput(keras.layers.Layer):
 
     Args:
         channels: the channel count the model takes (3, RGB).
+        data_format: "channels_last" (batch, H, W, C) or "channels_first" (batch, C, H, W);
+            None: `keras.config.image_data_format()` when the layer is made.
     """
 
-    def __init__(self, channels=3, **kwargs):
+    def __init__(self, channels=3, data_format=None, **kwargs):
         super().__init__(**kwargs)
         self.channels = int(channels)
+        self.data_format = standardize_data_format(data_format)
         self._warned_range = False
 
     def _where(self):
         return f"{self.name} (the model's input)"
 
     def call(self, images):
-        images = conform_images(images, self._where(), self.channels)
+        images = conform_images(images, self._where(), self.channels, data_format=self.data_format)
         if not self._warned_range:
             values = concrete_range(images)
             if values is not None and far_outside(*values):
@@ -205,11 +238,14 @@ class ImageInput(keras.layers.Layer):
         return ops.cast(images, self.compute_dtype)
 
     def compute_output_shape(self, input_shape):
-        plan = check_images(keras.KerasTensor(input_shape), self._where(), self.channels)
-        shape = tuple(input_shape) + ((1,) if plan.add_channel_axis else ())
-        return shape[:-1] + (shape[-1] if plan.keep is None else plan.keep * plan.repeats,)
+        plan = check_images(keras.KerasTensor(input_shape), self._where(), self.channels,
+                            data_format=self.data_format)
+        shape = list(input_shape) + ([1] if plan.add_channel_axis else [])
+        axis = plan.channel_axis
+        shape[axis] = shape[axis] if plan.keep is None else plan.keep * plan.repeats
+        return tuple(shape)
 
     def get_config(self):
         config = super().get_config()
-        config.update(channels=self.channels)
+        config.update(channels=self.channels, data_format=self.data_format)
         return config

@@ -7,7 +7,9 @@ import keras
 class PatchEmbedding(keras.layers.Conv2D):
     """Cut images into `patch_size` squares and project each to `hidden_size`.
 
-    Output is the token grid `(batch, height / patch, width / patch, hidden)`;
+    Output is the token grid `(batch, height / patch, width / patch, hidden)`
+    (`(batch, hidden, height / patch, width / patch)` with `data_format="channels_first"`,
+    Conv2D's argument, default `keras.config.image_data_format()`);
     the grid shape is what the position embedding resizes to. Image sides that
     are not a multiple of the patch size raise a `ValueError` (silently dropping
     the last pixels, as a VALID conv would, hides a preprocessing mistake); in a
@@ -24,16 +26,19 @@ class PatchEmbedding(keras.layers.Conv2D):
         self.hidden_size = hidden_size
         self.patch_size = patch_size
 
+    def _sides(self, shape):
+        return tuple(shape[2:4] if self.data_format == "channels_first" else shape[1:3])
+
     def _check_sides(self, shape):
         # Known sides only: None, or a symbolic one (jax2tf's shape polymorphism) has no int value.
-        sides = [s for s in shape[1:3] if isinstance(s, int)]
+        sides = [s for s in self._sides(shape) if isinstance(s, int)]
         bad = [int(s) for s in sides if int(s) % self.patch_size]
         if bad:
             p = self.patch_size
             nearest = " or ".join(str(m) for m in (bad[0] // p * p, (bad[0] // p + 1) * p) if m)
             raise ValueError(
                 f"{self.name}: image height and width must be multiples of the patch size "
-                f"{p}; got {tuple(shape[1:3])}. Resize or crop the images to a multiple of "
+                f"{p}; got {self._sides(shape)}. Resize or crop the images to a multiple of "
                 f"{p} (e.g. {nearest} instead of {bad[0]})."
             )
 
@@ -43,7 +48,7 @@ class PatchEmbedding(keras.layers.Conv2D):
 
     def call(self, inputs):
         self._check_sides(inputs.shape)
-        if self.patch_size > 1 and None in tuple(inputs.shape[1:3]):
+        if self.patch_size > 1 and None in self._sides(inputs.shape):
             inputs = self._check_sides_at_run_time(inputs)
         return super().call(inputs)
 
@@ -58,7 +63,7 @@ class PatchEmbedding(keras.layers.Conv2D):
             return inputs
         import tensorflow as tf
 
-        sides = tf.shape(inputs)[1:3]
+        sides = tf.shape(inputs)[2:4] if self.data_format == "channels_first" else tf.shape(inputs)[1:3]
         message = (
             f"{self.name}: image height and width must be multiples of the patch size "
             f"{self.patch_size}; resize or crop the images. Got (height, width):"

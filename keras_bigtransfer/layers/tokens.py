@@ -49,10 +49,11 @@ class TokenPooling(keras.layers.Layer):
     Modes: "token" the first token; "avg" / "max" over the patch tokens only
     (registers are discarded, as in the registers paper); None the patch tokens
     as a feature map `(batch, h, w, hidden)`, for which the second input, the
-    patch grid, gives h and w.
+    patch grid, gives h and w; with `data_format="channels_first"` the grid is
+    `(batch, hidden, h, w)` and so is the map.
     """
 
-    def __init__(self, mode="token", num_skipped_tokens=1, **kwargs):
+    def __init__(self, mode="token", num_skipped_tokens=1, data_format="channels_last", **kwargs):
         super().__init__(**kwargs)
         if mode not in POOLING_MODES:
             raise ValueError(f"pooling must be one of {POOLING_MODES}; got {mode!r}.")
@@ -60,6 +61,9 @@ class TokenPooling(keras.layers.Layer):
             raise ValueError('pooling="token" needs a class token (classifier="token").')
         self.mode = mode
         self.num_skipped_tokens = int(num_skipped_tokens)
+        if data_format not in ("channels_last", "channels_first"):
+            raise ValueError(f'data_format must be "channels_last" or "channels_first"; got {data_format!r}.')
+        self.data_format = data_format
 
     def call(self, tokens, grid=None):
         if self.mode == "token":
@@ -70,14 +74,19 @@ class TokenPooling(keras.layers.Layer):
         if self.mode == "max":
             return ops.max(patches, axis=1)
         shape = ops.shape(grid)
+        if self.data_format == "channels_first":
+            patches = ops.transpose(patches, (0, 2, 1))  # (batch, hidden, h * w)
+            return ops.reshape(patches, (shape[0], tokens.shape[-1], shape[2], shape[3]))
         return ops.reshape(patches, (shape[0], shape[1], shape[2], tokens.shape[-1]))
 
     def compute_output_shape(self, tokens_shape, grid_shape=None):
         if self.mode is None:
+            if self.data_format == "channels_first":
+                return (grid_shape[0], tokens_shape[-1]) + tuple(grid_shape[2:4])
             return tuple(grid_shape[:3]) + (tokens_shape[-1],)
         return (tokens_shape[0], tokens_shape[-1])
 
     def get_config(self):
         config = super().get_config()
-        config.update(mode=self.mode, num_skipped_tokens=self.num_skipped_tokens)
+        config.update(mode=self.mode, num_skipped_tokens=self.num_skipped_tokens, data_format=self.data_format)
         return config

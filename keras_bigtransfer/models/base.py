@@ -14,7 +14,8 @@ import sys
 import numpy as np
 import keras
 
-from keras_bigtransfer.layers.image_input import ImageInput, check_images, conform_images, to_channels
+from keras_bigtransfer.layers.image_input import (
+    ImageInput, check_images, conform_images, standardize_data_format, to_channels)
 from keras_bigtransfer.layers.tokens import TokenPooling
 
 POOLING_CHOICES = ("avg", "max", None)
@@ -85,7 +86,8 @@ class InitUnlessLoaded(keras.initializers.Initializer):
 
 @keras.saving.register_keras_serializable(package="keras_bigtransfer")
 class ImageModel(keras.Model):
-    """A functional Keras model that takes RGB images in [0, 1], batch-first NHWC.
+    """A functional Keras model that takes RGB images in [0, 1], batch-first NHWC (NCHW when
+    built under `keras.config.image_data_format() == "channels_first"`: `data_format`).
 
     This is the TF Hub image convention, under the package's one image rule
     (`layers/image_input.py`, which fit_bit's pipeline, `eval_transform` and the CLI apply
@@ -171,10 +173,12 @@ class ImageModel(keras.Model):
         spec = self._spec(AttributeError)
         if spec.get("pre_logits"):
             return int(self.get_layer(spec["pre_logits"]).units)
-        return int(self.get_layer(spec["features"]).output.shape[-1])
+        features = self.get_layer(spec["features"]).output
+        return int(features.shape[-1 if spec.get("num_prefix_tokens") is not None else channel_axis(self)])
 
     def forward_features(self, images):
-        """The unpooled features: (N, h, w, C) for CNNs, ViT's normed tokens (N, T, D)."""
+        """The unpooled features: (N, h, w, C) for CNNs ((N, C, h, w) built channels_first), ViT's normed
+        tokens (N, T, D)."""
         features = self.get_layer(self._spec()["features"]).output
         return ImageModel(self.inputs[0], features, name=self.name + "_features")(images)
 
@@ -211,7 +215,7 @@ class ImageModel(keras.Model):
             drop_rate=spec["drop_rate"], classifier_activation=spec["classifier_activation"],
             kernel_initializer=_initializer(spec["head_initializer"]),
             num_prefix_tokens=spec.get("num_prefix_tokens"), pre_logits=pre_logits, spec=spec,
-            name=self.name,
+            name=self.name, data_format=self.data_format,
         )
         cfg = self.pretrained_cfg
         cfg["num_classes"] = num_classes
@@ -249,7 +253,8 @@ class ImageModel(keras.Model):
             shape = inputs.shape
         if getattr(inputs, "dtype", None) is not None:
             # Channels converted before Keras' Input sees them: grayscale repeated, alpha dropped.
-            inputs = to_channels(inputs, check_images(inputs, self._where(), self._channels()))
+            inputs = to_channels(inputs, check_images(inputs, self._where(), self._channels(),
+                                                      data_format=self.data_format))
         return super().__call__(inputs, *args, **kwargs)
 
     def predict(self, x, *args, **kwargs):
@@ -263,17 +268,28 @@ class ImageModel(keras.Model):
         # step is traced per input shape, and one relaxed over two ranks has no rank at all.
         if not isinstance(x, np.ndarray):
             return x
-        return to_channels(x, check_images(x, self._where(), self._channels()))
+        return to_channels(x, check_images(x, self._where(), self._channels(), data_format=self.data_format))
 
     def call(self, inputs, training=None, mask=None, **kwargs):
         # Runs on every call, nested ones included (a model inside another model's graph).
         # `training` is a named parameter so that Keras passes the training flag down to
         # BatchNormalization and dropout (it is not passed to a call that only takes **kwargs).
-        return super().call(conform_images(inputs, self._where(), self._channels()), training=training,
-                            mask=mask, **kwargs)
+        return super().call(conform_images(inputs, self._where(), self._channels(), data_format=self.data_format),
+                            training=training, mask=mask, **kwargs)
+
+    @property
+    def data_format(self):
+        """The image layout the model takes and computes in: "channels_last" (NHWC) or, when it
+        was built under `keras.config.image_data_format() == "channels_first"`, "channels_first"."""
+        found = getattr(self, "_data_format", None)
+        if found is None:
+            layer = next((layer for layer in self.layers if layer.name == IMAGE_INPUT_LAYER), None)
+            found = getattr(layer, "data_format", "channels_last")
+            object.__setattr__(self, "_data_format", found)  # a plain attribute, not tracked
+        return found
 
     def _channels(self):
-        channels = self.inputs[0].shape[-1]
+        channels = self.inputs[0].shape[channel_axis(self)]
         return 3 if channels is None else int(channels)
 
     def _where(self):
@@ -288,17 +304,33 @@ def integer_arg(value, what, name, minimum=1):
     return int(value)
 
 
+def channel_axis(model=None):
+    """The channel axis of a model's tensors (-1, or 1 for channels_first); without a model,
+    of one built now (`keras.config.image_data_format()`)."""
+    data_format = model.data_format if model is not None else standardize_data_format()
+    return 1 if data_format == "channels_first" else -1
+
+
+def spatial(input_shape):
+    """(height, width) of a model's `input_shape` (without batch) in the current data format."""
+    return tuple(input_shape[1:]) if channel_axis() == 1 else tuple(input_shape[:2])
+
+
 def validate_common_args(*, include_top, num_classes, input_shape, pooling, name, in_chans=3):
     """Check the arguments every constructor takes; return (input_shape, num_classes).
 
+    `input_shape` is (height, width, in_chans), or (in_chans, height, width) under
+    `keras.config.image_data_format() == "channels_first"`.
     `num_classes=0` with include_top is timm's headless model (pooled features out)."""
     in_chans = integer_arg(in_chans, "in_chans", name)
+    first = channel_axis() == 1
     if input_shape is None:
-        input_shape = (None, None, in_chans)
+        input_shape = (in_chans, None, None) if first else (None, None, in_chans)
     input_shape = tuple(input_shape)
-    if len(input_shape) != 3 or input_shape[-1] != in_chans:
+    if len(input_shape) != 3 or input_shape[0 if first else -1] != in_chans:
+        layout = f"({in_chans}, height, width) (channels_first)" if first else f"(height, width, {in_chans})"
         raise ValueError(
-            f"{name}: input_shape must be (height, width, {in_chans}) for "
+            f"{name}: input_shape must be {layout} for "
             f"{'RGB images' if in_chans == 3 else f'{in_chans}-channel images (in_chans)'} "
             f"(None for any size); got {input_shape}."
         )
@@ -318,7 +350,8 @@ def image_inputs(input_shape):
 
 def input_contract(inputs):
     """`inputs` through the contract layer; every model's graph starts with it."""
-    return ImageInput(channels=inputs.shape[-1], name=IMAGE_INPUT_LAYER)(inputs)
+    return ImageInput(channels=inputs.shape[channel_axis()], data_format=standardize_data_format(),
+                      name=IMAGE_INPUT_LAYER)(inputs)
 
 
 def adapt_channels(values, in_chans):
@@ -352,7 +385,8 @@ def adapt_input_conv(in_chans, kernel):
 
 
 def classifier_head(features, *, num_classes, global_pool, drop_rate, classifier_activation,
-                    kernel_initializer, num_prefix_tokens=None, pre_logits=None, spec=None, name="model"):
+                    kernel_initializer, num_prefix_tokens=None, pre_logits=None, spec=None, name="model",
+                    data_format=None):
     """The head every family builds after its features: pool, [pre_logits], [dropout], [classifier].
 
     Args:
@@ -363,6 +397,7 @@ def classifier_head(features, *, num_classes, global_pool, drop_rate, classifier
         drop_rate: dropout before the classifier (timm's `drop_rate`).
         pre_logits: a layer applied after pooling (ViT's tanh `pre_logits`), or None.
         spec: the head spec to update (`ImageModel.head_spec`).
+        data_format: the layout of a CNN's `features` (None: `keras.config.image_data_format()`).
 
     Returns:
         (outputs, head spec).
@@ -384,9 +419,9 @@ def classifier_head(features, *, num_classes, global_pool, drop_rate, classifier
         if tokens:
             layers.append(TokenPooling(global_pool, num_prefix_tokens, name="pool"))
         elif global_pool == "avg":
-            layers.append(keras.layers.GlobalAveragePooling2D(name="avg_pool"))
+            layers.append(keras.layers.GlobalAveragePooling2D(data_format=data_format, name="avg_pool"))
         else:
-            layers.append(keras.layers.GlobalMaxPooling2D(name="max_pool"))
+            layers.append(keras.layers.GlobalMaxPooling2D(data_format=data_format, name="max_pool"))
         if pre_logits is not None:
             layers.append(pre_logits)
         if num_classes:

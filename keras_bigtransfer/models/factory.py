@@ -231,7 +231,7 @@ def pretrained_cfg(variant, model, entry, weights):
     else:
         size, crop_pct, interpolation = (variant.native_resolution, preprocessing.DEFAULT_CROP_PCT,
                                          preprocessing.DEFAULT_INTERPOLATION)
-    in_chans = model.inputs[0].shape[-1]
+    in_chans = model.inputs[0].shape[base.channel_axis(model)]
     mean = std = None
     if reference is not None and reference.mean is not None:
         mean, std = base.adapt_channels(reference.mean, in_chans), base.adapt_channels(reference.std, in_chans)

@@ -1,7 +1,8 @@
 """Multi-scale feature maps from every family: backbones for detection and segmentation.
 
 Every constructor and `create_model` take timm's `features_only=True` and `out_indices=`:
-the model then returns a list of feature maps, one per selected stage, NHWC, and takes
+the model then returns a list of feature maps, one per selected stage, NHWC (NCHW for a model
+built under `keras.config.image_data_format() == "channels_first"`), and takes
 images as every model of the package does (float32 RGB in [0, 1], uint8 converted):
 
     backbone = keras_bigtransfer.BiT_S_R50x1(features_only=True)       # 5 maps, strides 2..32
@@ -239,9 +240,10 @@ def features_model(backbone, variant, *, out_indices=None, feature_norm=False, o
     selected = [stages[f["index"]] for f in info]
     is_last = [f["index"] == len(stages) - 1 for f in info]
     maps = spec.maps(backbone, selected, is_last, feature_norm=feature_norm)
+    axis = base.channel_axis(backbone)  # the maps are in the backbone's data format
     for f, tensor in zip(info, maps):
-        if tensor.shape[-1] != f["num_chs"]:
-            raise ValueError(f"{backbone.name}: the map at {f['layer']} has {tensor.shape[-1]} channels, "
+        if tensor.shape[axis] != f["num_chs"]:
+            raise ValueError(f"{backbone.name}: the map at {f['layer']} has {tensor.shape[axis]} channels, "
                              f"its stage says {f['num_chs']}.")
     outputs = {f["name"]: t for f, t in zip(info, maps)} if output_dict else list(maps)
     if len(set(info.names())) != len(info) and output_dict:

@@ -221,7 +221,8 @@ def export(model, path, signature="feature_vector", archive=False, overwrite=Fal
 
     Args:
         model: a keras_bigtransfer model, or any functional Keras model with one
-            image input (our models nested in it included).
+            image input (our models nested in it included), channels_last: a model built
+            channels_first raises a ValueError naming the fix (`export_routes.check_data_format`).
         path: the SavedModel directory to write. An existing directory is replaced
             only when it is empty or an earlier export of ours (marked by
             `assets/keras_bigtransfer.json`); anything else raises `FileExistsError`
@@ -240,6 +241,7 @@ def export(model, path, signature="feature_vector", archive=False, overwrite=Fal
         archive `<path>.tar.gz` (the directory stays beside it, at `path`).
     """
     check_backend()
+    export_routes.check_data_format(model, "saved_model")
     path = check_export_target(path, archive=archive, overwrite=overwrite)
     published = published_submodel(model, signature)
     folded = fold_weight_standardization(published)

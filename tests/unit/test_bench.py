@@ -60,11 +60,16 @@ def test_bad_command_line_is_refused(bench, capsys, argv, message):
 def test_subjects_per_backend(bench):
     _, _, subjects = bench
     table = list(subjects.SUBJECTS)
-    assert all(subjects.subjects_for(b) == table for b in ("tensorflow", "jax", "torch"))
+    assert all(subjects.subjects_for(b) == table for b in ("tensorflow", "jax"))
+    # PyTorch adds the channels_first rows, each beside its channels_last one (issue 27 item 2).
+    assert subjects.subjects_for("torch") == [
+        "ours BiT-M-R50x1", "ours BiT-M-R50x1 channels_first", *table[1:4],
+        "ours EfficientNet-B0 channels_first", *table[4:]]
     assert subjects.subjects_for("jax", options=True) == table
     assert subjects.subjects_for("tensorflow", options=True) == table + list(subjects.OPTION_SUBJECTS)
     assert subjects.subjects_for("torch", only="EfficientNet") == [
-        "ours EfficientNet-B0", "keras.applications EfficientNetB0", "timm tf_efficientnet_b0"]
+        "ours EfficientNet-B0", "ours EfficientNet-B0 channels_first", "keras.applications EfficientNetB0",
+        "timm tf_efficientnet_b0"]
     assert subjects.subjects_for("jax", quick=True) == list(subjects.QUICK_SUBJECTS) == [
         "ours ViT-Ti/16 2 blocks", "timm vit_tiny_patch16_224 2 blocks"]
     # Every comparison of the table has both its subjects in it.
@@ -72,6 +77,13 @@ def test_subjects_per_backend(bench):
         ("ours BiT-M-R50x1", "keras.applications ResNet50V2"), ("ours BiT-M-R50x1", "timm resnetv2_50x1_bit"),
         ("ours EfficientNet-B0", "keras.applications EfficientNetB0"),
         ("ours EfficientNet-B0", "timm tf_efficientnet_b0"), ("ours ViT-B/16", "timm vit_base_patch16_224")}
+    torch_table = subjects.subjects_for("torch")
+    assert {(o, p) for o, p, _ in subjects.COMPARISONS if o in subjects.TORCH_SUBJECTS} == {
+        (o, p) for o, p, _ in subjects.COMPARISONS if o in subjects.TORCH_SUBJECTS and p in torch_table} == {
+        ("ours BiT-M-R50x1 channels_first", "ours BiT-M-R50x1"),
+        ("ours BiT-M-R50x1 channels_first", "timm resnetv2_50x1_bit"),
+        ("ours EfficientNet-B0 channels_first", "ours EfficientNet-B0"),
+        ("ours EfficientNet-B0 channels_first", "timm tf_efficientnet_b0")}
 
 
 def _fake_report(report):

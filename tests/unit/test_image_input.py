@@ -189,3 +189,28 @@ def test_hybrid_vit_takes_any_size(rng):
     # Patch 1 after a SAME-padded ResNet: no side is dropped, so none is refused.
     model = small_vit(patch_size=1, resnet_layers=(1, 1, 1), pretrained_resolution=32)
     assert model(rng.random((1, 35, 29, 3), dtype=np.float32)).shape == (1, 10)
+
+
+def test_check_images_channels_first():
+    """A channels_first model's rule: (batch, C, H, W) only, the channel rules on axis 1, and
+    NHWC images refused with the layout and the transpose named."""
+    from keras_bigtransfer.layers.image_input import check_images, to_channels
+
+    first = dict(data_format="channels_first")
+    gray = np.zeros((2, 1, 5, 6), np.uint8)
+    plan = check_images(gray, "m", **first)
+    assert plan.channel_axis == 1 and plan.uint8 and plan.repeats == 3
+    assert to_channels(gray, plan).shape == (2, 3, 5, 6)
+    rgba = np.zeros((2, 4, 5, 6), np.float32)
+    assert to_channels(rgba, check_images(rgba, "m", **first)).shape == (2, 3, 5, 6)
+    assert to_channels(keras.ops.convert_to_tensor(rgba), check_images(rgba, "m", **first)).shape == (2, 3, 5, 6)
+    with pytest.raises(ValueError, match=r"^m takes channels_first \(batch, C, height, width\) images.*got 64 "
+                                         r"channels on axis 1\. .*images\.transpose\(0, 3, 1, 2\)"):
+        check_images(np.zeros((2, 64, 64, 3), np.float32), "m", **first)
+    with pytest.raises(ValueError, match=r"channels_first \(batch, C, height, width\).*got shape \(2, 5, 6\)"):
+        check_images(np.zeros((2, 5, 6), np.float32), "m", **first)
+    layer = ImageInput(data_format="channels_first")
+    assert layer.compute_output_shape((None, 1, 8, 8)) == (None, 3, 8, 8)
+    assert ImageInput.from_config(layer.get_config()).data_format == "channels_first"
+    with pytest.raises(ValueError, match="data_format must be"):
+        ImageInput(data_format="NCHW")

@@ -119,3 +119,29 @@ def test_channels_last_group_norm_is_accurate_when_the_mean_dwarfs_the_spread(po
     # rounding (half an ulp at |y| < 8 is 4e-3, observed <= 2e-3).
     bound = 2e-5 * max(1, ratio) ** 0.5 if policy == "float32" else 4e-3
     assert float(np.abs(got - expected).max()) <= bound
+
+
+@pytest.mark.parametrize("ratio", [0, 1000])
+def test_channels_last_group_norm_channels_first_axis(ratio, rng):
+    """axis=1 (models built channels_first): Keras' GroupNormalization(axis=1) on NCHW, with the
+    same centred-variance accuracy when the mean dwarfs the spread; the axis survives get_config."""
+    from keras_bigtransfer.layers import ChannelsLastGroupNormalization
+
+    x = (ratio + rng.standard_normal((2, 64, 7, 5))).astype("float32")
+    ours = ChannelsLastGroupNormalization(32, axis=1, epsilon=1e-5)
+    theirs = keras.layers.GroupNormalization(32, axis=1, epsilon=1e-5)
+    ours(x), theirs(x)
+    gamma, beta = rng.uniform(0.5, 1.5, 64).astype("float32"), rng.standard_normal(64).astype("float32")
+    for layer in (ours, theirs):
+        layer.gamma.assign(gamma)
+        layer.beta.assign(beta)
+    groups = x.astype(np.float64).reshape(2, 32, 2, 35)
+    mean, variance = groups.mean(axis=(2, 3), keepdims=True), groups.var(axis=(2, 3), keepdims=True)
+    expected = ((groups - mean) / np.sqrt(variance + 1e-5)).reshape(x.shape) * gamma[:, None, None] + beta[:, None, None]
+    assert float(np.abs(np.asarray(ours(x)) - expected).max()) <= 2e-5 * max(1, ratio) ** 0.5
+    if ratio == 0:  # Keras' E[x^2] - E[x]^2 cancels at large ratios (keras-team/keras#22586)
+        np.testing.assert_allclose(np.asarray(ours(x)), np.asarray(theirs(x)), atol=2e-5)
+    clone = ChannelsLastGroupNormalization.from_config(ours.get_config())
+    assert clone.axis == 1 and clone.get_config() == ours.get_config()
+    with pytest.raises(ValueError, match="axis=-1 .* or 1"):
+        ChannelsLastGroupNormalization(32, axis=2)

@@ -18,8 +18,13 @@ GROUPS = 32
 GN_EPSILON = 1e-5
 
 
+def _group_norm(name):
+    # Convs, padding and pooling follow keras.config.image_data_format(); the norm's axis too.
+    return ChannelsLastGroupNormalization(GROUPS, axis=base.channel_axis(), epsilon=GN_EPSILON, name=name)
+
+
 def _group_norm_relu(x, name):
-    x = ChannelsLastGroupNormalization(GROUPS, epsilon=GN_EPSILON, name=name + "_group_norm")(x)
+    x = _group_norm(name + "_group_norm")(x)
     return keras.layers.ReLU(name=name + "_relu")(x)
 
 
@@ -33,7 +38,7 @@ def bottleneck_unit(x, filters, stride, name, drop_path_rate=0.0):
     """Pre-activation bottleneck; the stride sits on the 3x3 conv, as in the official code."""
     preact = _group_norm_relu(x, name + "_a")
     shortcut = x
-    if stride > 1 or x.shape[-1] != 4 * filters:
+    if stride > 1 or x.shape[base.channel_axis()] != 4 * filters:
         # The projection reads the pre-activated input, not the raw one.
         shortcut = _conv(preact, 4 * filters, 1, name + "_a_proj", strides=stride)
     y = _conv(preact, filters, 1, name + "_a")
@@ -97,7 +102,7 @@ def ResNetV2(
                                 drop_path_rate=drop_path_rate * index / max(total - 1, 1))
             index += 1
 
-    x = ChannelsLastGroupNormalization(GROUPS, epsilon=GN_EPSILON, name="group_norm")(x)
+    x = _group_norm("group_norm")(x)
     x = keras.layers.ReLU(name="pre_head_relu")(x)
     spec = dict(features="pre_head_relu", first_conv="root_block_standardized_conv2d")
     if include_top:

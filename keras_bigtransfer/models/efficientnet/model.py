@@ -109,7 +109,7 @@ ZEROS, ONES = base.InitUnlessLoaded("zeros"), base.InitUnlessLoaded("ones")
 
 def _bn(name):
     return keras.layers.BatchNormalization(
-        momentum=0.99, epsilon=1e-3, beta_initializer=ZEROS, gamma_initializer=ONES,
+        axis=base.channel_axis(), momentum=0.99, epsilon=1e-3, beta_initializer=ZEROS, gamma_initializer=ONES,
         moving_mean_initializer=ZEROS, moving_variance_initializer=ONES, name=name)
 
 
@@ -124,8 +124,8 @@ def _squeeze_excite(x, filters_in, se_ratio, activation, name):
     se = keras.layers.GlobalAveragePooling2D(keepdims=True, name=name + "se_squeeze")(x)
     se = keras.layers.Conv2D(filters_se, 1, padding="same", activation=activation, kernel_initializer=CONV_INIT,
                              bias_initializer=ZEROS, name=name + "se_reduce")(se)
-    se = keras.layers.Conv2D(x.shape[-1], 1, padding="same", activation="sigmoid", kernel_initializer=CONV_INIT,
-                             bias_initializer=ZEROS, name=name + "se_expand")(se)
+    se = keras.layers.Conv2D(x.shape[base.channel_axis()], 1, padding="same", activation="sigmoid",
+                             kernel_initializer=CONV_INIT, bias_initializer=ZEROS, name=name + "se_expand")(se)
     return keras.layers.Multiply(name=name + "se_excite")([x, se])
 
 
@@ -182,7 +182,7 @@ def _input_scaling(images, rescale, in_chans):
     if rescale is not None:  # Lite, V2-S..XL: [-1, 1]
         return keras.layers.Rescaling(rescale[0], offset=rescale[1], name="to_minus_one_one")(images)
     return keras.layers.Normalization(
-        mean=base.adapt_channels(IMAGENET_MEAN, in_chans),
+        axis=base.channel_axis(), mean=base.adapt_channels(IMAGENET_MEAN, in_chans),
         variance=[s * s for s in base.adapt_channels(IMAGENET_STD, in_chans)], name="normalization")(images)
 
 

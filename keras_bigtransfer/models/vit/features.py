@@ -14,7 +14,7 @@ def stages(config):
 
 
 def maps(model, selected, is_last, *, feature_norm=False):
-    patches = endpoint(model, "embedding")  # (batch, h, w, D): gives the grid
+    patches = endpoint(model, "embedding")  # (batch, h, w, D), or (batch, D, h, w): gives the grid
     skipped = model.get_layer("pool").num_skipped_tokens
     norm = model.get_layer("Transformer_encoder_norm") if feature_norm else None
     out = []
@@ -23,7 +23,8 @@ def maps(model, selected, is_last, *, feature_norm=False):
         if norm is not None:
             tokens = norm(tokens)
         block = stage.name
-        out.append(TokenPooling(None, skipped, name=f"features_{block}")(tokens, patches))
+        out.append(TokenPooling(None, skipped, data_format=model.data_format,
+                                name=f"features_{block}")(tokens, patches))
     return out
 
 

@@ -51,13 +51,13 @@ def _std_conv(x, filters, kernel_size, name, strides=1):
 
 
 def _group_norm(x, name):
-    return ChannelsLastGroupNormalization(32, epsilon=HYBRID_GN_EPSILON, name=name)(x)
+    return ChannelsLastGroupNormalization(32, axis=base.channel_axis(), epsilon=HYBRID_GN_EPSILON, name=name)(x)
 
 
 def hybrid_residual_unit(x, filters, stride, name):
     """vit_jax `ResidualUnit`: conv-GN-ReLU x2, conv-GN, add, ReLU (not BiT's pre-activation)."""
     shortcut = x
-    if stride > 1 or x.shape[-1] != 4 * filters:
+    if stride > 1 or x.shape[base.channel_axis()] != 4 * filters:
         shortcut = _std_conv(x, 4 * filters, 1, name + "_conv_proj", strides=stride)
         shortcut = _group_norm(shortcut, name + "_gn_proj")
     y = _std_conv(x, filters, 1, name + "_conv1")
@@ -176,7 +176,7 @@ def VisionTransformer(
     stride = patch_size * (2 ** (len(resnet_layers) + 1) if hybrid else 1)
     native = _grid(pretrained_resolution, stride, hybrid)
     grid = tuple(
-        _grid(side, stride, hybrid) if side is not None else native for side in input_shape[:2]
+        _grid(side, stride, hybrid) if side is not None else native for side in base.spatial(input_shape)
     )
 
     inputs = base.image_inputs(input_shape)
@@ -185,6 +185,10 @@ def VisionTransformer(
     if hybrid:
         x = hybrid_resnet(x, resnet_layers)
     patches = PatchEmbedding(hidden_size, patch_size, name="embedding")(x)
+    data_format = base.standardize_data_format()
+    # The token layers read the (batch, h, w, hidden) grid; channels_first moves hidden last once.
+    token_grid = (keras.layers.Permute((2, 3, 1), name="embedding_grid")(patches)
+                  if data_format == "channels_first" else patches)
 
     has_class_token = classifier == "token"
     position = PositionEmbedding(
@@ -192,17 +196,17 @@ def VisionTransformer(
         name="Transformer_posembed_input",
     )
     if has_class_token:
-        cls = LearnedTokens(1, name="cls")(patches)
-        cls, tokens = position(patches, prefix=cls)
+        cls = LearnedTokens(1, name="cls")(token_grid)
+        cls, tokens = position(token_grid, prefix=cls)
         parts = [cls]
     else:
-        tokens = position(patches)
+        tokens = position(token_grid)
         parts = []
     if num_register_tokens:
         parts.append(
             LearnedTokens(
                 num_register_tokens, keras.initializers.RandomNormal(stddev=1e-6), name="registers"
-            )(patches)
+            )(token_grid)
         )
     x = keras.layers.Concatenate(axis=1, name="tokens")(parts + [tokens]) if parts else tokens
     x = keras.layers.Dropout(dropout_rate, name="Transformer_dropout")(x)
@@ -228,7 +232,7 @@ def VisionTransformer(
             kernel_initializer="zeros", num_prefix_tokens=skipped, pre_logits=pre_logits, spec=spec,
             name=name)
     else:
-        x = TokenPooling(pooling, skipped, name="pool")(x, patches)
+        x = TokenPooling(pooling, skipped, data_format=data_format, name="pool")(x, patches)
         spec = base.describe_head(
             spec, global_pool=pooling or "", drop_rate=head_dropout_rate, num_prefix_tokens=skipped,
             classifier_activation=classifier_activation, kernel_initializer="zeros", pre_logits=None,
