@@ -366,8 +366,11 @@ def few_shot(source, examples_per_class, num_classes, seed=0, num_examples=None)
 
 # --- pipelines --------------------------------------------------------------------------
 
-def train_pipeline(source, rule, num_classes, seed=0):
+def train_pipeline(source, rule, num_classes, seed=0, data_format="channels_last"):
     """[0, 1] RGB -> resize -> random crop -> random horizontal flip -> batch -> MixUp.
+
+    Batches are (batch, crop, crop, 3) float32, or (batch, 3, crop, crop) for
+    `data_format="channels_first"` (a model built so: models' `data_format`).
 
     Every random op is stateless with a seed derived from `seed`, so two runs with
     the same seed see the same batches (the distributed test relies on it). A dataset
@@ -407,7 +410,17 @@ def train_pipeline(source, rule, num_classes, seed=0):
     ds = ds.batch(rule.batch_size, drop_remainder=True)
     if rule.mixup_alpha > 0:
         ds = _mixup(ds, rule.mixup_alpha, seed)
-    return ds.prefetch(AUTOTUNE)
+    return _to_layout(ds, data_format).prefetch(AUTOTUNE)
+
+
+def _to_layout(ds, data_format):
+    """Batches of NHWC images as the model takes them: NCHW for a channels_first model."""
+    if data_format == "channels_last":
+        return ds
+    if data_format != "channels_first":
+        raise ValueError(f"data_format must be 'channels_last' or 'channels_first'; got {data_format!r}.")
+    return ds.map(_graph(lambda images, labels: (tf.transpose(images, (0, 3, 1, 2)), labels)),
+                  num_parallel_calls=AUTOTUNE, deterministic=True)
 
 
 def _seed_pairs(seed):
@@ -431,9 +444,9 @@ def _mixup(ds, alpha, seed):
     return tf.data.Dataset.zip(_seed_pairs(seed + 2), ds).map(mix, num_parallel_calls=AUTOTUNE, deterministic=True)
 
 
-def eval_pipeline(source, rule, num_classes, batch_size):
+def eval_pipeline(source, rule, num_classes, batch_size, data_format="channels_last"):
     """Test images resized straight to the crop size (the official evaluation), with
-    the training pipeline's image and label rules."""
+    the training pipeline's image and label rules and layout."""
     num_classes = check_classes(source, num_classes)
     crop, what = rule.crop_size, source.what
 
@@ -442,4 +455,5 @@ def eval_pipeline(source, rule, num_classes, batch_size):
         image = _to_unit_rgb(image, what, check_range=not source.pixels_checked)
         return tf.image.resize(image, (crop, crop)), targets(label, num_classes, what)
 
-    return source.dataset.map(prepare, num_parallel_calls=AUTOTUNE).batch(batch_size).prefetch(AUTOTUNE)
+    ds = source.dataset.map(prepare, num_parallel_calls=AUTOTUNE).batch(batch_size)
+    return _to_layout(ds, data_format).prefetch(AUTOTUNE)

@@ -278,11 +278,13 @@ def fit_bit(model, train_data, validation_data=None, *, config=None, strategy=No
         )
 
     rule = config.rule(num_examples, image_size, model)
-    train = data_lib.train_pipeline(source, rule, num_classes, seed=config.seed)
+    # A model built channels_first takes NCHW batches (the pipeline transposes them).
+    data_format = getattr(model, "data_format", "channels_last")
+    train = data_lib.train_pipeline(source, rule, num_classes, seed=config.seed, data_format=data_format)
     validation = None
     if validation_data is not None:
         val_source = data_lib.load_source(validation_data, data_dir=data_dir, what="validation_data")
-        validation = data_lib.eval_pipeline(val_source, rule, num_classes, config.batch_size)
+        validation = data_lib.eval_pipeline(val_source, rule, num_classes, config.batch_size, data_format)
 
     if config.freeze_batch_norm:
         freeze_batch_norm(model)

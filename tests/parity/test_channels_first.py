@@ -179,3 +179,24 @@ def test_export_refuses_channels_first_before_any_work(hybrid_pair, format, tmp_
         else:
             deploy.export(hybrid_pair[1], str(target), format, input_shape=(64, 64))
     assert not any(tmp_path.iterdir())
+
+
+def test_fit_bit_feeds_a_channels_first_model_nchw_batches():
+    """fit_bit's pipelines give a channels_first model NCHW batches: the same images as the
+    channels_last batches, transposed; and a 2-step fit_bit of such a model runs."""
+    from keras_bigtransfer.training import data as data_lib
+    from keras_bigtransfer.training.fit_bit import fit_bit
+    from keras_bigtransfer.training.hyperrule import hyperrule
+
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8), np.arange(8) % NUM_CLASSES
+    source = data_lib.load_source((x, y))
+    rule = hyperrule(8, (32, 32), batch_size=4)
+    for pipeline, args in ((data_lib.train_pipeline, {}), (data_lib.eval_pipeline, {"batch_size": 4})):
+        last = next(iter(pipeline(source, rule, NUM_CLASSES, **args)))[0].numpy()
+        first = next(iter(pipeline(source, rule, NUM_CLASSES, data_format="channels_first", **args)))[0].numpy()
+        np.testing.assert_array_equal(first, np.transpose(last, (0, 3, 1, 2)))
+    with image_data_format("channels_first"):
+        model = kb.ViT_Ti16(weights=None, num_classes=NUM_CLASSES, input_shape=(3, 32, 32))
+    history = fit_bit(model, (x, y), total_steps=2, batch_size=4, resolution=32, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
