@@ -72,7 +72,7 @@ def test_a_pinned_revision_keeps_its_catalogue_entry(monkeypatch):
 
     seen = {}
     built = types.SimpleNamespace(inputs=[types.SimpleNamespace(shape=(None, 384, 384, 3))], num_classes=1000,
-                                  head_spec={"first_conv": "patch_embed"}, weights=[],
+                                  head_spec={"first_conv": "patch_embed"}, weights=[], data_format="channels_last",
                                   set_pretrained_cfg=lambda **cfg: seen.update(cfg=cfg))
     family = dataclasses.replace(registry.get_family("vit"), build=lambda config, **kw: seen.update(kw) or built)
     monkeypatch.setattr(registry, "get_family", lambda name: family)
