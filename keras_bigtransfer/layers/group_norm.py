@@ -1,4 +1,4 @@
-"""GroupNorm for channels-last images, computed the way each backend likes it."""
+"""GroupNorm for images (channels last, or first with axis=1), computed the way each backend likes it."""
 
 import keras
 from keras import ops

@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_bigtransfer.layers.image_input import (FAR_ABOVE, FAR_BELOW, MAX_IMAGE_CHANNELS, check_images, far_outside,
-                                                   to_channels, warn_range)
+                                                   standardize_data_format, to_channels, warn_range)
 from keras_bigtransfer.preprocessing import to_numpy
 from keras_bigtransfer.preprocessing import IMAGE_EXTENSIONS, image_file_size, read_image_file
 from keras_bigtransfer.training.hyperrule import check_int
@@ -415,10 +415,8 @@ def train_pipeline(source, rule, num_classes, seed=0, data_format="channels_last
 
 def _to_layout(ds, data_format):
     """Batches of NHWC images as the model takes them: NCHW for a channels_first model."""
-    if data_format == "channels_last":
+    if standardize_data_format(data_format) == "channels_last":
         return ds
-    if data_format != "channels_first":
-        raise ValueError(f"data_format must be 'channels_last' or 'channels_first'; got {data_format!r}.")
     return ds.map(_graph(lambda images, labels: (tf.transpose(images, (0, 3, 1, 2)), labels)),
                   num_parallel_calls=AUTOTUNE, deterministic=True)
 
