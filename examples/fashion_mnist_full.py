@@ -10,17 +10,16 @@ accuracy, the wall time, the steps, the machine and the command as JSON; --plot 
 and the held-out accuracy (the first --val_images test images) against the step. The same run
 through timm/PyTorch: bench/fashion_mnist_timm.py (same flags, same data and recipe).
 
-The defaults (96-pixel crops from images resized to 120, batch 32, 15,000 steps: 480,000 images,
-8 passes over the training set, base_lr 0.1 at batch 512, i.e. 0.00625 at batch 32, MixUp 0.1 as
-the HyperRule sets it from 20,000 images on) aim at >= 94.0% test accuracy in about 3 hours on 2
-CPU cores; the accuracy is a goal, not yet a measurement. Basis of the time: a training step of
-fit_bit measured on 2 cores (AMD EPYC VM, TensorFlow 2.21, shared with other work; the median of
-10 steps after 2 of warm-up): 96 px batch 32: 0.61 s; 96 px batch 64: 1.16 s; 128 px batch 32:
-1.23 s; 160 px batch 32: 2.48 s. So 15,000 steps at 96 px take about 2.5 h, plus 10 evaluations of
-2,000 test images and the final one of 10,000 (a few minutes): under 3 hours. At 128 px the same
-time buys half the steps (4 passes); at 96 px the 28-pixel images are already upsampled more than
-3x, so more passes were preferred to more pixels. The HyperRule's own schedule for 60,000 images
-(10,000 steps at batch 512, 85 passes) is a GPU budget.
+The defaults: 96-pixel crops from images resized to 120, batch 32, 15,000 steps (480,000 images,
+8 passes over the training set), base_lr 0.1 at batch 512 (0.00625 at batch 32), and MixUp 0.1,
+which the HyperRule sets from 20,000 images on. Measured with seed 0: 0.860 test accuracy, short of
+the 94.0% goal (docs/fine_tuning.md, bench/results_fashion_mnist/). Training took 83 minutes on 2
+quiet CPU cores (AMD EPYC VM, TensorFlow 2.21): 0.33 s a step and one evaluation per tenth.
+
+The held-out curve is flat from the first tenth on, and the training accuracy stays near the test
+accuracy: the model underfits. Longer runs of this schedule add little. The docs list the budgets
+that might reach 94%: 128-pixel crops, longer at the peak rate, Lite2. The HyperRule's own schedule
+for 60,000 images (10,000 steps at batch 512, 85 passes) is a GPU budget.
 """
 
 import os
