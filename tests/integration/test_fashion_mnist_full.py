@@ -70,20 +70,45 @@ def test_full_example_resumes_after_a_kill_and_reports(keras_run):
     assert is_png(directory / "curve.png")
 
 
-@pytest.mark.slow
-def test_timm_reference_runs_the_same_settings(keras_run, tmp_path):
-    _, _, ours, _ = keras_run
-    code, out, err = run_script("bench/fashion_mnist_timm.py", *SLICE, f"--out={tmp_path / 'timm.json'}",
-                                f"--plot={tmp_path / 'timm.png'}", home=tmp_path / "hub")
+@pytest.fixture(scope="module")
+def timm_run(tmp_path_factory):
+    """The timm twin uninterrupted: (stdout, the results JSON, the directory)."""
+    directory = tmp_path_factory.mktemp("fashion_timm")
+    code, out, err = run_script("bench/fashion_mnist_timm.py", *SLICE, f"--out={directory / 'timm.json'}",
+                                f"--plot={directory / 'timm.png'}", home=directory / "hub")
     assert code == 0, err[-3000:]
-    theirs = read_json(tmp_path / "timm.json")
-    assert set(theirs) == set(ours) - {"seconds_this_session"}
+    return out, read_json(directory / "timm.json"), directory
+
+
+@pytest.mark.slow
+def test_timm_reference_runs_the_same_settings(keras_run, timm_run):
+    _, _, ours, _ = keras_run
+    _, theirs, tmp_path = timm_run
+    assert set(theirs) == set(ours)
     same = ("steps", "resolution", "batch_size", "base_lr", "peak_lr", "mixup_alpha", "seed", "train_images",
             "test_images", "model")
     assert {k: theirs[k] for k in same} == {k: ours[k] for k in same}
     assert [step for step, _ in theirs["curve"]] == [1, 2, 3, 4, 5, 6]
     assert theirs["framework"].startswith("timm") and 0.0 <= theirs["test_accuracy"] <= 1.0
     assert is_png(tmp_path / "timm.png")
+
+
+@pytest.mark.slow
+def test_timm_reference_resumes_after_a_kill_as_if_never_stopped(timm_run, tmp_path):
+    _, whole, _ = timm_run
+    flags = (*SLICE, f"--checkpoint_dir={tmp_path / 'ckpt'}", f"--out={tmp_path / 'timm.json'}")
+    code, first, err = run_script("bench/fashion_mnist_timm.py", *flags, "--kill_at_step=2", home=tmp_path / "hub")
+    assert code == -signal.SIGKILL, err[-3000:]
+    assert not os.path.exists(tmp_path / "timm.json")
+    code, second, err = run_script("bench/fashion_mnist_timm.py", *flags, home=tmp_path / "hub")
+    assert code == 0, err[-3000:]
+    assert "resuming at step 2" in second
+    resumed = read_json(tmp_path / "timm.json")
+    # Model, optimizer, random state and the data's position all came back: the same curve and result.
+    assert resumed["curve"] == whole["curve"] and resumed["test_accuracy"] == whole["test_accuracy"]
+    assert resumed["wall_seconds"] > resumed["seconds_this_session"] > 0
+    code, _, err = run_script("bench/fashion_mnist_timm.py", *flags, "--total_steps=7", home=tmp_path / "hub")
+    assert code == 1 and "holds a run with other settings (total_steps" in err.splitlines()[-1]
 
 
 @pytest.mark.slow
@@ -99,6 +124,11 @@ def test_few_shot_quick_writes_both_rows(tmp_path):
     for run, line in zip(result["runs"], lines[2:]):
         assert 0.0 <= run["test_accuracy"] <= 1.0 and f"{run['test_accuracy']:.3f}" in line
     assert result["table"] == "\n".join(lines) + "\n"
+    # Run again with the same --out: every run is kept from it, none trains again.
+    code, again, err = run_script("bench/few_shot.py", "--quick", f"--out={tmp_path / 'few.json'}",
+                                  f"--markdown={tmp_path / 'few.md'}", home=tmp_path / "hub")
+    assert code == 0, err[-3000:]
+    assert again.count("kept from --out") == 2 and read_json(tmp_path / "few.json")["runs"] == result["runs"]
 
 
 @pytest.mark.parametrize("script, flag, message", [
