@@ -238,3 +238,16 @@ def test_gpu_report_merges_and_renders(gpu, bench, tmp_path):
     assert "**224 px, batch 64, bfloat16, batch-1 latency**" in text and "**224 px, batch 256, bfloat16" in text
     assert text.count("| ours EfficientNet-B0 | timm tf_efficientnet_b0 | inference | **2.50** (2.00-3.00) |") == 2
     assert "| JAX | - | - | - | exit 1: OOM |" in text
+
+
+def test_jax_depthwise_quick_agrees_to_float32_rounding():
+    """bench/jax_depthwise.py --quick: both depthwise forms time and give the same sums."""
+    import subprocess
+
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "jax_depthwise.py"), "--quick"],
+                         capture_output=True, text=True, timeout=300, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    assert [r["kernel"] for r in rows] == [3, 5]
+    for row in rows:
+        assert row["max_difference"] < 1e-5 and row["xla_ms"] > 0 and row["shifted_ms"] > 0
