@@ -2,6 +2,7 @@
 (all registered Keras serializables, loaded with the package on every backend)."""
 
 from keras_bigtransfer.layers.activations import GELU
+from keras_bigtransfer.layers.depthwise_conv import ShiftAddDepthwiseConv2D
 from keras_bigtransfer.layers.group_norm import ChannelsLastGroupNormalization
 from keras_bigtransfer.layers.image_input import ImageInput
 from keras_bigtransfer.layers.patch_embedding import PatchEmbedding
@@ -19,6 +20,7 @@ __all__ = [
     "LearnedTokens",
     "PatchEmbedding",
     "PositionEmbedding",
+    "ShiftAddDepthwiseConv2D",
     "StochasticDepth",
     "TokenPooling",
     "WSConv2D",

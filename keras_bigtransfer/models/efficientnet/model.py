@@ -17,6 +17,7 @@ from typing import NamedTuple
 
 import keras
 
+from keras_bigtransfer.layers.depthwise_conv import ShiftAddDepthwiseConv2D
 from keras_bigtransfer.models import base
 from keras_bigtransfer.models.efficientnet.config import B, FUSED, LITE
 
@@ -145,8 +146,9 @@ def mbconv(x, filters_in, filters_out, kernel, stride, expand, se_ratio, activat
         x = _conv(filters_in * expand, 1, name + "expand_conv")(x)
         x = _bn(name + "expand_bn")(x)
         x = keras.layers.Activation(activation, name=name + "expand_activation")(x)
-    x = keras.layers.DepthwiseConv2D(kernel, strides=stride, padding="same", use_bias=False,
-                                     depthwise_initializer=CONV_INIT, name=name + "dwconv")(x)
+    # Keras' DepthwiseConv2D on every backend but JAX, where XLA:CPU's grouped conv is slow.
+    x = ShiftAddDepthwiseConv2D(kernel, strides=stride, padding="same", use_bias=False,
+                                depthwise_initializer=CONV_INIT, name=name + "dwconv")(x)
     x = _bn(name + "bn")(x)
     x = keras.layers.Activation(activation, name=name + "activation")(x)
     if se_ratio:
