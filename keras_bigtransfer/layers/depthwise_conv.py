@@ -13,7 +13,8 @@ import keras
 
 @keras.saving.register_keras_serializable(package="keras_bigtransfer")
 class ShiftAddDepthwiseConv2D(keras.layers.DepthwiseConv2D):
-    """`keras.layers.DepthwiseConv2D` with the same weights, config and output; on JAX with
+    """`keras.layers.DepthwiseConv2D` (the depthwise convolution of MobileNets, Howard et al.,
+    arXiv:1704.04861, as EfficientNet uses it) with the same weights, config and output; on JAX with
     `depth_multiplier=1` and no dilation it computes the k x k shifted multiply-adds of the
     padded input instead of XLA's grouped convolution (the reason: the module docstring).
 
