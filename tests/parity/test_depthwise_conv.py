@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from keras_bigtransfer.layers import ShiftAddDepthwiseConv2D
+from tests.autodiff import layer_gradients
 
 pytestmark = pytest.mark.backends
 
@@ -85,37 +86,6 @@ def test_forward_matches_keras_and_the_reference(policy, data_format, k, stride,
     assert np.abs(got.astype(np.float64) - keras_out).max() <= 4 * ATOL[policy]
 
 
-def gradients(layer, x, upstream):
-    """d(sum(layer(x) * upstream)) / (x, kernel, bias), with the backend's own autodiff."""
-    backend = keras.backend.backend()
-    variables = [v.value for v in layer.trainable_variables]
-
-    def loss(x, *values):
-        y, _ = layer.stateless_call(list(values), [], x)
-        return keras.ops.sum(keras.ops.multiply(y, upstream))
-
-    if backend == "jax":
-        import jax
-
-        grads = jax.grad(loss, argnums=tuple(range(1 + len(variables))))(keras.ops.convert_to_tensor(x), *variables)
-    elif backend == "torch":
-        import torch
-
-        with torch.enable_grad():
-            args = [keras.ops.convert_to_tensor(x).requires_grad_(True)]
-            args += [v.detach().clone().requires_grad_(True) for v in variables]
-            grads = [g.detach() for g in torch.autograd.grad(loss(*args), args)]
-    else:
-        import tensorflow as tf
-
-        args = [tf.constant(x)] + [tf.identity(v) for v in variables]
-        with tf.GradientTape() as tape:
-            tape.watch(args)
-            value = loss(*args)
-        grads = tape.gradient(value, args)
-    return [keras.ops.convert_to_numpy(g).astype(np.float64) for g in grads]
-
-
 @pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
 @pytest.mark.parametrize("k, stride, padding, size", CASES[:4])
 def test_gradients_match_keras(data_format, k, stride, padding, size, rng):
@@ -125,7 +95,8 @@ def test_gradients_match_keras(data_format, k, stride, padding, size, rng):
     ours = built(ShiftAddDepthwiseConv2D, k, stride, padding, data_format, x.shape, weights)
     theirs = built(keras.layers.DepthwiseConv2D, k, stride, padding, data_format, x.shape, weights)
     upstream = keras.ops.convert_to_tensor(rng.standard_normal(ours.compute_output_shape(x.shape)).astype("float32"))
-    for got, expected in zip(gradients(ours, x, upstream), gradients(theirs, x, upstream)):
+    for got, expected in zip(layer_gradients(ours, x, upstream, ours.trainable_variables),
+                             layer_gradients(theirs, x, upstream, theirs.trainable_variables)):
         assert got.shape == expected.shape
         assert np.abs(got - expected).max() <= 1e-4 * max(1.0, np.abs(expected).max())
 

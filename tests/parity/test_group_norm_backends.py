@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from keras_bigtransfer.layers import ChannelsLastGroupNormalization
+from tests.autodiff import layer_gradients
 
 pytestmark = pytest.mark.backends
 
@@ -56,35 +57,7 @@ def inputs(rng, shape, offset=3.0):
 
 def gradients(layer, x, upstream):
     """d(sum(layer(x) * upstream)) / (x, gamma, beta), with the backend's own autodiff."""
-    backend = keras.backend.backend()
-    variables = [layer.gamma.value, layer.beta.value]
-
-    def loss(x, gamma, beta):
-        y, _ = layer.stateless_call([gamma, beta], [], x)
-        return keras.ops.sum(keras.ops.multiply(keras.ops.cast(y, "float32"), upstream))
-
-    if backend == "jax":
-        import jax
-
-        grads = jax.grad(loss, argnums=(0, 1, 2))(keras.ops.convert_to_tensor(x), *variables)
-    elif backend == "torch":
-        import torch
-
-        with torch.enable_grad():
-            args = [keras.ops.convert_to_tensor(x).requires_grad_(True)]
-            args += [v.detach().clone().requires_grad_(True) for v in variables]
-            grads = torch.autograd.grad(loss(*args), args)
-    else:
-        import tensorflow as tf
-
-        args = [tf.constant(x)] + [tf.identity(v) for v in variables]
-        with tf.GradientTape() as tape:
-            tape.watch(args)
-            value = loss(*args)
-        grads = tape.gradient(value, args)
-    if backend == "torch":
-        grads = [g.detach() for g in grads]
-    return [keras.ops.convert_to_numpy(keras.ops.cast(g, "float32")).astype(np.float64) for g in grads]
+    return layer_gradients(layer, x, upstream, [layer.gamma, layer.beta])
 
 
 @pytest.mark.parametrize("policy", ["float32", "mixed_float16", "mixed_bfloat16"], indirect=True)
