@@ -78,6 +78,11 @@ BACKUP = "state.pt"
 RESUMED_SETTINGS = ("resolution", "total_steps", "batch_size", "base_lr", "seed", "limit", "val_images")
 
 
+def resumed_settings(args):
+    """The flags a backup must share with the run that resumes it."""
+    return {name: getattr(args, name, None) for name in RESUMED_SETTINGS}
+
+
 def restore(checkpoint_dir, model, optimizer, args):
     """Load the backup in `checkpoint_dir` into `model` and `optimizer`; the step it was taken at
     (0 without one). A backup of other settings is refused: resuming it would mix two runs."""
@@ -85,7 +90,7 @@ def restore(checkpoint_dir, model, optimizer, args):
     if not os.path.exists(path):
         return 0
     state = torch.load(path, map_location="cpu", weights_only=False)
-    settings = {name: getattr(args, name, None) for name in RESUMED_SETTINGS}
+    settings = resumed_settings(args)
     if state["settings"] != settings:
         differ = sorted(k for k in settings if state["settings"].get(k) != settings[k])
         raise SystemExit(f"--checkpoint_dir {checkpoint_dir} holds a run with other settings ({', '.join(differ)}: "
@@ -102,7 +107,7 @@ def backup(checkpoint_dir, model, optimizer, args, step):
     from keras_bigtransfer.weights.atomic import atomic_file
 
     state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "rng": torch.get_rng_state(),
-             "step": step, "settings": {name: getattr(args, name, None) for name in RESUMED_SETTINGS}}
+             "step": step, "settings": resumed_settings(args)}
     with atomic_file(os.path.join(checkpoint_dir, BACKUP), suffix=".pt") as tmp:
         torch.save(state, tmp)
 

@@ -118,6 +118,11 @@ def main():
     test_images = len(data[1][0])
     done = {(r["framework"], r["shots"], r["seed"]): r for r in finished_runs(args.out, settings, test_images)}
     runs = []
+
+    def result(columns):
+        return {**settings, "seed": seeds, "shots": shots, "test_images": test_images, "runs": runs,
+                "table": table(runs, columns)}
+
     for k in shots:
         for seed in seeds:
             for framework in FRAMEWORKS:
@@ -127,13 +132,11 @@ def main():
                     continue
                 runs.append(run(framework, k, seed, args, data))
                 print(json.dumps(runs[-1]), flush=True)
-                write({**settings, "seed": seeds, "shots": shots, "test_images": test_images, "runs": runs,
-                       "table": table(runs, sorted({r["shots"] for r in runs}))}, args)
-    markdown = table(runs, shots)
-    print(markdown)
-    result = {**settings, "seed": seeds, "shots": shots, "test_images": test_images, "runs": runs, "table": markdown}
-    write(result, args)
-    print(json.dumps(result))
+                write(result(sorted({r["shots"] for r in runs})), args)  # the table so far
+    final = result(shots)
+    print(final["table"])
+    write(final, args)
+    print(json.dumps(final))
 
 if __name__ == "__main__":
     main()
