@@ -11,7 +11,9 @@ for a seed), the same HyperRule settings from the same flags (examples/fashion_m
 and what fit_bit sets up: the classifier zero-initialized, SGD momentum 0.9 without weight decay,
 softmax cross-entropy on the soft labels, dropout 0.2 and stochastic depth 0.2 (the Keras
 model's defaults), BatchNorm momentum 0.99 in Keras' convention (0.01 in PyTorch's), inputs
-scaled as the Keras model scales them ((x * 255 - 127) / 128). One difference stays: PyTorch's
+scaled as the Keras model scales them ((x * 255 - 127) / 128). The model and batches are in
+PyTorch's channels_last memory format, as timm's train.py --channels-last sets them: a training
+step took 0.30 s instead of 0.50 s on these 2 cores (96 px, batch 32). One difference stays: PyTorch's
 SGD applies the learning rate to the momentum buffer's output, Keras' to each gradient as it
 enters it; they agree while the rate is constant and differ briefly after each change.
 torch uses as many threads as the cores this process may use. Results: the same JSON keys as the
@@ -55,12 +57,13 @@ def lite0():
     for module in model.modules():
         if isinstance(module, torch.nn.BatchNorm2d):
             module.momentum = BN_MOMENTUM
-    return model
+    return model.to(memory_format=torch.channels_last)
 
 
 def to_torch(images):
-    """NHWC float in [0, 1] (the pipelines') -> NCHW as the Keras model scales it."""
-    return torch.from_numpy((images * 255.0 - 127.0) / 128.0).permute(0, 3, 1, 2).contiguous()
+    """NHWC float in [0, 1] (the pipelines') -> NCHW (channels_last in memory) as the Keras model scales it."""
+    nchw = torch.from_numpy((images * 255.0 - 127.0) / 128.0).permute(0, 3, 1, 2)
+    return nchw.contiguous(memory_format=torch.channels_last)
 
 
 def evaluate(model, rule, images, labels):
