@@ -7,7 +7,7 @@ Every variant runs in one process, alternating repeat by repeat; it prints each
 variant's median seconds and its ratio to "previous" (read ratios: the machine
 may be shared).
 
-- layer: `ChannelsLastGroupNormalization` alone, on the (batch, size/4, size/4,
+- layer: `ImageGroupNormalization` alone, on the (batch, size/4, size/4,
   256) activation of BiT's first stage, against "previous" (the TensorFlow
   formulation, GEMVs with a ones vector, which every backend ran before the
   per-backend kernels) and `keras.layers.GroupNormalization`.
@@ -29,11 +29,11 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from keras import ops  # noqa: E402
 
-from keras_bigtransfer.layers import ChannelsLastGroupNormalization, WSConv2D  # noqa: E402
+from keras_bigtransfer.layers import ImageGroupNormalization, WSConv2D  # noqa: E402
 from keras_bigtransfer.models.bit import model as bit  # noqa: E402
 
 
-class PreviousGroupNormalization(ChannelsLastGroupNormalization):
+class PreviousGroupNormalization(ImageGroupNormalization):
     """The layer before the per-backend kernels: the GEMV formulation everywhere."""
 
     def call(self, inputs):
@@ -45,7 +45,7 @@ class KerasGroupNormalization(keras.layers.GroupNormalization):
         super().__init__(groups=groups, axis=axis, **kwargs)
 
 
-class CastOnly(ChannelsLastGroupNormalization):
+class CastOnly(ImageGroupNormalization):
     """GroupNorm removed (the ablation): only the cast to the compute dtype."""
 
     def call(self, inputs):
@@ -59,14 +59,14 @@ class PlainConv(WSConv2D):
         return keras.layers.Conv2D.convolution_op(self, inputs, kernel)
 
 
-def build(group_norm=ChannelsLastGroupNormalization, conv=WSConv2D):
-    saved = bit.ChannelsLastGroupNormalization, bit.WSConv2D
-    bit.ChannelsLastGroupNormalization, bit.WSConv2D = group_norm, conv
+def build(group_norm=ImageGroupNormalization, conv=WSConv2D):
+    saved = bit.ImageGroupNormalization, bit.WSConv2D
+    bit.ImageGroupNormalization, bit.WSConv2D = group_norm, conv
     try:
         keras.utils.set_random_seed(0)
         return bit.ResNetV2(50, 1, num_classes=1000)
     finally:
-        bit.ChannelsLastGroupNormalization, bit.WSConv2D = saved
+        bit.ImageGroupNormalization, bit.WSConv2D = saved
 
 
 def runner(model):
@@ -86,7 +86,7 @@ def subjects(what, args):
         shape = (args.batch, args.size // 4, args.size // 4, 256)
         x = ops.convert_to_tensor(np.random.default_rng(0).standard_normal(shape, dtype=np.float32))
         out = {}
-        for name, cls in [("current", ChannelsLastGroupNormalization),
+        for name, cls in [("current", ImageGroupNormalization),
                           ("previous", PreviousGroupNormalization), ("keras", KerasGroupNormalization)]:
             inp = keras.Input(shape[1:])
             out[name] = runner(keras.Model(inp, cls(32, epsilon=1e-5)(inp))), x

@@ -3,7 +3,7 @@
 
 from keras_bigtransfer.layers.activations import GELU
 from keras_bigtransfer.layers.depthwise_conv import ShiftAddDepthwiseConv2D
-from keras_bigtransfer.layers.group_norm import ChannelsLastGroupNormalization
+from keras_bigtransfer.layers.group_norm import ChannelsLastGroupNormalization, ImageGroupNormalization
 from keras_bigtransfer.layers.image_input import ImageInput
 from keras_bigtransfer.layers.patch_embedding import PatchEmbedding
 from keras_bigtransfer.layers.position_embedding import PositionEmbedding, resize_grid
@@ -13,7 +13,7 @@ from keras_bigtransfer.layers.tokens import LearnedTokens, TokenPooling
 from keras_bigtransfer.layers.ws_conv import WSConv2D
 
 __all__ = [
-    "ChannelsLastGroupNormalization",
+    "ImageGroupNormalization",
     "GELU",
     "HyperRuleSchedule",
     "ImageInput",

@@ -5,8 +5,9 @@ from keras import ops
 
 
 @keras.saving.register_keras_serializable(package="keras_bigtransfer")
-class ChannelsLastGroupNormalization(keras.layers.GroupNormalization):
-    """`keras.layers.GroupNormalization` (same weights, config and results) for NHWC input.
+class ImageGroupNormalization(keras.layers.GroupNormalization):
+    """`keras.layers.GroupNormalization` (same weights, config and results) for image batches,
+    NHWC or NCHW.
 
     Input: (batch, height, width, channels), or (batch, channels, height, width)
     with axis=1 (a model built channels_first), channels divisible by `groups`;
@@ -37,7 +38,7 @@ class ChannelsLastGroupNormalization(keras.layers.GroupNormalization):
     def __init__(self, groups=32, axis=-1, **kwargs):
         # axis=1: NCHW (models built under keras.config.image_data_format() == "channels_first").
         if axis not in (-1, 3, 1):
-            raise ValueError(f"ChannelsLastGroupNormalization needs axis=-1 (channels last) or 1 "
+            raise ValueError(f"ImageGroupNormalization needs axis=-1 (channels last) or 1 "
                              f"(channels first); got {axis}.")
         super().__init__(groups=groups, axis=1 if axis == 1 else -1, **kwargs)
 
@@ -134,3 +135,9 @@ class ChannelsLastGroupNormalization(keras.layers.GroupNormalization):
         bias = ops.cast(self.beta, "float32") if self.center else None
         y = F.group_norm(centred, self.groups, weight, bias, self.epsilon)
         return y if channels_first else y.permute(0, 2, 3, 1)
+
+
+@keras.saving.register_keras_serializable(package="keras_bigtransfer")
+class ChannelsLastGroupNormalization(ImageGroupNormalization):
+    """`ImageGroupNormalization` under its name before session 13 (it took NCHW input too, so the
+    name was wrong): `.keras` files saved with that name still load, and old imports still work."""

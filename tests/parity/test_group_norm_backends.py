@@ -1,4 +1,4 @@
-"""ChannelsLastGroupNormalization's per-backend kernels against a float64 reference and Keras.
+"""ImageGroupNormalization's per-backend kernels against a float64 reference and Keras.
 
 The layer dispatches on the backend (GEMVs on TensorFlow, fused reductions on JAX, ATen's
 group_norm on PyTorch), so every test here is marked `backends`: `make test-backends` runs
@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_bigtransfer.layers import ChannelsLastGroupNormalization
+from keras_bigtransfer.layers import ImageGroupNormalization
 from tests.autodiff import layer_gradients
 
 pytestmark = pytest.mark.backends
@@ -40,7 +40,7 @@ def reference(x, gamma, beta, groups):
 
 def layers_with(gamma, beta, groups, shape):
     built = []
-    for cls in (ChannelsLastGroupNormalization, keras.layers.GroupNormalization):
+    for cls in (ImageGroupNormalization, keras.layers.GroupNormalization):
         layer = cls(groups, epsilon=EPSILON)
         layer.build(shape)
         layer.gamma.assign(gamma)

@@ -56,11 +56,11 @@ def test_serialization_round_trip():
 
 
 @pytest.mark.parametrize("shape,groups", [((2, 7, 5, 64), 32), ((1, 3, 3, 8), 4)])
-def test_channels_last_group_norm_equals_keras_group_norm(shape, groups, rng):
-    from keras_bigtransfer.layers import ChannelsLastGroupNormalization
+def test_image_group_norm_equals_keras_group_norm(shape, groups, rng):
+    from keras_bigtransfer.layers import ImageGroupNormalization
 
     x = (3 + 2 * rng.standard_normal(shape)).astype("float32")
-    ours = ChannelsLastGroupNormalization(groups, epsilon=1e-5)
+    ours = ImageGroupNormalization(groups, epsilon=1e-5)
     theirs = keras.layers.GroupNormalization(groups, epsilon=1e-5)
     ours(x), theirs(x)
     gamma, beta = rng.standard_normal(shape[-1:]), rng.standard_normal(shape[-1:])
@@ -69,7 +69,7 @@ def test_channels_last_group_norm_equals_keras_group_norm(shape, groups, rng):
         layer.beta.assign(beta.astype("float32"))
     np.testing.assert_allclose(np.asarray(ours(x)), np.asarray(theirs(x)), atol=2e-5)
     assert isinstance(ours, keras.layers.GroupNormalization)
-    clone = ChannelsLastGroupNormalization.from_config(ours.get_config())
+    clone = ImageGroupNormalization.from_config(ours.get_config())
     assert clone.get_config() == ours.get_config()
 
 
@@ -94,17 +94,17 @@ def test_gelu_equals_keras_gelu_in_value_and_gradient(approximate):
 
 @pytest.mark.parametrize("policy", ["float32", "mixed_float16"])
 @pytest.mark.parametrize("ratio", [0, 1, 10, 100, 1000])
-def test_channels_last_group_norm_is_accurate_when_the_mean_dwarfs_the_spread(policy, ratio, rng):
+def test_image_group_norm_is_accurate_when_the_mean_dwarfs_the_spread(policy, ratio, rng):
     # E[x^2] - E[x]^2 cancels when mean/std is large (keras-team/keras#22586): at 100 it was
     # 2e-2 off in float32 and 0.1 under mixed_float16. Reference: float64 on the same input.
-    from keras_bigtransfer.layers import ChannelsLastGroupNormalization
+    from keras_bigtransfer.layers import ImageGroupNormalization
 
     keras.mixed_precision.set_global_policy(policy)
     try:
         dtype = "float16" if policy == "mixed_float16" else "float32"
         x = (ratio + rng.standard_normal((2, 14, 14, 64))).astype(dtype)
         gamma, beta = rng.uniform(0.5, 1.5, 64), rng.standard_normal(64)
-        layer = ChannelsLastGroupNormalization(32, epsilon=1e-5)
+        layer = ImageGroupNormalization(32, epsilon=1e-5)
         layer.build(x.shape)
         layer.gamma.assign(gamma.astype("float32"))
         layer.beta.assign(beta.astype("float32"))
@@ -122,13 +122,13 @@ def test_channels_last_group_norm_is_accurate_when_the_mean_dwarfs_the_spread(po
 
 
 @pytest.mark.parametrize("ratio", [0, 1000])
-def test_channels_last_group_norm_channels_first_axis(ratio, rng):
+def test_image_group_norm_channels_first_axis(ratio, rng):
     """axis=1 (models built channels_first): Keras' GroupNormalization(axis=1) on NCHW, with the
     same centred-variance accuracy when the mean dwarfs the spread; the axis survives get_config."""
-    from keras_bigtransfer.layers import ChannelsLastGroupNormalization
+    from keras_bigtransfer.layers import ImageGroupNormalization
 
     x = (ratio + rng.standard_normal((2, 64, 7, 5))).astype("float32")
-    ours = ChannelsLastGroupNormalization(32, axis=1, epsilon=1e-5)
+    ours = ImageGroupNormalization(32, axis=1, epsilon=1e-5)
     theirs = keras.layers.GroupNormalization(32, axis=1, epsilon=1e-5)
     ours(x), theirs(x)
     gamma, beta = rng.uniform(0.5, 1.5, 64).astype("float32"), rng.standard_normal(64).astype("float32")
@@ -141,7 +141,22 @@ def test_channels_last_group_norm_channels_first_axis(ratio, rng):
     assert float(np.abs(np.asarray(ours(x)) - expected).max()) <= 2e-5 * max(1, ratio) ** 0.5
     if ratio == 0:  # Keras' E[x^2] - E[x]^2 cancels at large ratios (keras-team/keras#22586)
         np.testing.assert_allclose(np.asarray(ours(x)), np.asarray(theirs(x)), atol=2e-5)
-    clone = ChannelsLastGroupNormalization.from_config(ours.get_config())
+    clone = ImageGroupNormalization.from_config(ours.get_config())
     assert clone.axis == 1 and clone.get_config() == ours.get_config()
     with pytest.raises(ValueError, match="axis=-1 .* or 1"):
-        ChannelsLastGroupNormalization(32, axis=2)
+        ImageGroupNormalization(32, axis=2)
+
+
+def test_the_old_group_norm_name_still_loads(tmp_path, rng):
+    """`.keras` files saved before the rename name the layer `ChannelsLastGroupNormalization`."""
+    from keras_bigtransfer.layers import ChannelsLastGroupNormalization, ImageGroupNormalization
+
+    x = rng.standard_normal((2, 5, 5, 8)).astype("float32")
+    inputs = keras.Input((5, 5, 8))
+    model = keras.Model(inputs, ChannelsLastGroupNormalization(4, epsilon=1e-5, gamma_initializer="random_normal")(inputs))
+    path = str(tmp_path / "old.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    layer = loaded.layers[-1]
+    assert isinstance(layer, ImageGroupNormalization) and type(layer).__name__ == "ChannelsLastGroupNormalization"
+    np.testing.assert_array_equal(np.asarray(loaded(x)), np.asarray(model(x)))

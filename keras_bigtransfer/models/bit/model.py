@@ -10,7 +10,7 @@ key of its weights in the published checkpoints with "/" replaced by "_"
 
 import keras
 
-from keras_bigtransfer.layers import ChannelsLastGroupNormalization, StochasticDepth, WSConv2D
+from keras_bigtransfer.layers import ImageGroupNormalization, StochasticDepth, WSConv2D
 from keras_bigtransfer.models import base
 from keras_bigtransfer.models.bit.config import DEPTHS
 
@@ -20,7 +20,7 @@ GN_EPSILON = 1e-5
 
 def _group_norm(name):
     # Convs, padding and pooling follow keras.config.image_data_format(); the norm's axis too.
-    return ChannelsLastGroupNormalization(GROUPS, axis=base.channel_axis(), epsilon=GN_EPSILON, name=name)
+    return ImageGroupNormalization(GROUPS, axis=base.channel_axis(), epsilon=GN_EPSILON, name=name)
 
 
 def _group_norm_relu(x, name):

@@ -24,7 +24,7 @@ import math
 import keras
 
 from keras_bigtransfer.layers import (
-    ChannelsLastGroupNormalization,
+    ImageGroupNormalization,
     GELU,
     LearnedTokens,
     PatchEmbedding,
@@ -51,7 +51,7 @@ def _std_conv(x, filters, kernel_size, name, strides=1):
 
 
 def _group_norm(x, name):
-    return ChannelsLastGroupNormalization(32, axis=base.channel_axis(), epsilon=HYBRID_GN_EPSILON, name=name)(x)
+    return ImageGroupNormalization(32, axis=base.channel_axis(), epsilon=HYBRID_GN_EPSILON, name=name)(x)
 
 
 def hybrid_residual_unit(x, filters, stride, name):
