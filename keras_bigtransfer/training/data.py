@@ -410,15 +410,19 @@ def train_pipeline(source, rule, num_classes, seed=0, data_format="channels_last
     ds = ds.batch(rule.batch_size, drop_remainder=True)
     if rule.mixup_alpha > 0:
         ds = _mixup(ds, rule.mixup_alpha, seed)
-    return _to_layout(ds, data_format).prefetch(AUTOTUNE)
+    return to_layout(ds, data_format).prefetch(AUTOTUNE)
 
 
-def _to_layout(ds, data_format):
-    """Batches of NHWC images as the model takes them: NCHW for a channels_first model."""
+def to_layout(ds, data_format, images=(0,)):
+    """Batches of NHWC images as the model takes them: NCHW for a channels_first model.
+    `images`: the places in each element that hold image batches (the rest pass through)."""
     if standardize_data_format(data_format) == "channels_last":
         return ds
-    return ds.map(_graph(lambda images, labels: (tf.transpose(images, (0, 3, 1, 2)), labels)),
-                  num_parallel_calls=AUTOTUNE, deterministic=True)
+
+    def transpose(*element):
+        return tuple(tf.transpose(t, (0, 3, 1, 2)) if i in images else t for i, t in enumerate(element))
+
+    return ds.map(_graph(transpose), num_parallel_calls=AUTOTUNE, deterministic=True)
 
 
 def _seed_pairs(seed):
@@ -454,4 +458,4 @@ def eval_pipeline(source, rule, num_classes, batch_size, data_format="channels_l
         return tf.image.resize(image, (crop, crop)), targets(label, num_classes, what)
 
     ds = source.dataset.map(prepare, num_parallel_calls=AUTOTUNE).batch(batch_size)
-    return _to_layout(ds, data_format).prefetch(AUTOTUNE)
+    return to_layout(ds, data_format).prefetch(AUTOTUNE)

@@ -33,11 +33,12 @@ class Prepared:
     checkpoint_dir: Optional[str]
     strategy: Any
     scope: Any
+    data_format: str
 
 
 def prepare(trainer, config, teacher, student, labeled_data, unlabeled_data, *, strategy, checkpoint_dir,
             overwrite, owned):
-    """The preamble of both recipes, in this order: the models' shared class count, `checkpoint_dir`
+    """The preamble of both recipes, in this order: the models' shared class count and layout, `checkpoint_dir`
     made and proved writable (before any expensive work), the labeled source and the unlabeled
     images read, fit_bit's rule for the labeled set (`config.batch_size`, `.resolution`, `.steps`;
     a crop the models' ViT patches divide; no MixUp) and the run record (`config` whole, the two
@@ -45,11 +46,13 @@ def prepare(trainer, config, teacher, student, labeled_data, unlabeled_data, *, 
     names there that belong to the run. Returns a `Prepared`.
 
     Raises:
-        ValueError: the models' classes disagree, or `checkpoint_dir` holds another run.
+        ValueError: the models' classes or image layouts (`data_format`) disagree, or
+            `checkpoint_dir` holds another run.
         WeightsError: `checkpoint_dir` holds a run of other models.
         OSError: `checkpoint_dir` cannot be written.
     """
     num_classes = shared_classes(teacher, student)
+    data_format = shared_data_format(teacher, student)
     if checkpoint_dir is not None:
         checkpoint_dir = checkpoint_lib.writable_dir(checkpoint_dir)
     labeled = data_lib.load_source(labeled_data, what="labeled_data")
@@ -65,7 +68,7 @@ def prepare(trainer, config, teacher, student, labeled_data, unlabeled_data, *, 
                                  settings, overwrite=overwrite, owned=owned(checkpoint_dir))
         run.begin()
     scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
-    return Prepared(num_classes, labeled, images, rule, run, checkpoint_dir, strategy, scope)
+    return Prepared(num_classes, labeled, images, rule, run, checkpoint_dir, strategy, scope, data_format)
 
 
 def unlabeled_images(unlabeled_data):
@@ -90,6 +93,22 @@ def shared_classes(teacher, student):
             f"teacher has {classifier_head(teacher).units} classes, student {num_classes}; they must agree."
         )
     return num_classes
+
+
+def layout_of(model):
+    """The image layout `model` takes: "channels_first" for a model built so, else "channels_last"."""
+    return getattr(model, "data_format", "channels_last")
+
+
+def shared_data_format(teacher, student):
+    """The image layout both models take; a ValueError naming both when they differ (the
+    pipelines feed the two the same batches)."""
+    if layout_of(teacher) != layout_of(student):
+        raise ValueError(
+            f"teacher takes {layout_of(teacher)} images, student {layout_of(student)}; build both under "
+            "the same keras.config.image_data_format()."
+        )
+    return layout_of(student)
 
 
 def train_rule(labeled, batch_size, resolution, steps):
@@ -152,7 +171,7 @@ def evaluate(model, validation_data, rule, num_classes, batch_size=256):
     """Top-1 accuracy of `model` on `validation_data` through fit_bit's evaluation pipeline."""
     source = data_lib.load_source(validation_data, what="validation_data")
     correct = total = 0
-    for x, y in data_lib.eval_pipeline(source, rule, num_classes, batch_size):
+    for x, y in data_lib.eval_pipeline(source, rule, num_classes, batch_size, layout_of(model)):
         correct += int(np.sum(np.argmax(keras.ops.convert_to_numpy(model(x, training=False)), 1) == np.argmax(y, 1)))
         total += int(y.shape[0])
     return correct / total

@@ -167,7 +167,9 @@ def fit_meta_pseudo_labels(teacher, student, labeled_data, unlabeled_data, *, co
                 loss=keras.losses.CategoricalCrossentropy(from_logits=True,
                                                           label_smoothing=float(config.label_smoothing)),
             )
-            fit_steps(student, data_lib.train_pipeline(setup.labeled, rule, num_classes, seed=config.seed + 11),
+            finetune = data_lib.train_pipeline(setup.labeled, rule, num_classes, seed=config.seed + 11,
+                                               data_format=setup.data_format)
+            fit_steps(student, finetune,
                       config.finetune_steps, folder=setup.run.subdir("finetune") if setup.run is not None else None,
                       verbose=verbose, trainer="meta_pseudo_labels (fine-tuning)")
     if validation_data is not None:
@@ -183,11 +185,12 @@ def _meta_pseudo_labels(config, setup, teacher, student, verbose):
     seed, strategy, checkpoint_dir = config.seed, setup.strategy, setup.checkpoint_dir
     unlabeled = data_lib.load_source((images, np.zeros(len(images), "int64")), what="unlabeled_data")
     augment = randaugment_layer(config.randaugment, seed) if config.randaugment else (lambda x: x)
-    lab = data_lib.train_pipeline(setup.labeled, rule, num_classes, seed=seed)
+    lab = data_lib.train_pipeline(setup.labeled, rule, num_classes, seed=seed, data_format=setup.data_format)
     unl = data_lib.train_pipeline(
         unlabeled, dataclasses.replace(rule, batch_size=config.batch_size * config.unlabeled_ratio), num_classes,
         seed=seed + 7,
     ).map(lambda x, _: (x, augment(x)))  # sequential: see randaugment_layer
+    unl = data_lib.to_layout(unl, setup.data_format, images=(0, 1))  # RandAugment takes NHWC
     batches = tf.data.Dataset.zip(lab, unl).prefetch(data_lib.AUTOTUNE)
 
     with setup.scope:

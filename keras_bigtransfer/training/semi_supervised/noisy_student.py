@@ -31,6 +31,7 @@ from keras_bigtransfer.training.hyperrule import check_int, check_positive
 from keras_bigtransfer.training.semi_supervised.common import (
     evaluate,
     fit_steps,
+    layout_of,
     prepare,
     randaugment_layer,
     warmup_cosine,
@@ -41,10 +42,10 @@ log = logging.getLogger(__name__)
 
 
 def pseudo_label(teacher, images, rule, num_classes, batch_size=256):
-    """The teacher's class probabilities for `images`, without noise (inference mode,
-    images resized to the crop size as at evaluation)."""
+    """The teacher's class probabilities for `images` (NHWC), without noise (inference mode,
+    images resized to the crop size as at evaluation, in the teacher's layout)."""
     source = data_lib.load_source((images, np.zeros(len(images), "int64")), what="unlabeled_data")
-    batches = data_lib.eval_pipeline(source, rule, num_classes, batch_size).map(lambda x, y: x)
+    batches = data_lib.eval_pipeline(source, rule, num_classes, batch_size, layout_of(teacher)).map(lambda x, y: x)
     # convert_to_numpy, not np.asarray: a PyTorch output that requires grad has no __array__
     logits = np.concatenate([keras.ops.convert_to_numpy(teacher(x, training=False)) for x in batches])
     return tf.nn.softmax(logits.astype("float32")).numpy()
@@ -120,9 +121,10 @@ def model_noise(model, dropout_rate, stochastic_depth):
 
 
 def student_dataset(labeled, unlabeled_images_, targets, rule, num_classes, *, unlabeled_ratio,
-                    label_smoothing, randaugment, seed):
+                    label_smoothing, randaugment, seed, data_format="channels_last"):
     """Batches of labeled (smoothed one-hot) plus `unlabeled_ratio` times as many
-    pseudo-labeled images, all through fit_bit's pipeline, then RandAugment."""
+    pseudo-labeled images, all through fit_bit's pipeline, then RandAugment (on NHWC), then
+    in `data_format`'s layout."""
     labeled_rule = dataclasses.replace(rule, mixup_alpha=0.0)
     unlabeled_rule = dataclasses.replace(rule, mixup_alpha=0.0, batch_size=rule.batch_size * unlabeled_ratio)
     base = data_lib.load_source((unlabeled_images_, np.zeros(len(unlabeled_images_), "int64")),
@@ -143,7 +145,7 @@ def student_dataset(labeled, unlabeled_images_, targets, rule, num_classes, *, u
     if randaugment:
         augment = randaugment_layer(randaugment, seed)
         ds = ds.map(lambda x, y: (augment(x), y))  # sequential: see randaugment_layer
-    return ds.prefetch(data_lib.AUTOTUNE)
+    return data_lib.to_layout(ds, data_format).prefetch(data_lib.AUTOTUNE)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -269,7 +271,7 @@ def _iteration(config, setup, iteration, teacher, student, verbose):
                               soft_labels=config.soft_labels, seed=seed)
     ds = student_dataset(setup.labeled, setup.images[indices], targets, rule, num_classes,
                          unlabeled_ratio=config.unlabeled_ratio, label_smoothing=config.label_smoothing,
-                         randaugment=config.randaugment, seed=seed)
+                         randaugment=config.randaugment, seed=seed, data_format=setup.data_format)
     with setup.scope:
         zero_head(student)
         with model_noise(student, config.dropout_rate, config.stochastic_depth) as noisy:
