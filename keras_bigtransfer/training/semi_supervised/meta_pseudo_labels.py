@@ -147,7 +147,7 @@ def fit_meta_pseudo_labels(teacher, student, labeled_data, unlabeled_data, *, co
     Raises:
         TypeError: `config` is not a `MetaPseudoLabelsConfig`, a setting is not one of its
             fields, or `steps` is missing.
-        ValueError: a setting out of range, models of different classes, or a `checkpoint_dir`
+        ValueError: a setting out of range, models of different classes or layouts, or a `checkpoint_dir`
             holding another run.
         TrainingDivergedError: a loss became NaN or infinite; it names the step and the rate.
     """

@@ -232,7 +232,7 @@ def fit_noisy_student(teacher, student, labeled_data, unlabeled_data, *, config=
 
     Raises:
         TypeError: `config` is not a `NoisyStudentConfig`, or a setting is not one of its fields.
-        ValueError: a setting out of range, models of different classes, or a `checkpoint_dir`
+        ValueError: a setting out of range, models of different classes or layouts, or a `checkpoint_dir`
             holding another run.
         TrainingDivergedError: a loss became NaN or infinite; it names the step and the rate.
     """
