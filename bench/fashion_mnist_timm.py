@@ -123,6 +123,7 @@ def fine_tune(train, validation, args, *, examples_per_class=None, checkpoint_di
 
     if hasattr(os, "sched_getaffinity"):
         torch.set_num_threads(len(os.sched_getaffinity(0)))
+    common.seed_everything(args.seed)  # the example's seeds: the same batches (see there)
     torch.manual_seed(args.seed)
     images, labels = train
     num_examples = examples_per_class * common.NUM_CLASSES if examples_per_class else len(images)

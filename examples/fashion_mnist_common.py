@@ -95,6 +95,16 @@ def eval_points(total_steps):
     return [total_steps // epochs * (i + 1) for i in range(epochs)]
 
 
+def seed_everything(seed):
+    """Python's, NumPy's and TensorFlow's global seeds (`keras.utils.set_random_seed`). fit_bit's
+    tf.data pipeline reads TensorFlow's global seed beside its own `seed` (each op's seed pairs
+    with it), so both frameworks' scripts call this before building their pipelines: the same
+    seed, the same batches."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+
+
 def train_batches(images, labels, rule_, seed, examples_per_class=None):
     """fit_bit's own training pipeline (tf.data): batches of (float32 NHWC in [0, 1], soft labels)."""
     from keras_bigtransfer.training import data

