@@ -166,7 +166,9 @@ class FitBitConfig:
         total_steps: override the recipe's length; the warmup (and BiT's decay boundaries)
             scale in proportion.
         examples_per_class: few-shot: k examples per class, drawn with a fixed seed.
-        seed: seeds shuffling, augmentation, MixUp and the few-shot draw.
+        seed: seeds shuffling, augmentation, MixUp and the few-shot draw, together with
+            TensorFlow's global seed (`keras.utils.set_random_seed`), which tf.data pairs
+            with every op seed: the same batches need the same of both.
         resolution: train at this crop size instead of the recipe's (bit 128 / 480, vit 384),
             images resized to the recipe's ratio of it first (bit 1.25x as 160 -> 128, vit
             448/384); evaluation uses it too.
