@@ -13,9 +13,9 @@ from keras_bigtransfer.layers.tokens import LearnedTokens, TokenPooling
 from keras_bigtransfer.layers.ws_conv import WSConv2D
 
 __all__ = [
-    "ImageGroupNormalization",
     "GELU",
     "HyperRuleSchedule",
+    "ImageGroupNormalization",
     "ImageInput",
     "LearnedTokens",
     "PatchEmbedding",

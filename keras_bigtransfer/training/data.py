@@ -413,6 +413,12 @@ def train_pipeline(source, rule, num_classes, seed=0, data_format="channels_last
     return to_layout(ds, data_format).prefetch(AUTOTUNE)
 
 
+def layout_of(model):
+    """The image layout `model` takes: its `data_format` ("channels_first" for a model built so),
+    "channels_last" for a model without one."""
+    return getattr(model, "data_format", "channels_last")
+
+
 def to_layout(ds, data_format, images=(0,)):
     """Batches of NHWC images as the model takes them: NCHW for a channels_first model.
     `images`: the places in each element that hold image batches (the rest pass through)."""

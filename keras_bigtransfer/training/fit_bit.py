@@ -281,7 +281,7 @@ def fit_bit(model, train_data, validation_data=None, *, config=None, strategy=No
 
     rule = config.rule(num_examples, image_size, model)
     # A model built channels_first takes NCHW batches (the pipeline transposes them).
-    data_format = getattr(model, "data_format", "channels_last")
+    data_format = data_lib.layout_of(model)
     train = data_lib.train_pipeline(source, rule, num_classes, seed=config.seed, data_format=data_format)
     validation = None
     if validation_data is not None:

@@ -95,20 +95,16 @@ def shared_classes(teacher, student):
     return num_classes
 
 
-def layout_of(model):
-    """The image layout `model` takes: "channels_first" for a model built so, else "channels_last"."""
-    return getattr(model, "data_format", "channels_last")
-
-
 def shared_data_format(teacher, student):
     """The image layout both models take; a ValueError naming both when they differ (the
     pipelines feed the two the same batches)."""
-    if layout_of(teacher) != layout_of(student):
+    teacher_layout, student_layout = data_lib.layout_of(teacher), data_lib.layout_of(student)
+    if teacher_layout != student_layout:
         raise ValueError(
-            f"teacher takes {layout_of(teacher)} images, student {layout_of(student)}; build both under "
+            f"teacher takes {teacher_layout} images, student {student_layout}; build both under "
             "the same keras.config.image_data_format()."
         )
-    return layout_of(student)
+    return student_layout
 
 
 def train_rule(labeled, batch_size, resolution, steps):
@@ -171,7 +167,7 @@ def evaluate(model, validation_data, rule, num_classes, batch_size=256):
     """Top-1 accuracy of `model` on `validation_data` through fit_bit's evaluation pipeline."""
     source = data_lib.load_source(validation_data, what="validation_data")
     correct = total = 0
-    for x, y in data_lib.eval_pipeline(source, rule, num_classes, batch_size, layout_of(model)):
+    for x, y in data_lib.eval_pipeline(source, rule, num_classes, batch_size, data_lib.layout_of(model)):
         correct += int(np.sum(np.argmax(keras.ops.convert_to_numpy(model(x, training=False)), 1) == np.argmax(y, 1)))
         total += int(y.shape[0])
     return correct / total

@@ -31,7 +31,6 @@ from keras_bigtransfer.training.hyperrule import check_int, check_positive
 from keras_bigtransfer.training.semi_supervised.common import (
     evaluate,
     fit_steps,
-    layout_of,
     prepare,
     randaugment_layer,
     warmup_cosine,
@@ -45,7 +44,8 @@ def pseudo_label(teacher, images, rule, num_classes, batch_size=256):
     """The teacher's class probabilities for `images` (NHWC), without noise (inference mode,
     images resized to the crop size as at evaluation, in the teacher's layout)."""
     source = data_lib.load_source((images, np.zeros(len(images), "int64")), what="unlabeled_data")
-    batches = data_lib.eval_pipeline(source, rule, num_classes, batch_size, layout_of(teacher)).map(lambda x, y: x)
+    layout = data_lib.layout_of(teacher)
+    batches = data_lib.eval_pipeline(source, rule, num_classes, batch_size, layout).map(lambda x, y: x)
     # convert_to_numpy, not np.asarray: a PyTorch output that requires grad has no __array__
     logits = np.concatenate([keras.ops.convert_to_numpy(teacher(x, training=False)) for x in batches])
     return tf.nn.softmax(logits.astype("float32")).numpy()
