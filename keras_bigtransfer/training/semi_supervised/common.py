@@ -126,8 +126,9 @@ def randaugment_layer(randaugment, seed):
     """Keras' RandAugment from (num_ops, magnitude), magnitude on the released code's
     level scale (10 = its "max" ranges; Keras cannot go beyond, so higher is clipped).
 
-    Map it over a dataset sequentially: the layer draws from a stateful seed generator,
-    and parallel calls take the draws in a different order on every run."""
+    Map it over a dataset sequentially, and iterate that dataset once: the layer draws from a
+    stateful seed generator, so parallel calls take the draws in a different order on every
+    run, and every iterator advances it (`fit_steps` keeps Keras from opening a throwaway one)."""
     num_ops, magnitude = randaugment
     return keras.layers.RandAugment(
         value_range=(0, 1), num_ops=int(num_ops), factor=min(float(magnitude) / 10.0, 1.0), seed=seed
@@ -157,10 +158,26 @@ def fit_steps(model, dataset, steps, *, folder=None, callbacks=(), on_resume=Non
         callbacks.append(checkpoint_lib.EpochBackup(folder, steps_per_epoch, on_backup=on_backup))
     if on_resume is not None:
         on_resume(start_step // steps_per_epoch)
+    build_compiled_loss(model, dataset)
     model.fit(dataset.skip(start_step) if start_step else dataset, epochs=epochs,
               initial_epoch=start_step // steps_per_epoch, steps_per_epoch=steps_per_epoch,
               callbacks=callbacks, verbose=verbose, shuffle=False)
     return int(model.optimizer.iterations.numpy())  # .numpy(): a MirroredVariable under a strategy
+
+
+def build_compiled_loss(model, dataset):
+    """Builds `model`'s compiled loss on a zero batch of `dataset`'s shapes, before `fit`.
+
+    Otherwise Keras' `fit` (on JAX and PyTorch) builds it from a first batch of an iterator it
+    then throws away, and that iterator's prefetching runs a timing-dependent number of batches
+    through RandAugment's stateful seed generator: the batches trained on, and a resumed run's,
+    would change from run to run and between image layouts."""
+    if getattr(model, "loss", None) is None:
+        return  # compiled without a loss (or not compiled): nothing for fit to build
+    x_spec, y_spec = dataset.element_spec[:2]
+    x = np.zeros((1, *x_spec.shape[1:]), x_spec.dtype.as_numpy_dtype)
+    y = np.zeros((1, *y_spec.shape[1:]), y_spec.dtype.as_numpy_dtype)
+    model.compute_loss(x=x, y=y, y_pred=np.zeros((1, *model.output_shape[1:]), "float32"))
 
 
 def evaluate(model, validation_data, rule, num_classes, batch_size=256):
