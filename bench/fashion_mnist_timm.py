@@ -25,7 +25,6 @@ example's does; the data pipeline skips the batches already trained on, as fit_b
 import os
 import signal
 import sys
-import time
 
 # torch (and timm) before TensorFlow: torch's triton crashes when loaded after it (bench/run.py).
 import timm  # noqa: E402
@@ -165,27 +164,8 @@ def fine_tune(train, validation, args, *, examples_per_class=None, checkpoint_di
 
 
 def main():
-    parser = common.add_arguments(common.parser(__doc__))
-    parser.add_argument("--verbose", type=int, default=1, choices=(0, 1), help="1: a progress bar.")
-    parser.add_argument("--checkpoint_dir", default=None,
-                        help="back up here after each tenth of the steps; rerun the same command to resume.")
-    parser.add_argument("--kill_at_step", type=int, default=None,
-                        help="testing resumption: SIGKILL this process after the first backup at or past this step.")
-    args = parser.parse_args()
-    common.check_arguments(parser, args)
-
-    (x_train, y_train), (x_test, y_test) = common.load(args.limit)
-    start = time.perf_counter()
-    model, rule, curve = fine_tune((x_train, y_train), (x_test[:args.val_images], y_test[:args.val_images]), args,
-                                   checkpoint_dir=args.checkpoint_dir, kill_at_step=args.kill_at_step,
-                                   verbose=args.verbose)
-    fit_seconds = time.perf_counter() - start
-    accuracy = evaluate(model, rule, x_test, y_test)
-    result = common.report(f"timm {timm.__version__} (PyTorch {torch.__version__})", args, rule,
-                           test_accuracy=accuracy, test_images=len(x_test), train_images=len(x_train),
-                           seconds=curve.elapsed(), seconds_this_session=round(fit_seconds, 1),
-                           curve=curve.accuracy)
-    common.finish(result, args, curve, title=f"timm, tf_efficientnet_lite0, Fashion-MNIST ({len(x_train)} images)")
+    common.main(__doc__, fine_tune, evaluate, framework=f"timm {timm.__version__} (PyTorch {torch.__version__})",
+                title="timm, tf_efficientnet_lite0", verbose_choices=(0, 1), verbose_help="1: a progress bar.")
 
 
 if __name__ == "__main__":

@@ -233,3 +233,29 @@ def finish(result, args, curve=None, title=""):
 
 def parser(description):
     return argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def main(description, fine_tune, evaluate, *, framework, title, verbose_choices, verbose_help):
+    """The command line of examples/fashion_mnist_full.py and its timm twin: parse, fine-tune
+    (resumable), test on every test image, report. `fine_tune` and `evaluate` are the script's;
+    `title` names the model on the plot."""
+    parser_ = add_arguments(parser(description))
+    parser_.add_argument("--checkpoint_dir", default=None,
+                         help="back up here after each tenth of the steps; rerun the same command to resume.")
+    parser_.add_argument("--verbose", type=int, default=1, choices=verbose_choices, help=verbose_help)
+    parser_.add_argument("--kill_at_step", type=int, default=None,
+                         help="testing resumption: SIGKILL this process after the first backup at or past this step.")
+    args = parser_.parse_args()
+    check_arguments(parser_, args)
+
+    (x_train, y_train), (x_test, y_test) = load(args.limit)
+    start = time.perf_counter()
+    model, rule_, curve = fine_tune((x_train, y_train), (x_test[:args.val_images], y_test[:args.val_images]), args,
+                                    checkpoint_dir=args.checkpoint_dir, kill_at_step=args.kill_at_step,
+                                    verbose=args.verbose)
+    fit_seconds = time.perf_counter() - start
+    accuracy = evaluate(model, rule_, x_test, y_test)
+    result = report(framework, args, rule_, test_accuracy=accuracy, test_images=len(x_test),
+                    train_images=len(x_train), seconds=curve.elapsed(),
+                    seconds_this_session=round(fit_seconds, 1), curve=curve.accuracy)
+    finish(result, args, curve, title=f"{title}, Fashion-MNIST ({len(x_train)} images)")

@@ -25,7 +25,6 @@ for 60,000 images (10,000 steps at batch 512, 85 passes) is a GPU budget.
 import os
 import signal
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # fashion_mnist_common, wherever run from
 import fashion_mnist_common as common  # noqa: E402
@@ -83,27 +82,9 @@ def evaluate(model, rule, images, labels):
 
 
 def main():
-    parser = common.add_arguments(common.parser(__doc__))
-    parser.add_argument("--checkpoint_dir", default=None,
-                        help="back up here after each tenth of the steps; rerun the same command to resume.")
-    parser.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2),
-                        help="as keras.Model.fit's: 1 is a progress bar, 2 a line per epoch.")
-    parser.add_argument("--kill_at_step", type=int, default=None,
-                        help="testing resumption: SIGKILL this process after the first backup at or past this step.")
-    args = parser.parse_args()
-    common.check_arguments(parser, args)
-
-    (x_train, y_train), (x_test, y_test) = common.load(args.limit)
-    start = time.perf_counter()
-    model, rule, curve = fine_tune((x_train, y_train), (x_test[:args.val_images], y_test[:args.val_images]), args,
-                                   checkpoint_dir=args.checkpoint_dir, kill_at_step=args.kill_at_step,
-                                   verbose=args.verbose)
-    fit_seconds = time.perf_counter() - start
-    accuracy = evaluate(model, rule, x_test, y_test)
-    result = common.report("keras_bigtransfer fit_bit (TensorFlow)", args, rule, test_accuracy=accuracy,
-                           test_images=len(x_test), train_images=len(x_train), seconds=curve.elapsed(),
-                           seconds_this_session=round(fit_seconds, 1), curve=curve.accuracy)
-    common.finish(result, args, curve, title=f"fit_bit, EfficientNet-Lite0, Fashion-MNIST ({len(x_train)} images)")
+    common.main(__doc__, fine_tune, evaluate, framework="keras_bigtransfer fit_bit (TensorFlow)",
+                title="fit_bit, EfficientNet-Lite0", verbose_choices=(0, 1, 2),
+                verbose_help="as keras.Model.fit's: 1 is a progress bar, 2 a line per epoch.")
 
 
 if __name__ == "__main__":
