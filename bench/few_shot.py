@@ -7,7 +7,8 @@ beside the timm/PyTorch reference of bench/fashion_mnist_timm.py at the same set
 Each seed draws its k images per class from the 60,000 training images (fit_bit's
 `examples_per_class` draw, which the timm run reuses), and seeds the augmentation and MixUp;
 both frameworks see the same batches. Accuracy is on the 10,000 test images. The markdown table
-(mean ± standard deviation over the seeds, one row per framework) is what docs/fine_tuning.md
+(mean ± standard deviation over the seeds, one row per framework, then fit_bit's accuracy minus
+timm's on the same draw, mean ± standard deviation over the seeds) is what docs/fine_tuning.md
 shows. --out is rewritten after every run; the same command run again skips the runs it already
 holds (when its settings match), so a stopped table continues where it stopped.
 
@@ -45,8 +46,12 @@ def run(framework, shots, seed, args, data):
             "wall_seconds": round(curve.elapsed(), 1)}
 
 
+PAIRED = "fit_bit − timm, same draw"
+
+
 def table(runs, shots):
-    """Markdown: one row per framework, mean ± std (over seeds) of the test accuracy per shot count."""
+    """Markdown: one row per framework, mean ± std (over seeds) of the test accuracy per shot count;
+    then the mean ± std of fit_bit's accuracy minus timm's over the seeds both ran."""
     lines = ["| images per class | " + " | ".join(str(k) for k in shots) + " |",
              "|---|" + "---|" * len(shots)]
     for framework in FRAMEWORKS:
@@ -59,6 +64,15 @@ def table(runs, shots):
             spread = f" ± {statistics.stdev(values):.3f}" if len(values) > 1 else ""
             cells.append(f"{statistics.mean(values):.3f}{spread}")
         lines.append(f"| {framework} | " + " | ".join(cells) + " |")
+    cells = []  # per seed, both frameworks trained on the same draw and batches: their difference
+    for k in shots:
+        accuracy = {(r["framework"], r["seed"]): r["test_accuracy"] for r in runs if r["shots"] == k}
+        paired = [accuracy[("fit_bit", s)] - accuracy[("timm", s)] for f, s in accuracy if f == "fit_bit"
+                  and ("timm", s) in accuracy]
+        spread = f" ± {statistics.stdev(paired):.3f}" if len(paired) > 1 else ""
+        mean = f"{statistics.mean(paired):+.3f}".replace("-0.000", "+0.000")
+        cells.append(f"{mean}{spread}" if paired else "–")
+    lines.append(f"| {PAIRED} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

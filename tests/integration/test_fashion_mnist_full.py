@@ -159,11 +159,13 @@ def test_few_shot_quick_writes_both_rows(tmp_path):
     assert code == 0, err[-3000:]
     lines = (tmp_path / "few.md").read_text().splitlines()
     assert lines[0] == "| images per class | 1 |" and [line.split("|")[1].strip() for line in lines[2:]] == [
-        "fit_bit", "timm"]
+        "fit_bit", "timm", "fit_bit − timm, same draw"]
     result = read_json(tmp_path / "few.json")
     assert [(r["framework"], r["shots"], r["seed"]) for r in result["runs"]] == [("fit_bit", 1, 0), ("timm", 1, 0)]
     for run, line in zip(result["runs"], lines[2:]):
         assert 0.0 <= run["test_accuracy"] <= 1.0 and f"{run['test_accuracy']:.3f}" in line
+    difference = f"{result['runs'][0]['test_accuracy'] - result['runs'][1]['test_accuracy']:+.3f}"
+    assert lines[4].split("|")[2].strip() == difference.replace("-0.000", "+0.000")
     assert result["table"] == "\n".join(lines) + "\n"
     # Run again with the same --out: every run is kept from it, none trains again.
     code, again, err = run_script("bench/few_shot.py", "--quick", f"--out={tmp_path / 'few.json'}",
