@@ -69,9 +69,11 @@ def table(runs, shots):
         accuracy = {(r["framework"], r["seed"]): r["test_accuracy"] for r in runs if r["shots"] == k}
         paired = [accuracy[("fit_bit", s)] - accuracy[("timm", s)] for f, s in accuracy if f == "fit_bit"
                   and ("timm", s) in accuracy]
+        if not paired:  # a table still being filled
+            cells.append("–")
+            continue
         spread = f" ± {statistics.stdev(paired):.3f}" if len(paired) > 1 else ""
-        mean = f"{statistics.mean(paired):+.3f}".replace("-0.000", "+0.000")
-        cells.append(f"{mean}{spread}" if paired else "–")
+        cells.append(f"{statistics.mean(paired):+.3f}".replace("-0.000", "+0.000") + spread)
     lines.append(f"| {PAIRED} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
