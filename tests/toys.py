@@ -53,3 +53,30 @@ class Crash(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         if int(self.model.optimizer.iterations) == self.at:
             raise KeyboardInterrupt("simulated kill")
+
+
+def first_batch_losses(strategy=None):
+    """The semi-supervised recipes' `fit_steps` for 2 steps (2 one-step epochs) on a pipeline whose
+    k-th batch pulled holds the value k (a stateful counter, like RandAugment's draws), with a
+    model that never changes (learning rate 0, output 0): the two losses are k**2 of the batches
+    trained on, [1.0, 4.0] when training starts at the pipeline's first batch."""
+    import contextlib
+
+    import tensorflow as tf
+
+    from keras_bigtransfer.training.semi_supervised.common import fit_steps
+
+    counter = tf.Variable(0.0)
+    counted = tf.data.Dataset.range(10).map(lambda i: counter.assign_add(1.0))
+    counted = counted.map(lambda k: (tf.fill((4, 2), k), tf.fill((4, 1), k)))
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        probe = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, kernel_initializer="zeros")])
+        probe.compile(keras.optimizers.SGD(0.0), loss="mse")
+    seen = []
+
+    class Losses(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            seen.append(float(logs["loss"]))
+
+    fit_steps(probe, counted, 2, callbacks=[Losses()])
+    return seen

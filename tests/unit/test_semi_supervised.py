@@ -175,7 +175,7 @@ MIRRORED = textwrap.dedent("""
     tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras_bigtransfer as kb
     sys.path.insert(0, {root!r})
-    from tests.toys import tiny_model, colour_data
+    from tests.toys import tiny_model, colour_data, first_batch_losses
     strategy = tf.distribute.MirroredStrategy(["CPU:0", "CPU:1"])
     with strategy.scope():
         teacher, student = tiny_model(seed=0), tiny_model(seed=1)
@@ -187,7 +187,8 @@ MIRRORED = textwrap.dedent("""
     _, ns = kb.fit_noisy_student(teacher, student2, colour_data(32), unlabeled, steps=4, batch_size=8,
                                  unlabeled_ratio=2, resolution=16, confidence_threshold=0.0,
                                  strategy=strategy)
-    print(json.dumps({{"mpl_h": mpl["mean_h"], "ns_loss": ns[0]["loss"][-1]}}))
+    print(json.dumps({{"mpl_h": mpl["mean_h"], "ns_loss": ns[0]["loss"][-1],
+                      "first_batches": first_batch_losses(strategy)}}))
 """)
 
 
@@ -199,6 +200,11 @@ def test_both_recipes_run_under_mirrored_strategy(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert np.isfinite(result["mpl_h"]) and np.isfinite(result["ns_loss"])
+    # A known gap, in common.build_compiled_loss's docstring and docs/noisy_student.md: under a
+    # strategy, Keras 3.15's fit on TensorFlow pulls a batch from a first iterator and throws it
+    # away whatever is built, so RandAugment's stateful draws move. Should Keras stop, this fails:
+    # drop the caveat from both.
+    assert result["first_batches"] != [1.0, 4.0]
 
 
 def test_diverging_recipes_raise_naming_the_step_and_rate(tmp_path):

@@ -168,16 +168,25 @@ def fit_steps(model, dataset, steps, *, folder=None, callbacks=(), on_resume=Non
 def build_compiled_loss(model, dataset):
     """Builds `model`'s compiled loss on a zero batch of `dataset`'s shapes, before `fit`.
 
-    Otherwise Keras' `fit` (on JAX and PyTorch) builds it from a first batch of an iterator it
-    then throws away, and that iterator's prefetching runs a timing-dependent number of batches
+    Otherwise Keras' `fit` on JAX and PyTorch builds it from a first batch of an iterator it then
+    throws away, and that iterator's prefetching runs a timing-dependent number of batches
     through RandAugment's stateful seed generator: the batches trained on, and a resumed run's,
-    would change from run to run and between image layouts."""
-    if getattr(model, "loss", None) is None:
-        return  # compiled without a loss (or not compiled): nothing for fit to build
-    x_spec, y_spec = dataset.element_spec[:2]
-    x = np.zeros((1, *x_spec.shape[1:]), x_spec.dtype.as_numpy_dtype)
-    y = np.zeros((1, *y_spec.shape[1:]), y_spec.dtype.as_numpy_dtype)
-    model.compute_loss(x=x, y=y, y_pred=np.zeros((1, *model.output_shape[1:]), "float32"))
+    would change from run to run and between image layouts.
+
+    For the recipes' models: functional, one output, compiled with a loss and no metrics, on
+    batches of (images, labels) with every dimension but the batch known. Anything else is left
+    to Keras. Under a `tf.distribute` strategy, Keras' `fit` on TensorFlow opens and throws away
+    a first iterator in any case (keras 3.15, `_maybe_symbolic_build`)."""
+    element = dataset.element_spec
+    if getattr(model, "loss", None) is None or not isinstance(element, tuple) or len(element) < 2:
+        return
+    specs = (element[0], element[1])
+    output_shape = getattr(model, "output_shape", None)
+    if not all(isinstance(spec, tf.TensorSpec) and None not in spec.shape[1:] for spec in specs) or \
+            not isinstance(output_shape, tuple) or None in output_shape[1:]:
+        return
+    x, y = (np.zeros((1, *spec.shape[1:]), spec.dtype.as_numpy_dtype) for spec in specs)
+    model.compute_loss(x=x, y=y, y_pred=np.zeros((1, *output_shape[1:]), "float32"))
 
 
 def evaluate(model, validation_data, rule, num_classes, batch_size=256):
