@@ -1,7 +1,8 @@
 """What the Fashion-MNIST fine-tunes share: the data, the settings, the recipe's pipelines, the
 learning curve, the report and the full-dataset scripts' command line (`main`). Imported by
 examples/fashion_mnist_full.py (fit_bit), bench/fashion_mnist_timm.py (the same run through timm)
-and bench/few_shot.py, so the Keras and the PyTorch runs read the same images through the same transforms with the same settings.
+and bench/few_shot.py, so the Keras and the PyTorch runs read the same images through the same
+transforms with the same settings.
 
 The recipe is the BiT-HyperRule as `fit_bit` applies it (keras_bigtransfer/training/hyperrule.py):
 SGD with momentum 0.9 and no weight decay, linear warmup then /10 at three boundaries, the
