@@ -214,3 +214,34 @@ def test_doc_commands_use_flags_the_scripts_take():
                             f"{block.id}: {words[1]} does not take {word}")
                     seen.add(words[1])
     assert seen == set(SCRIPTS)
+
+
+def test_the_documented_results_are_the_measured_ones():
+    """docs/fine_tuning.md's full-dataset rows and few-shot table are the committed results of the
+    commands it names (bench/results_fashion_mnist/), the table's cells recomputed from the runs."""
+    import statistics
+
+    results = os.path.join(ROOT, "bench", "results_fashion_mnist")
+    with open(os.path.join(ROOT, "docs", "fine_tuning.md"), encoding="utf-8") as f:
+        docs = f.read()
+    for name, row in (("fit_bit_full", "| `fit_bit`, EfficientNet-Lite0 (TensorFlow) | **{:.3f}** |"),
+                      ("timm_full", "| timm `tf_efficientnet_lite0` (PyTorch): same weights, batches and schedule | "
+                                    "**{:.3f}** |")):
+        measured = read_json(os.path.join(results, f"{name}.json"))
+        assert measured["steps"] == 15000 and measured["test_images"] == 10000
+        assert row.format(measured["test_accuracy"]) in docs, name
+    few = read_json(os.path.join(results, "few_shot.json"))
+    with open(os.path.join(results, "few_shot.md"), encoding="utf-8") as f:
+        table = f.read()
+    assert few["table"] == table and table in docs
+    accuracy = {(r["framework"], r["shots"], r["seed"]): r["test_accuracy"] for r in few["runs"]}
+    assert sorted(accuracy) == sorted((f, k, s) for f in ("fit_bit", "timm") for k in (1, 5, 10, 25) for s in (0, 1, 2))
+    lines = table.splitlines()
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]] for line in lines[2:]}
+    for k, column in zip(few["shots"], range(4)):
+        for framework in ("fit_bit", "timm"):
+            values = [accuracy[(framework, k, s)] for s in (0, 1, 2)]
+            assert rows[framework][column] == f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+        paired = [accuracy[("fit_bit", k, s)] - accuracy[("timm", k, s)] for s in (0, 1, 2)]
+        mean = f"{statistics.mean(paired):+.3f}".replace("-0.000", "+0.000")
+        assert rows["fit_bit − timm, same draw"][column] == f"{mean} ± {statistics.stdev(paired):.3f}"
