@@ -49,31 +49,28 @@ def run(framework, shots, seed, args, data):
 PAIRED = "fit_bit − timm, same draw"
 
 
+def _cell(values, signed=False):
+    """"mean ± std" of `values` to 3 places ("mean" alone for one value, "–" for none: a table
+    still being filled); `signed`: the mean with its sign, zero as +0.000."""
+    if not values:
+        return "–"
+    mean = f"{statistics.mean(values):+.3f}".replace("-0.000", "+0.000") if signed else \
+        f"{statistics.mean(values):.3f}"
+    return mean + (f" ± {statistics.stdev(values):.3f}" if len(values) > 1 else "")
+
+
 def table(runs, shots):
     """Markdown: one row per framework, mean ± std (over seeds) of the test accuracy per shot count;
     then the mean ± std of fit_bit's accuracy minus timm's over the seeds both ran."""
     lines = ["| images per class | " + " | ".join(str(k) for k in shots) + " |",
              "|---|" + "---|" * len(shots)]
+    accuracy = {(r["framework"], r["shots"], r["seed"]): r["test_accuracy"] for r in runs}
     for framework in FRAMEWORKS:
-        cells = []
-        for k in shots:
-            values = [r["test_accuracy"] for r in runs if r["framework"] == framework and r["shots"] == k]
-            if not values:  # a table still being filled
-                cells.append("–")
-                continue
-            spread = f" ± {statistics.stdev(values):.3f}" if len(values) > 1 else ""
-            cells.append(f"{statistics.mean(values):.3f}{spread}")
+        cells = [_cell([a for (f, n, _), a in accuracy.items() if f == framework and n == k]) for k in shots]
         lines.append(f"| {framework} | " + " | ".join(cells) + " |")
-    cells = []  # per seed, both frameworks trained on the same draw and batches: their difference
-    for k in shots:
-        accuracy = {(r["framework"], r["seed"]): r["test_accuracy"] for r in runs if r["shots"] == k}
-        paired = [accuracy[("fit_bit", s)] - accuracy[("timm", s)] for f, s in accuracy if f == "fit_bit"
-                  and ("timm", s) in accuracy]
-        if not paired:  # a table still being filled
-            cells.append("–")
-            continue
-        spread = f" ± {statistics.stdev(paired):.3f}" if len(paired) > 1 else ""
-        cells.append(f"{statistics.mean(paired):+.3f}".replace("-0.000", "+0.000") + spread)
+    # per seed, both frameworks trained on the same draw and batches: their difference
+    cells = [_cell([a - accuracy[("timm", n, s)] for (f, n, s), a in accuracy.items()
+                    if f == "fit_bit" and n == k and ("timm", n, s) in accuracy], signed=True) for k in shots]
     lines.append(f"| {PAIRED} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
